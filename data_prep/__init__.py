@@ -1,0 +1,1 @@
+"""Dataset preparation: raw videos + annotations → clean lists (see ``prepare``)."""

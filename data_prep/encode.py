@@ -1,0 +1,245 @@
+"""Check one video with PyAV, re-encode it to a fixed short side, verify the result with decord.
+
+Everything here runs inside a worker process, one video per call of :func:`process_video`,
+which never raises for a bad video: it returns a :class:`VideoResult` with ``status="broken"``
+and the reason, so one bad file never stops a 260k-video run.
+
+Re-encoding (decode → ``reformat(width, height)`` → libx264, no audio, same fps) is the one place
+that transcodes; :func:`videoglore.data.video.write_video` is for whole in-memory clips and would
+hold a full 10 s Kinetics clip in RAM, so we stream frame by frame instead. Short keyframe
+intervals matter because training reads one random clip per video: decord must decode from the
+keyframe before the clip start, so a 250-frame GOP costs up to 250 decoded frames per clip, an
+8-frame GOP at most 8.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from videoglore.errors import VideoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    reencode: bool = True
+    short_side: int = 256  # target length of the shorter side; never upscaled
+    keyframe_interval: int = 8  # frames between keyframes (GOP length)
+    crf: int = 23  # x264 constant rate factor (lower = better quality, bigger files)
+    preset: str = "veryfast"
+    threads: int = 1  # codec threads per worker; workers already use every core
+
+    def signature(self) -> dict:
+        """Fields that change the output file (a change means re-doing finished videos)."""
+        if not self.reencode:
+            return {"reencode": False}
+        sig = asdict(self)
+        sig.pop("threads")
+        return sig
+
+
+@dataclass(frozen=True)
+class VideoTask:
+    key: str  # ledger key, "videos/<split>/<class>/<name>.mp4"
+    source: str
+    output: str | None  # absolute output path when re-encoding
+    tmp_dir: str  # where partial outputs live until the atomic rename
+    settings: EncodeSettings
+
+
+@dataclass
+class VideoResult:
+    key: str
+    source: str
+    status: str  # "ok" or "broken"
+    reason: str = ""
+    num_frames: int = 0  # decord's count of the file the list points to
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    duration: float = 0.0  # seconds, as probed
+    seconds: float = 0.0  # processing time
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    duration: float
+
+
+def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the shorter side scaled to ``short_side``, never upscaled, both even
+    (yuv420p needs even sizes; odd sides round down)."""
+    scale = min(1.0, short_side / min(width, height))
+    out_w = max(2, int(round(width * scale / 2)) * 2)
+    out_h = max(2, int(round(height * scale / 2)) * 2)
+    if scale == 1.0:  # no resize: only drop the odd pixel, never grow
+        out_w, out_h = max(2, width - width % 2), max(2, height - height % 2)
+    return out_w, out_h
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Open with PyAV, require a video stream and one decodable frame; read count, fps, size.
+
+    Raises:
+        VideoError: naming the file and what is wrong with it.
+    """
+    import av
+
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else -1
+    if size < 0:
+        raise VideoError(f"{path}: file not found")
+    if size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise VideoError(f"{path}: no decodable frame")
+            width, height = first.width, first.height
+            count = stream.frames
+            if count <= 0:  # webm/mkv headers carry no frame count: count packets (no decode)
+                container.seek(0)
+                count = sum(1 for p in container.demux(stream) if p.size)
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            else:
+                duration = count / float(rate)
+    except VideoError:
+        raise
+    except Exception as exc:  # PyAV raises many FFmpeg error types; all mean "unreadable"
+        reason = getattr(exc, "strerror", None) or _first_line(exc)  # FFmpeg errors: no path
+        raise VideoError(f"{path}: cannot open or decode ({reason})") from None
+    return VideoInfo(count, float(rate), width, height, duration)
+
+
+def transcode_video(
+    source: str | Path, output: str | Path, tmp_dir: str | Path, settings: EncodeSettings
+) -> int:
+    """Re-encode ``source`` to H.264 at ``settings.short_side``; returns frames written.
+
+    The file appears at ``output`` only when complete (written in ``tmp_dir``, then renamed).
+    A decode error part-way keeps the frames decoded so far (a truncated download still yields
+    a usable clip); a file with no decodable frame raises VideoError.
+    """
+    import av
+    from av.video.frame import PictureType
+
+    source, output = Path(source), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tmp_dir) / f"{os.getpid()}_{time.monotonic_ns()}.mp4"
+    written = 0
+    try:
+        with av.open(str(source)) as src, av.open(str(tmp), mode="w", format="mp4") as dst:
+            in_stream = src.streams.video[0]
+            in_stream.thread_count = settings.threads
+            rate = in_stream.average_rate or in_stream.guessed_rate or Fraction(25)
+            rate = Fraction(rate).limit_denominator(1001)
+            out = None
+            frames = src.decode(in_stream)
+            while True:
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    break
+                except Exception as exc:  # truncated/corrupt data: keep what we have
+                    if written == 0:
+                        reason = getattr(exc, "strerror", None) or _first_line(exc)
+                        raise VideoError(f"{source}: cannot decode ({reason})") from None
+                    log.warning(
+                        "%s: decode stopped after %d frames (%s)", source, written, _first_line(exc)
+                    )
+                    break
+                if out is None:
+                    out = _add_h264_stream(dst, rate, frame.width, frame.height, settings)
+                image = frame.reformat(
+                    width=out.width, height=out.height, format="yuv420p", interpolation="AREA"
+                )
+                image.pts, image.time_base = written, out.codec_context.time_base
+                image.pict_type = PictureType.NONE  # the source's I/P choice must not force ours
+                dst.mux(out.encode(image))
+                written += 1
+            if out is None:
+                raise VideoError(f"{source}: no decodable frame")
+            dst.mux(out.encode())
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)  # no-op after the rename; removes partial files otherwise
+    return written
+
+
+def _add_h264_stream(container, rate: Fraction, width: int, height: int, settings: EncodeSettings):
+    out_w, out_h = output_size(width, height, settings.short_side)
+    stream = container.add_stream("libx264", rate=rate)
+    stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
+    stream.codec_context.time_base = 1 / rate
+    stream.codec_context.thread_count = settings.threads
+    k = settings.keyframe_interval
+    stream.codec_context.gop_size = k
+    # A keyframe exactly every k frames: no scene-cut keyframes, no B-frames (decord seeks to the
+    # previous keyframe, so a fixed GOP bounds the cost of every random clip).
+    stream.options = {
+        "crf": str(settings.crf),
+        "preset": settings.preset,
+        "bf": "0",
+        "x264-params": f"keyint={k}:min-keyint={k}:scenecut=0",
+    }
+    return stream
+
+
+def check_with_decord(path: str | Path) -> int:
+    """Open with decord (the loader's reader) and decode its first and last frame; return
+    decord's frame count, which is the count the loader will sample from."""
+    from videoglore.data.video import open_video, read_frames
+
+    reader = open_video(path)
+    count = len(reader)
+    read_frames(path, [0, count - 1], reader=reader)
+    return count
+
+
+def process_video(task: VideoTask) -> VideoResult:
+    """Probe → (re-encode) → verify one video; never raises for a bad video."""
+    start = time.perf_counter()
+    result = VideoResult(task.key, task.source, "broken")
+    try:
+        info = probe_video(task.source)
+        result.fps, result.duration = info.fps, info.duration
+        result.width, result.height = info.width, info.height
+        target = task.source
+        if task.settings.reencode:
+            transcode_video(task.source, task.output, task.tmp_dir, task.settings)
+            target = task.output
+            result.width, result.height = output_size(
+                info.width, info.height, task.settings.short_side
+            )
+        result.num_frames = check_with_decord(target)
+        result.status = "ok"
+    except VideoError as exc:
+        result.reason = str(exc).replace(f"{task.source}: ", "").replace(f"{task.output}: ", "")
+    except Exception as exc:  # anything unexpected is still a per-video failure
+        log.exception("%s: unexpected error", task.source)
+        result.reason = f"unexpected error ({type(exc).__name__}: {_first_line(exc)})"
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

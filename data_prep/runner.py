@@ -1,0 +1,131 @@
+"""Run the per-video work in parallel and remember what is finished (resume after Ctrl-C).
+
+``run_tasks`` feeds :func:`data_prep.encode.process_video` to a process pool and yields results
+as they finish; ``ResultLedger`` appends each result to ``OUT/.prepare/results.jsonl`` at once,
+so a second run only does the videos whose result is missing or stale (source file changed,
+encode settings changed, output file gone).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+from dataclasses import asdict
+from pathlib import Path
+
+from data_prep.encode import VideoResult, VideoTask, process_video
+
+
+def run_tasks(tasks: list[VideoTask], workers: int | None, progress: bool):
+    """Yield results as they finish; worker processes, or this process when workers == 1."""
+    from tqdm import tqdm
+
+    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    with tqdm(
+        total=len(tasks),
+        unit="video",
+        desc="prepare",
+        disable=not progress,
+        smoothing=0.05,
+        dynamic_ncols=True,
+    ) as bar:
+        if workers <= 1:
+            for task in tasks:
+                yield process_video(task)
+                bar.update()
+            return
+        pool = _worker_context().Pool(workers, initializer=_ignore_sigint)
+        try:
+            for result in pool.imap_unordered(process_video, tasks, chunksize=1):
+                yield result
+                bar.update()
+            pool.close()
+        except BaseException:
+            pool.terminate()  # Ctrl-C: stop workers now; their temp files are removed after
+            raise
+        finally:
+            pool.join()
+
+
+def _worker_context():
+    """forkserver where available: workers start clean (no inherited threads, CUDA or decoder
+    state, unlike fork) and fast (forked from a server that imported the codecs once, unlike
+    spawn, which re-imports torch in every worker through ``videoglore.data``)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["data_prep.encode", "videoglore.data.video"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C is handled by the main process alone, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class ResultLedger:
+    """Append-only JSON-lines record of finished videos (one line per video, flushed at once;
+    a line cut by Ctrl-C is ignored when read back)."""
+
+    def __init__(self, path: Path, signature: dict):
+        self.path, self.signature = path, signature
+        self.records: dict[str, dict] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                    self.records[record["key"]] = record
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+        self.file = None
+
+    def finished(self, task: VideoTask) -> VideoResult | None:
+        """The earlier result for ``task`` if nothing it depends on has changed: same encode
+        settings, same source size and mtime (the root may have moved), output still there."""
+        record = self.records.get(task.key)
+        if record is None or record.get("settings") != self.signature:
+            return None
+        st = os.stat(task.source)
+        if (record["source_size"], record["source_mtime_ns"]) != (st.st_size, st.st_mtime_ns):
+            return None
+        if record["status"] == "ok" and task.output is not None:
+            try:
+                if os.stat(task.output).st_size != record.get("output_size"):
+                    return None
+            except OSError:
+                return None
+        fields = {k: record[k] for k in VideoResult.__dataclass_fields__}
+        return VideoResult(**(fields | {"source": task.source}))
+
+    def append(self, result: VideoResult) -> None:
+        st = os.stat(result.source)
+        record = asdict(result) | {
+            "settings": self.signature,
+            "source_size": st.st_size,
+            "source_mtime_ns": st.st_mtime_ns,
+        }
+        output = None
+        if result.status == "ok" and self.signature.get("reencode"):
+            output = self.path.parent.parent / result.key
+            record["output_size"] = output.stat().st_size
+        self.records[result.key] = record
+        if self.file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = self.path.open("a", encoding="utf-8")
+        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def compact(self, keys: set[str]) -> None:
+        """Rewrite atomically with one line per current video (drops superseded lines)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for key in sorted(keys & set(self.records)):
+                f.write(json.dumps(self.records[key], ensure_ascii=False) + "\n")
+        os.replace(tmp, self.path)

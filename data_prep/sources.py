@@ -1,0 +1,287 @@
+"""Read the three kinds of input and locate each video on disk.
+
+Inputs (any mix; every one yields :class:`VideoEntry` objects)::
+
+    Kinetics CSV  label,youtube_id,time_start,time_end,split[,is_cc]  + a video root
+    plain list    relative/path label           (label = class name or index)
+                  id label relative/path        (list format released with the GloRe code)
+    folder tree   DIR/<class>/**/<video>
+
+For the CSV, clips are found by file name (``{youtube_id}_{start:06d}_{end:06d}.{ext}``, else
+``{youtube_id}.{ext}``) anywhere under the root, because downloaders lay folders out differently
+(label folders with spaces or underscores, split folders, flat). The root is walked once with
+``os.scandir`` into a dict keyed by file stem, so 260k files cost one directory walk, not 260k
+globs. Ids are never split on ``_`` or ``-``: YouTube ids contain both and may start with ``-``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from videoglore.errors import DataError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov", "m4v", "flv", "3gp", "mpg", "mpeg")
+KINETICS400 = "kinetics400"  # --classes keyword for the bundled standard class list
+_SPLIT_ALIASES = {"validate": "val", "validation": "val", "valid": "val", "training": "train"}
+_CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One annotated video before checking: where it should be and what it shows."""
+
+    split: str  # "train", "val", ...
+    key: str  # how the input names it (clip id, list path, folder path); used in skipped.csv
+    label: str | int  # class name, or an index into the class list (index-labelled lists)
+    source: Path | None  # the file found on disk; None when missing
+    name: str  # output file stem, e.g. "{youtube_id}_{start:06d}_{end:06d}"
+
+
+def normalize_split(split: str) -> str:
+    split = split.strip().lower()
+    return _SPLIT_ALIASES.get(split, split)
+
+
+def label_key(name: str) -> str:
+    """Spelling-insensitive class key: 'Air_Drumming' and 'air drumming' are the same class."""
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+def class_folder(name: str) -> str:
+    """Folder name for a class: spaces → underscores (as in the released lists), no slashes."""
+    return re.sub(r"[\s/\\]+", "_", name.strip())
+
+
+def parse_split_path(text: str) -> tuple[str, str]:
+    """Parse a ``SPLIT=PATH`` command-line value."""
+    split, sep, path = text.partition("=")
+    if not sep or not split or not path:
+        raise DataError(f"expected SPLIT=PATH (e.g. train=lists/train.txt), got {text!r}")
+    return normalize_split(split), path
+
+
+# --------------------------------------------------------------------------- class names
+
+
+def load_class_names(spec: str) -> list[str]:
+    """Class names from ``kinetics400`` (bundled list), a JSON list, or a text file (one a line)."""
+    if spec == KINETICS400:
+        text = resources.files("videoglore").joinpath("resources/kinetics400_classes.txt")
+        return text.read_text().splitlines()
+    path = Path(spec)
+    if not path.is_file():
+        raise DataError(f"{path}: class file not found (give a .txt/.json file or 'kinetics400')")
+    if path.suffix == ".json":
+        from videoglore.data.lists import read_classes
+
+        return read_classes(path)
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(set(names)) != len(names):
+        raise DataError(f"{path}: class names are not unique")
+    return names
+
+
+def canonical_names(names: set[str], known: list[str] | None) -> dict[str, str]:
+    """Map label spellings found in the input to class names.
+
+    With ``known`` (from ``--classes``) each spelling is matched ignoring case and ``_`` vs space.
+    Without it, spellings that all match Kinetics-400 class folders (``air_drumming``) take the
+    official spelling (``air drumming``) so lists prepared from CSVs and from folders agree;
+    anything else is kept as written.
+    """
+    candidates = [known] if known is not None else [load_class_names(KINETICS400), None]
+    for reference in candidates:
+        if reference is None:
+            return {n: n for n in names}
+        by_key = {label_key(n): n for n in reference}
+        mapping = {n: by_key.get(label_key(n)) for n in names}
+        unknown = sorted(n for n, m in mapping.items() if m is None)
+        if not unknown:
+            return mapping
+        if known is not None:
+            shown = ", ".join(repr(n) for n in unknown[:5])
+            raise DataError(
+                f"{len(unknown)} label(s) are not in the class list given with --classes: "
+                f"{shown}{' ...' if len(unknown) > 5 else ''}"
+            )
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------- file index
+
+
+def index_video_root(
+    root: str | Path, extensions=VIDEO_EXTENSIONS, exclude: Path | None = None
+) -> dict[str, list[Path]]:
+    """Walk ``root`` once and return {file stem: [paths]} for files with a video extension.
+
+    Hidden entries and ``exclude`` (the output folder, so our own outputs are never picked up)
+    are skipped. Symlinked files are indexed, symlinked folders are not followed (no cycles).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: video root is not a folder")
+    suffixes = {"." + e.lower().lstrip(".") for e in extensions}
+    exclude_str = os.path.realpath(exclude) if exclude is not None else None
+    index: dict[str, list[Path]] = {}
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            it = os.scandir(folder)
+        except OSError as exc:
+            log.warning("cannot list %s: %s", folder, exc)
+            continue
+        with it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if exclude_str is None or os.path.realpath(entry.path) != exclude_str:
+                        stack.append(entry.path)
+                    continue
+                stem, ext = os.path.splitext(entry.name)
+                if ext.lower() in suffixes:
+                    index.setdefault(stem, []).append(Path(entry.path))
+    return index
+
+
+def _pick(candidates: list[Path], label: str, extensions) -> Path:
+    """Choose among files sharing a stem: a path under a folder named like the label, then the
+    preferred extension, then the lexically first path (deterministic)."""
+    if len(candidates) == 1:
+        return candidates[0]
+    want = label_key(label)
+    rank = {"." + e.lower().lstrip("."): i for i, e in enumerate(extensions)}
+
+    def order(p: Path):
+        in_label = any(label_key(part) == want for part in p.parts[:-1])
+        return (not in_label, rank.get(p.suffix.lower(), len(rank)), str(p))
+
+    return min(candidates, key=order)
+
+
+# --------------------------------------------------------------------------- Kinetics CSV
+
+
+def read_kinetics_csv(
+    path: str | Path, index: dict[str, list[Path]], extensions=VIDEO_EXTENSIONS
+) -> list[VideoEntry]:
+    """Read an official Kinetics annotation CSV and locate each clip in ``index``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: annotation CSV not found")
+    entries = []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = set(_CSV_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise DataError(
+                f"{path}: not a Kinetics annotation CSV, missing columns {sorted(missing)} "
+                f"(expected {','.join(_CSV_COLUMNS)}[,is_cc]; unlabelled test CSVs cannot be "
+                "prepared)"
+            )
+        for line, row in enumerate(reader, start=2):
+            try:
+                youtube_id = row["youtube_id"].strip()
+                start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+                label, split = row["label"].strip(), normalize_split(row["split"])
+            except (AttributeError, TypeError, ValueError):
+                raise DataError(f"{path}:{line}: malformed row {row}") from None
+            if not youtube_id or not label:
+                raise DataError(f"{path}:{line}: empty youtube_id or label")
+            clip = f"{youtube_id}_{start:06d}_{end:06d}"
+            found = index.get(clip) or index.get(youtube_id)
+            source = _pick(found, label, extensions) if found else None
+            entries.append(VideoEntry(split, clip, label, source, clip))
+    return entries
+
+
+# --------------------------------------------------------------------------- plain lists
+
+_INT = re.compile(r"^\d+$")
+
+
+def _split_list_line(line: str, path_re: re.Pattern) -> tuple[str, str]:
+    """(relative path, label text) from one list line; see :func:`read_video_list_file`."""
+    if "\t" in line:
+        fields = [f.strip() for f in line.split("\t") if f.strip()]
+        if len(fields) == 3 and _INT.match(fields[0]) and _INT.match(fields[1]):
+            return fields[2], fields[1]
+        if len(fields) == 2:
+            return fields[0], fields[1]
+    tokens = line.split()
+    if len(tokens) >= 3 and _INT.match(tokens[0]) and _INT.match(tokens[1]):
+        # released GloRe format: "id label relative/path" (the path may hold spaces)
+        return line.split(None, 2)[2].strip(), tokens[1]
+    match = path_re.match(line)
+    if match:
+        return match.group("path"), match.group("label").strip()
+    if len(tokens) < 2:
+        raise ValueError("expected 'relative/path label' or 'id label relative/path'")
+    path, label = line.rsplit(None, 1)
+    return path.strip(), label
+
+
+def read_video_list_file(
+    path: str | Path, split: str, root: str | Path | None = None, extensions=VIDEO_EXTENSIONS
+) -> list[VideoEntry]:
+    """Read a plain list; paths are relative to ``root`` (default: the list's folder).
+
+    Accepted lines: ``relative/path label`` (label = class name, may contain spaces, or index)
+    and the released GloRe format ``id label relative/path``; tab-separated columns also work.
+    Index labels stay ints here and are named later (see :func:`canonical_names`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: list file not found")
+    base = Path(root) if root else path.parent
+    exts = "|".join(re.escape(e.lstrip(".")) for e in extensions)
+    path_re = re.compile(rf"^(?P<path>.+?\.(?:{exts}))\s+(?P<label>\S.*)$", re.IGNORECASE)
+    entries = []
+    with path.open(encoding="utf-8") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                rel, label = _split_list_line(line, path_re)
+            except ValueError as exc:
+                raise DataError(f"{path}:{number}: {exc}: {line!r}") from None
+            source = base / rel
+            found = source if source.is_file() else None
+            name = Path(rel).stem
+            entries.append(
+                VideoEntry(split, rel, int(label) if _INT.match(label) else label, found, name)
+            )
+    return entries
+
+
+# --------------------------------------------------------------------------- folder per class
+
+
+def read_class_folders(
+    folder: str | Path, split: str, extensions=VIDEO_EXTENSIONS
+) -> list[VideoEntry]:
+    """``folder/<class>/**/<video>``: one class per sub-folder, videos found recursively."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: class folder tree not found")
+    entries = []
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name[0] != "."):
+        index = index_video_root(class_dir, extensions)
+        for stem in sorted(index):
+            for source in sorted(index[stem]):
+                rel = source.relative_to(folder).as_posix()
+                entries.append(VideoEntry(split, rel, class_dir.name, source, stem))
+    if not entries:
+        raise DataError(f"{folder}: no videos found in class sub-folders ({folder}/<class>/...)")
+    return entries

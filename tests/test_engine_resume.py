@@ -1,0 +1,131 @@
+"""Checkpoints: atomic files, fallback past a corrupt one, and exact resume (also after SIGKILL)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_config, tiny_config_dict
+
+from videoglore.config import load_config
+from videoglore.engine import checkpoint as ckpt
+from videoglore.engine.run_log import read_log
+from videoglore.engine.trainer import train
+from videoglore.errors import CheckpointError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return ckpt.load_checkpoint(path)["model"]
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), f"{key} differs between {a} and {b}"
+
+
+def test_atomic_save_and_corrupt_file_is_reported(tmp_path):
+    path = ckpt.save_checkpoint({"model": {"w": torch.ones(3)}, "epoch": 1}, tmp_path / "a.pt")
+    assert ckpt.load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]  # no temp file left
+    path.write_bytes(path.read_bytes()[:50])  # torn write
+    with pytest.raises(CheckpointError, match="a.pt: cannot read checkpoint"):
+        ckpt.load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="not found"):
+        ckpt.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_order_puts_mid_epoch_files_between_epochs(tmp_path):
+    names = [
+        "epoch_0001.pt",
+        "epoch_0001_iter_00000006.pt",
+        "epoch_0000_iter_00000002.pt",
+        "epoch_0002.pt",
+        "best.pt",
+    ]
+    for name in names:
+        ckpt.save_checkpoint({"model": {}}, tmp_path / "checkpoints" / name)
+    order = [p.name for p in ckpt.training_checkpoints(tmp_path)]
+    assert order == [
+        "epoch_0000_iter_00000002.pt",
+        "epoch_0001.pt",
+        "epoch_0001_iter_00000006.pt",
+        "epoch_0002.pt",
+    ]
+    ckpt.prune_checkpoints(tmp_path, keep_last=2)
+    assert [p.name for p in ckpt.training_checkpoints(tmp_path)] == names[1:4:2]
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()
+
+
+def test_corrupt_newest_checkpoint_falls_back_and_resumes_exactly(tiny_videos, tmp_path, caplog):
+    extra = {"epochs": 2, "ckpt_every_iters": 3, "keep_last": 10}
+    train(tiny_config(tiny_videos, tmp_path / "straight", train=extra))
+    run = tmp_path / "stopped"
+    cfg = tiny_config(tiny_videos, run, train=extra)
+    train(cfg)
+    # Pretend the process died while writing epoch 2: its file is torn. The newest readable one
+    # is the mid-epoch checkpoint after iteration 6 (epoch 2, batch 2 of 4).
+    final = run / "checkpoints" / "epoch_0002.pt"
+    final.write_bytes(final.read_bytes()[:1000])
+    (run / "checkpoints" / "best.pt").unlink()
+    result = train(cfg)
+    assert "skipping unreadable checkpoint" in caplog.text and "epoch_0002.pt" in caplog.text
+    starts = [r for r in read_log(run / "log.jsonl") if r["kind"] == "start"]
+    assert [s["step"] for s in starts] == [0, 6]
+    assert result["iteration"] == 8
+    _assert_same_weights(tmp_path / "straight" / "checkpoints" / "epoch_0002.pt", final)
+    straight = [r for r in read_log(tmp_path / "straight" / "log.jsonl") if r["kind"] == "epoch"]
+    resumed = [r for r in read_log(run / "log.jsonl") if r["kind"] == "epoch"]
+    assert resumed[-1]["train_loss"] == pytest.approx(straight[-1]["train_loss"], rel=1e-6)
+
+
+def _start_training(config: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _write_config(tiny_videos, out_dir: Path, path: Path) -> Path:
+    raw = tiny_config_dict(tiny_videos, out_dir)
+    raw["train"].update({"epochs": 4, "ckpt_every_iters": 2, "keep_last": 20, "val_every": 0})
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_sigkill_mid_epoch_then_rerun_gives_the_same_weights(tiny_videos, tmp_path):
+    killed_cfg = _write_config(tiny_videos, tmp_path / "b", tmp_path / "b.yaml")
+    proc = _start_training(killed_cfg)
+    first_mid_epoch = tmp_path / "b" / "checkpoints" / "epoch_0001_iter_00000006.pt"
+    deadline = time.time() + 120
+    while not first_mid_epoch.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "training ended before it could be killed:\n" + proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(r["step"] for r in read_log(tmp_path / "b" / "log.jsonl"))
+    assert killed_at < 16, "killed too late to test a resume"
+    # the uninterrupted reference runs in this process (same code, same single thread)
+    train(load_config(_write_config(tiny_videos, tmp_path / "a", tmp_path / "a.yaml")))
+    rerun = _start_training(killed_cfg)
+    out, _ = rerun.communicate(timeout=180)
+    assert rerun.returncode == 0, out
+    starts = [r for r in read_log(tmp_path / "b" / "log.jsonl") if r["kind"] == "start"]
+    assert len(starts) == 2 and 6 <= starts[1]["step"] < 16
+    _assert_same_weights(
+        tmp_path / "a" / "checkpoints" / "epoch_0004.pt",
+        tmp_path / "b" / "checkpoints" / "epoch_0004.pt",
+    )

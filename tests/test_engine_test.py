@@ -1,0 +1,135 @@
+"""Tester: aggregation and metrics by hand, the output files, bad videos, predict."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+from videoglore.config import config_to_dict
+from videoglore.data import build_dataset, normalize
+from videoglore.data.lists import VideoRecord, read_video_list, write_video_list
+from videoglore.engine import tester
+from videoglore.engine.checkpoint import save_checkpoint
+from videoglore.engine.metrics import (
+    aggregate_views,
+    confusion_matrix,
+    mean_class_accuracy,
+    top_confused_pairs,
+    topk_accuracy,
+)
+from videoglore.errors import VideoError
+from videoglore.models import build_model
+
+
+def test_aggregate_views_by_hand():
+    logits = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]], [[0.0, 0.0, 3.0], [0.0, 0.0, 1.0]]])
+    expected = []
+    for video in logits.tolist():
+        probs = [[math.exp(v) / sum(math.exp(u) for u in view) for v in view] for view in video]
+        expected.append([(a + b) / 2 for a, b in zip(*probs, strict=True)])
+    got = aggregate_views(logits, "softmax")
+    assert torch.allclose(got, torch.tensor(expected), atol=1e-6)
+    assert torch.allclose(got.sum(dim=1), torch.ones(2))
+    assert torch.equal(aggregate_views(logits, "logits"), torch.tensor([[0.5, 1, 0], [0, 0, 2]]))
+    # softmax vs logits averaging can disagree: view scores (0, 2) vs (1.5, 1.5) style cases
+    with pytest.raises(ValueError, match="softmax"):
+        aggregate_views(logits, "max")
+
+
+def test_accuracy_metrics_by_hand():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    labels = torch.tensor([1, 1, 0, 0])
+    assert topk_accuracy(scores, labels, 1) == pytest.approx(2 / 4)
+    assert topk_accuracy(scores, labels, 2) == pytest.approx(3 / 4)
+    assert topk_accuracy(scores, labels, 5) == 1.0  # k capped at the number of classes
+    preds = scores.argmax(1).numpy()  # [1, 0, 2, 0]
+    # class 0: 1 of 2 right, class 1: 1 of 2 right; class 2 absent → mean of 0.5 and 0.5
+    assert mean_class_accuracy(preds, labels.numpy(), 3) == pytest.approx(0.5)
+    assert mean_class_accuracy(np.array([0, 0, 0]), np.array([0, 0, 1]), 2) == pytest.approx(0.5)
+    matrix = confusion_matrix(np.array([1, 1, 2, 0, 1]), np.array([0, 0, 0, 0, 2]), 3)
+    assert top_confused_pairs(matrix, 5) == [(0, 1, 2), (2, 1, 1), (0, 2, 1)]
+
+
+@pytest.fixture
+def tested_run(tiny_videos, tmp_path):
+    """A run dir with a (randomly initialised) checkpoint and a val list with one broken file."""
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 10)
+    records = read_video_list(tiny_videos["val"])
+    records.insert(1, VideoRecord(str(broken), 1, "class_1", 16, 25.0, 32, 32))
+    val = tmp_path / "val_with_broken.csv"
+    write_video_list(val, records)
+    cfg = tiny_config(
+        tiny_videos,
+        tmp_path / "run",
+        data={"val_list": str(val)},
+        test={
+            "num_clips": 2,
+            "num_crops": 3,
+            "batch_size": 2,
+            "save_scores": True,
+            "max_views_per_forward": 4,
+        },
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    state = {
+        "model": model.state_dict(),
+        "config": config_to_dict(cfg),
+        "classes": ["class_0", "class_1"],
+        "epoch": 1,
+        "iteration": 4,
+    }
+    save_checkpoint(state, tmp_path / "run" / "checkpoints" / "epoch_0001.pt")
+    return cfg, model.eval(), records, broken
+
+
+def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
+    cfg, model, records, broken = tested_run
+    metrics = tester.test(cfg)
+    run = tmp_path / "run"
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk["num_videos"] == metrics["num_videos"] == 4
+    assert on_disk["num_skipped"] == 1 and on_disk["skipped"] == [str(broken)]
+    for key in ("video_top1", "video_top5", "mean_class_accuracy", "clip_top1", "clip_top5"):
+        assert 0.0 <= on_disk[key] <= 1.0
+    assert on_disk["video_top5"] == 1.0  # 2 classes
+    with open(run / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["video"] for r in rows] == [r.path for r in records if r.path != str(broken)]
+    assert all(r["top1"] in ("class_0", "class_1") and "top2" in r for r in rows)
+    scores = np.load(run / "scores.npy")
+    order = (run / "scores_order.txt").read_text().splitlines()
+    assert scores.shape == (4, 2) and order == [r["video"] for r in rows]
+    # video-level scores equal the hand computation: softmax of every view, averaged
+    dataset = build_dataset(cfg, "test")
+    for i, path in enumerate(order):
+        index = [r.path for r in records].index(path)
+        views, label, _ = dataset[index]  # (6, 3, T, S, S): 2 clips × 3 crops
+        assert views.shape[0] == 6
+        with torch.no_grad():
+            logits = model(normalize(views, cfg.data.normalization))
+        expected = logits.softmax(dim=1).mean(dim=0)
+        assert np.allclose(scores[i], expected.numpy(), atol=1e-5)
+        top1 = "class_0" if scores[i, 0] >= scores[i, 1] else "class_1"
+        assert rows[i]["top1"] == top1
+        assert float(rows[i]["p1"]) == pytest.approx(scores[i].max(), abs=1e-4)
+    assert (run / "confusion.png").stat().st_size > 1000
+
+
+def test_predict_top_labels_and_bad_file(tested_run, tiny_videos, tmp_path):
+    _, _, records, broken = tested_run
+    ckpt_path = str(tmp_path / "run" / "checkpoints" / "epoch_0001.pt")
+    videos = [records[0].path, records[2].path]
+    out = tester.predict(videos, ckpt_path, topk=5, device="cpu")
+    assert [v for v, _ in out] == videos
+    for _, labels in out:
+        assert sorted(name for name, _ in labels) == ["class_0", "class_1"]  # k capped at 2
+        probs = [p for _, p in labels]
+        assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(VideoError, match="broken.mp4"):
+        tester.predict([videos[0], str(broken)], ckpt_path, topk=1, device="cpu")

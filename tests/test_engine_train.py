@@ -1,0 +1,127 @@
+"""Trainer: recipe pieces by hand, a short run lowers the loss and writes every run file, errors."""
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import tiny_config
+from torch import nn
+
+from videoglore.config import TrainConfig, load_config
+from videoglore.engine import checkpoint as ckpt
+from videoglore.engine import trainer as trainer_module
+from videoglore.engine.optim import build_optimizer, lr_multiplier, scaled_lr
+from videoglore.engine.run_log import read_log
+from videoglore.engine.trainer import train
+from videoglore.errors import TrainingError
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 1)
+        self.bn = nn.BatchNorm3d(4)
+        self.fc = nn.Linear(4, 2)
+
+
+def test_optimizer_no_decay_on_biases_and_optionally_norms():
+    net = _Net()
+    opt = build_optimizer(net, TrainConfig(lr=0.04, lr_batch=512), global_batch=64)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.04 * 64 / 512)
+    assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    assert opt.param_groups[0]["weight_decay"] == 1e-4
+    assert opt.param_groups[1]["weight_decay"] == 0.0
+    assert decayed == {id(net.conv.weight), id(net.bn.weight), id(net.fc.weight)}
+    opt = build_optimizer(net, TrainConfig(weight_decay_norm=False), global_batch=8)
+    assert {id(p) for p in opt.param_groups[0]["params"]} == {
+        id(net.conv.weight),
+        id(net.fc.weight),
+    }
+    assert scaled_lr(TrainConfig(lr=0.1, lr_batch=256), 512) == pytest.approx(0.2)
+
+
+def test_lr_schedule_warmup_then_steps_and_cosine():
+    cfg = TrainConfig(warmup_epochs=2.0, warmup_factor=0.1, lr_steps=[4.0, 6.0], lr_factor=0.1)
+    ipe = 10  # iterations per epoch
+    assert lr_multiplier(0, ipe, cfg) == pytest.approx(0.1)  # starts at lr/10 (official)
+    assert lr_multiplier(10, ipe, cfg) == pytest.approx(0.1 + 0.9 * 0.5)  # half way
+    assert lr_multiplier(20, ipe, cfg) == pytest.approx(1.0)
+    assert lr_multiplier(39, ipe, cfg) == pytest.approx(1.0)
+    assert lr_multiplier(40, ipe, cfg) == pytest.approx(0.1)
+    assert lr_multiplier(60, ipe, cfg) == pytest.approx(0.01)
+    cos = TrainConfig(schedule="cosine", epochs=10, warmup_epochs=0.0)
+    assert lr_multiplier(0, ipe, cos) == pytest.approx(1.0)
+    assert lr_multiplier(50, ipe, cos) == pytest.approx(0.5)
+    assert lr_multiplier(100, ipe, cos) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_official_recipe_defaults_in_the_k400_configs():
+    for name in ("k400_r50_glore_8x8", "k400_r101_glore_8x8", "k400_mfnet_glore_16x8"):
+        cfg = load_config(f"configs/{name}.yaml")
+        assert cfg.train.nesterov and cfg.train.momentum == 0.9 and cfg.train.weight_decay == 1e-4
+        assert cfg.test.num_clips == 10 and cfg.test.num_crops == 3
+    r50 = load_config("configs/k400_r50_glore_8x8.yaml")
+    assert (r50.train.lr, r50.train.lr_batch, r50.train.lr_steps) == (0.04, 512, [45, 65, 85])
+    assert (r50.data.num_frames, r50.data.frame_interval, r50.model.depth) == (8, 8, 50)
+    assert load_config("configs/k400_mfnet_glore_16x8.yaml").data.num_frames == 16
+
+
+def test_training_lowers_loss_and_writes_run_files(tiny_videos, tmp_path):
+    cfg = tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 5, "keep_last": 2})
+    result = train(cfg)
+    assert result["rank"] == 0 and result["epoch"] == 5 and result["iteration"] == 20
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3, 4, 5]
+    assert epochs[-1]["train_loss"] < 0.5 * epochs[0]["train_loss"]
+    assert all(0.0 <= r["val_top1"] <= 1.0 for r in epochs)
+    steps = [r for r in records if r["kind"] == "train_step"]
+    assert [r["step"] for r in steps] == list(range(1, 21))
+    assert all(r["lr"] == pytest.approx(0.02) and r["clips_per_s"] > 0 for r in steps)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "curves.png", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())
+    # keep_last=2: only the two newest epoch checkpoints remain besides best.pt
+    assert [p.name for p in ckpt.training_checkpoints(run)] == ["epoch_0004.pt", "epoch_0005.pt"]
+    state = ckpt.load_checkpoint(run / "checkpoints" / "epoch_0005.pt")
+    assert state["epoch"] == 5 and state["iteration"] == 20
+    assert state["classes"] == ["class_0", "class_1"]
+    assert state["config"]["model"]["width"] == 0.0625
+    assert not any(k.startswith("module.") for k in state["model"])
+    for key in ("optimizer", "scheduler", "scaler", "rng", "best_acc"):
+        assert key in state
+    # a finished run is not trained again
+    again = train(cfg)
+    assert again["iteration"] == 20
+    assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["kind"] == "start"
+
+
+def test_nan_loss_stops_naming_the_iteration(tiny_videos, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = trainer_module.normalize
+
+    def poisoned(batch, kind="official"):
+        calls["n"] += 1
+        out = real(batch, kind)
+        return out * math.nan if calls["n"] == 3 else out
+
+    monkeypatch.setattr(trainer_module, "normalize", poisoned)
+    cfg = tiny_config(tiny_videos, tmp_path / "run", train={"ckpt_every_iters": 2})
+    with pytest.raises(TrainingError, match=r"loss is nan at iteration 3 \(epoch 1\)") as info:
+        train(cfg)
+    assert "epoch_0000_iter_00000002.pt" in str(info.value)
+    kept = ckpt.training_checkpoints(tmp_path / "run")
+    assert [p.name for p in kept] == ["epoch_0000_iter_00000002.pt"]
+    assert ckpt.load_checkpoint(kept[0])["iteration"] == 2
+
+
+def test_out_of_memory_becomes_advice(tiny_videos, tmp_path, monkeypatch):
+    def no_memory(batch, kind="official"):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer_module, "normalize", no_memory)
+    with pytest.raises(TrainingError, match="out of GPU memory at iteration 1.*batch_size"):
+        train(tiny_config(tiny_videos, tmp_path / "run"))

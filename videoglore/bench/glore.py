@@ -1,0 +1,445 @@
+"""Does GloRe help? The same small 3D ResNet with and without GloRe units on relational videos.
+
+The paper (Chen et al., CVPR 2019, §1, §3) claims that GloRe units let a 3D CNN relate regions far
+apart in space and time. ``data_prep.relational`` writes videos whose labels are exactly such
+relations (toward/away, in/out of phase, which object moves first, same/different shape), so
+any gain must come from relating distant things. Flow (the normal code path, nothing special)::
+
+    write_relational_videos ─▶ data_prep.prepare (folder-per-class) ─▶ train.csv, val.csv
+      for variant in (r50, r50_glore, r50_wide) × seed:
+        engine.trainer.train(cfg) ─▶ log.jsonl (val top-1 per epoch, timestamps)
+        engine.tester.test(cfg, last checkpoint) ─▶ metrics.json, predictions.csv
+    ─▶ results.json, results.md (mean ± std video top-1, per relation, params, GFLOPs, time),
+       val_vs_time.png
+
+``r50_wide`` is a plain R50 whose width is chosen so that its GFLOPs match ``r50_glore``: the
+control for "GloRe helps only because it adds compute". The tester scores the *last* checkpoint
+(not the best on validation) because the validation videos are also the test videos here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.relational import RELATIONS, RelationalOptions, write_relational_videos
+from videoglore.config import Config, ModelConfig
+
+HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, <= 15 min)"
+log = logging.getLogger(__name__)
+
+# Sizes: default <= 15 min and --quick <= 3 min on 2 shared CPU cores (see the README section).
+PRESETS = {
+    "default": dict(
+        videos_per_class=24, val_videos_per_class=8, num_frames=16, size=56, epochs=12, seeds=3
+    ),
+    "quick": dict(
+        videos_per_class=8, val_videos_per_class=4, num_frames=16, size=32, epochs=3, seeds=1
+    ),
+}
+VARIANTS = ("r50", "r50_glore", "r50_wide")
+
+
+@dataclasses.dataclass
+class BenchSetup:
+    """Everything a benchmark run depends on (stored in results.json)."""
+
+    relations: tuple[str, ...]
+    videos_per_class: int
+    val_videos_per_class: int
+    num_frames: int  # frames per generated video; a training clip covers all of them
+    size: int
+    epochs: int
+    seeds: int
+    variants: tuple[str, ...]
+    width: float = 0.125
+    batch_size: int = 8
+    lr: float = 0.05
+    workers: int = 0
+    threads: int = 1
+    data_seed: int = 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/bench_glore", help="videos, lists, runs, results")
+    parser.add_argument("--quick", action="store_true", help="smoke-test size (<= 3 min)")
+    parser.add_argument("--relations", nargs="+", choices=sorted(RELATIONS), help="default: all")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="default: all three")
+    parser.add_argument("--videos-per-class", type=int, help="training videos per class")
+    parser.add_argument("--val-videos-per-class", type=int, help="test videos per class")
+    parser.add_argument("--num-frames", type=int, help="frames per video (even, >= 8)")
+    parser.add_argument("--size", type=int, help="frame height = width in pixels")
+    parser.add_argument("--epochs", type=int, help="epochs per run (same for every variant)")
+    parser.add_argument("--seeds", type=int, help="training seeds per variant")
+    parser.add_argument("--width", type=float, default=0.125, help="R50 channel multiplier")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=0.05, help="SGD lr at the batch size")
+    parser.add_argument("--workers", type=int, default=0, help="loader worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the generated videos")
+    parser.add_argument("--report-dir", help="also copy results.md/json and the plot here")
+
+
+def setup_from_args(args: argparse.Namespace) -> BenchSetup:
+    preset = dict(PRESETS["quick" if args.quick else "default"])
+    for key in preset:
+        value = getattr(args, key, None)
+        if value is not None:
+            preset[key] = value
+    return BenchSetup(
+        relations=tuple(args.relations or RELATIONS),
+        variants=tuple(args.variants or VARIANTS),
+        width=args.width,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        workers=args.workers,
+        threads=args.threads,
+        data_seed=args.data_seed,
+        **preset,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    setup = setup_from_args(args)
+    report = run_benchmark(setup, Path(args.out))
+    table = format_results(report)
+    out = Path(args.out)
+    if args.report_dir:
+        dest = Path(args.report_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("results.md", "results.json", "val_vs_time.png"):
+            shutil.copy2(out / name, dest / name)
+    print(table)
+    print(f"\nresults: {out / 'results.md'}, {out / 'results.json'}")
+    print(f"plot: {out / 'val_vs_time.png'}")
+    return 0
+
+
+def run_benchmark(setup: BenchSetup, out: Path) -> dict:
+    """Generate + prepare the data, train and test every variant × seed; write the results."""
+    from data_prep.prepare import PrepareOptions, prepare
+
+    torch_threads(setup.threads)
+    start = time.perf_counter()
+    data = RelationalOptions(
+        relations=setup.relations,
+        videos_per_class=setup.videos_per_class,
+        val_videos_per_class=setup.val_videos_per_class,
+        num_frames=setup.num_frames,
+        size=setup.size,
+        seed=setup.data_seed,
+    )
+    source, prepared = out / "prepared" / "source", out / "prepared"
+    if (prepared / "options.json").is_file() and (prepared / "options.json").read_text() == (
+        json.dumps(dataclasses.asdict(data))
+    ):
+        log.info("reusing the prepared videos in %s", prepared)
+    else:
+        shutil.rmtree(prepared, ignore_errors=True)
+        write_relational_videos(source, data)
+        classes = source / "classes.json"  # keep the generator's class order
+        classes.write_text(json.dumps(_class_names(setup.relations)))
+        folders = {split: str(source / split) for split in ("train", "val")}
+        # no re-encode: the generator already wrote H.264 with short GOPs; prepare checks them
+        prepare(PrepareOptions(str(prepared), folders=folders, classes=str(classes),
+                               reencode=False, workers=1, progress=False))
+        (prepared / "options.json").write_text(json.dumps(dataclasses.asdict(data)))
+    data_seconds = time.perf_counter() - start
+
+    widths = {"r50": setup.width, "r50_glore": setup.width}
+    if "r50_wide" in setup.variants:
+        widths["r50_wide"] = matching_width(setup)
+    runs = []
+    for seed in range(setup.seeds):  # seed-major: a cut-short run still compares variants
+        for variant in setup.variants:
+            cfg = run_config(setup, variant, widths[variant], seed, prepared, out)
+            runs.append(train_and_test(cfg, variant, seed))
+    costs = {v: model_cost(setup, v, widths[v]) for v in setup.variants}
+    report = summarize(setup, runs, costs, widths)
+    report["data_seconds"] = data_seconds
+    report["total_seconds"] = time.perf_counter() - start
+    report["cpu_count"] = os.cpu_count()
+    report["load_average_end"] = list(os.getloadavg())
+    _write_json(out / "results.json", report)
+    (out / "results.md").write_text(format_results(report) + "\n")
+    plot_val_vs_time(runs, out / "val_vs_time.png")
+    return report
+
+
+def torch_threads(threads: int) -> None:
+    """Intra-op threads. One by default: on shared cores two OpenMP threads wait for each other
+    (measured 5-30x slower per step than one thread while other jobs ran)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def _class_names(relations) -> list[str]:
+    from data_prep.relational import class_names
+
+    return class_names(relations)
+
+
+def run_config(
+    setup: BenchSetup, variant: str, width: float, seed: int, prepared: Path, out: Path
+) -> Config:
+    """The train/test config of one run: same data, budget and recipe for every variant."""
+    S, T = setup.size, setup.num_frames
+    cfg = Config()
+    cfg.data = dataclasses.replace(
+        cfg.data,
+        train_list=str(prepared / "train.csv"),
+        val_list=str(prepared / "val.csv"),
+        num_frames=T // 2,  # every 2nd frame: a clip spans the whole video, events stay in
+        frame_interval=2,
+        train_scale=[S, S],  # no scale jitter: a crop would cut off the far-apart objects
+        crop_size=S,
+        test_scale=S,
+        flip=True,  # every relation is unchanged by a horizontal flip
+        num_workers=setup.workers,
+    )
+    cfg.model = ModelConfig(
+        arch="resnet",
+        depth=50,
+        glore=variant == "r50_glore",
+        num_classes=len(_class_names(setup.relations)),
+        width=width,
+        dropout=0.2,
+    )
+    cfg.train = dataclasses.replace(
+        cfg.train,
+        epochs=setup.epochs,
+        batch_size=setup.batch_size,
+        lr=setup.lr,
+        lr_batch=setup.batch_size,  # lr as given, no linear rescaling
+        weight_decay=5e-4,
+        warmup_epochs=1.0,
+        schedule="cosine",
+        seed=seed,
+        val_every=1,
+        keep_last=1,
+        log_every=5,
+        device="cpu",
+        amp="off",
+    )
+    # one clip covers the whole video, so K clips would repeat it; the square frame = 1 crop
+    cfg.test = dataclasses.replace(cfg.test, num_clips=1, num_crops=1, batch_size=8)
+    cfg.output.dir = str(out / "runs" / variant / f"seed{seed}")
+    return cfg
+
+
+def train_and_test(cfg: Config, variant: str, seed: int) -> dict:
+    """One fresh run through the normal trainer and tester; returns its record."""
+    from videoglore.engine import checkpoint as ckpt
+    from videoglore.engine.tester import test
+    from videoglore.engine.trainer import train
+
+    run_dir = Path(cfg.output.dir)
+    shutil.rmtree(run_dir, ignore_errors=True)  # fresh run: timings must not include a resume
+    log.info("training %s seed %d in %s", variant, seed, run_dir)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    train(cfg)
+    train_seconds = time.perf_counter() - start
+    train_cpu_seconds = time.process_time() - cpu_start  # less noisy than wall time when shared
+    last = ckpt.epoch_path(run_dir, cfg.train.epochs)
+    metrics = test(cfg, checkpoint=str(last))
+    test_seconds = time.perf_counter() - start - train_seconds
+    return dict(
+        variant=variant,
+        seed=seed,
+        run_dir=str(run_dir),
+        video_top1=metrics["video_top1"],
+        per_relation=relation_accuracy(run_dir / "predictions.csv"),
+        train_seconds=train_seconds,
+        train_cpu_seconds=train_cpu_seconds,
+        test_seconds=test_seconds,
+        glore_usage=glore_usage(last),
+        curve=val_curve(run_dir / "log.jsonl"),
+    )
+
+
+def relation_accuracy(predictions: Path) -> dict[str, float]:
+    """Top-1 per relation (its two classes) from the tester's predictions.csv."""
+    import csv
+
+    hits: dict[str, list[bool]] = {}
+    with predictions.open(newline="") as f:
+        for row in csv.DictReader(f):
+            relation = row["label"].split("_")[0]
+            hits.setdefault(relation, []).append(row["top1"] == row["label"])
+    return {r: float(np.mean(h)) for r, h in hits.items()}
+
+
+def val_curve(log_path: Path) -> list[tuple[float, float]]:
+    """(seconds since the run started, single-clip val top-1) per epoch, from log.jsonl."""
+    from videoglore.engine.run_log import read_log
+
+    records = read_log(log_path)
+    start = next(r["time"] for r in records if r["kind"] == "start")
+    return [
+        (r["time"] - start, r["val_top1"])
+        for r in records
+        if r["kind"] == "epoch" and "val_top1" in r
+    ]
+
+
+def model_cost(setup: BenchSetup, variant: str, width: float) -> dict:
+    """Params (M) and GFLOPs (fvcore, multiply-adds) of one clip at the benchmark's size."""
+    import torch
+    from fvcore.nn import FlopCountAnalysis
+
+    from videoglore.models import build_model
+
+    model = build_model(
+        "r50_glore" if variant == "r50_glore" else "r50",
+        num_classes=len(_class_names(setup.relations)),
+        width=width,
+    ).eval()
+    clip = torch.zeros(1, 3, setup.num_frames // 2, setup.size, setup.size)
+    with torch.no_grad():
+        analysis = FlopCountAnalysis(model, clip)
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        flops = analysis.total()
+    params = sum(p.numel() for p in model.parameters())
+    return {"params_M": params / 1e6, "gflops": flops / 1e9, "width": width}
+
+
+def matching_width(setup: BenchSetup) -> float:
+    """Width of a plain R50 whose GFLOPs are closest to the GloRe R50 at ``setup.width``.
+
+    FLOPs grow about as width², so the square-root guess is refined over a few nearby widths
+    (channel counts are rounded, so neighbouring widths can give the same net).
+    """
+    target = model_cost(setup, "r50_glore", setup.width)["gflops"]
+    base = model_cost(setup, "r50", setup.width)["gflops"]
+    guess = setup.width * (target / base) ** 0.5
+    candidates = [round(guess * f, 4) for f in (0.96, 0.98, 1.0, 1.02, 1.04)]
+    return min(candidates, key=lambda w: abs(model_cost(setup, "r50", w)["gflops"] - target))
+
+
+def glore_usage(checkpoint: Path) -> dict[str, float]:
+    """Mean |weight| of each GloRe unit's output BatchNorm ("blocker"), per unit.
+
+    The blocker's weight starts at zero (released ``global_reasoning_unit.py``), so a fresh unit
+    is the identity; how far it grew says how much the trained net uses the unit's output.
+    """
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    return {
+        key.removesuffix(".blocker.weight"): float(value.abs().mean())
+        for key, value in state.items()
+        if key.endswith("blocker.weight")
+    }
+
+
+def summarize(setup: BenchSetup, runs: list[dict], costs: dict, widths: dict) -> dict:
+    variants = {}
+    for variant in setup.variants:
+        mine = [r for r in runs if r["variant"] == variant]
+        if not mine:
+            continue
+        top1 = np.array([r["video_top1"] for r in mine])
+        relations = {
+            rel: _mean_std([r["per_relation"].get(rel, np.nan) for r in mine])
+            for rel in setup.relations
+        }
+        variants[variant] = dict(
+            runs=len(mine),
+            top1_mean=float(top1.mean()),
+            top1_std=float(top1.std(ddof=1)) if len(top1) > 1 else 0.0,
+            per_relation=relations,
+            train_seconds_mean=float(np.mean([r["train_seconds"] for r in mine])),
+            train_cpu_seconds_mean=float(np.mean([r["train_cpu_seconds"] for r in mine])),
+            test_seconds_mean=float(np.mean([r["test_seconds"] for r in mine])),
+            width=widths[variant],
+            **{k: costs[variant][k] for k in ("params_M", "gflops")},
+        )
+    return dict(setup=dataclasses.asdict(setup), variants=variants, runs=runs)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    v = np.array(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def format_results(report: dict) -> str:
+    """Markdown: the main table and the per-relation table."""
+    setup, variants = report["setup"], report["variants"]
+    relations = setup["relations"]
+    chance = 1 / (2 * len(relations))
+    lines = [
+        f"{setup['seeds']} seed(s) × {setup['epochs']} epochs; "
+        f"{2 * len(relations)} classes, {setup['videos_per_class']} train / "
+        f"{setup['val_videos_per_class']} test videos per class, "
+        f"{setup['num_frames']}×{setup['size']}² videos (clip {setup['num_frames'] // 2}×"
+        f"{setup['size']}² every 2nd frame); chance {chance:.1%}.",
+        "",
+        "| variant | width | video top-1 (mean ± std) | params (M) | GFLOPs | train s/run "
+        "(wall) | train CPU s/run | test s/run |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, v in variants.items():
+        lines.append(
+            f"| {name} | {v['width']:.3g} | {v['top1_mean']:.1%} ± {v['top1_std']:.1%} "
+            f"| {v['params_M']:.3f} | {v['gflops']:.4f} | {v['train_seconds_mean']:.0f} "
+            f"| {v['train_cpu_seconds_mean']:.0f} | {v['test_seconds_mean']:.1f} |"
+        )
+    lines += [
+        "",
+        "Top-1 per relation (8-way prediction correct, videos of that relation; mean ± std):",
+        "",
+        "| variant | " + " | ".join(relations) + " |",
+        "|---|" + "---:|" * len(relations),
+    ]
+    for name, v in variants.items():
+        cells = [f"{m:.0%} ± {s:.0%}" for m, s in (v["per_relation"][r] for r in relations)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_val_vs_time(runs: list[dict], path: Path) -> Path:
+    """Validation top-1 (single centre clip) against training wall time, one colour per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = dict(zip(VARIANTS, ("tab:blue", "tab:red", "tab:green"), strict=True))
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        curves = [r["curve"] for r in runs if r["variant"] == variant and r["curve"]]
+        for i, curve in enumerate(curves):
+            t, acc = zip(*curve, strict=True)
+            ax.plot(t, acc, "-", color=colours.get(variant), alpha=0.35, lw=1)
+            if i == 0:
+                ax.plot([], [], color=colours.get(variant), label=variant)
+        epochs = min(len(c) for c in curves) if curves else 0
+        if epochs:
+            t = np.mean([[p[0] for p in c[:epochs]] for c in curves], axis=0)
+            acc = np.mean([[p[1] for p in c[:epochs]] for c in curves], axis=0)
+            ax.plot(t, acc, "o-", color=colours.get(variant), lw=2, ms=3)
+    ax.set(xlabel="training wall time (s, 2 shared CPU cores)", ylabel="val top-1 (1 clip)",
+           ylim=(0, 1), title="Does GloRe help? validation accuracy vs training time")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)

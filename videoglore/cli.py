@@ -1,0 +1,208 @@
+"""Command line: ``python run.py COMMAND`` (or ``videoglore COMMAND``).
+
+Commands::
+
+    prepare    videos + annotations  → clean lists, class index, re-encoded videos (data_prep)
+    train      config               → checkpoints, logs (videoglore.engine.trainer)
+    test       config + checkpoint  → metrics.json, predictions.csv (videoglore.engine.tester)
+    predict    video files          → top-k labels
+    demo       synthetic videos → prepare → train → test, CPU-sized, end to end
+    flops      params and GFLOPs of the models, with and without GloRe
+    benchmark  data | glore | train | test
+
+Only this module prints; the library logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from videoglore.errors import VideogloreError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OVERRIDES_HELP = "config overrides as dotted keys, e.g. train.epochs=3 model.depth=101"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.func(args) or 0
+    except VideogloreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videoglore",
+        description="Video action recognition with GloRe (Graph-based Global Reasoning) networks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from data_prep import prepare
+
+    p = commands.add_parser(
+        "prepare",
+        help="check and re-encode videos, write train/val lists and the class index",
+        description=prepare.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prepare.add_arguments(p)
+    p.set_defaults(func=prepare.run)
+
+    p = commands.add_parser(
+        "train",
+        help="train a model from a config; rerun on the same output dir to resume",
+        description="Train a model. Launch with torchrun for several GPUs, e.g. "
+        "`torchrun --nproc_per_node 8 run.py train -c configs/k400_r50_glore_8x8.yaml`. "
+        "An existing run directory is resumed from its newest valid checkpoint.",
+    )
+    _add_config_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser(
+        "test",
+        help="multi-clip x multi-crop test; writes metrics.json and predictions.csv",
+        description="Score every video of data.val_list with test.num_clips x test.num_crops "
+        "views, average per video and write metrics.json, predictions.csv (and scores.npy) to "
+        "the run directory.",
+    )
+    _add_config_arguments(p)
+    p.add_argument("--checkpoint", help="checkpoint file (default: best, else last, of output.dir)")
+    p.set_defaults(func=cmd_test)
+
+    p = commands.add_parser(
+        "predict",
+        help="top-k labels for video files",
+        description="Print the top-k labels with probabilities for each video, using the model, "
+        "class names and test settings stored in the checkpoint.",
+    )
+    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `train`")
+    p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser(
+        "demo",
+        help="end-to-end demo on synthetic videos (CPU, a few minutes)",
+        description="Write a small synthetic action dataset (shapes moving in different "
+        "directions) as H.264 videos, prepare it with the same code as Kinetics, train a small "
+        "3D ResNet with GloRe units, test it with the multi-clip tester, and print the top-1.",
+    )
+    p.add_argument(
+        "-c", "--config", default=str(REPO_ROOT / "configs" / "demo.yaml"), help="demo config"
+    )
+    p.add_argument("--out", default="demo_run", help="folder for videos, lists and the run")
+    p.add_argument(
+        "--videos-per-class", type=int, default=20, help="videos per class, a quarter held out"
+    )
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser(
+        "flops",
+        help="params and GFLOPs per clip of each model with and without GloRe",
+        description="Count parameters and FLOPs (fvcore, one multiply-add = one FLOP) of each "
+        "model at its standard clip size and print one table with the GloRe overhead.",
+    )
+    p.add_argument("models", nargs="*", help="model names (default: all)")
+    p.set_defaults(func=cmd_flops)
+
+    _add_benchmark_parser(commands)
+    return parser
+
+
+def _add_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help="YAML config file (see configs/)")
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+
+
+def _add_benchmark_parser(commands) -> None:
+    from videoglore.bench import BENCHMARKS
+
+    p = commands.add_parser(
+        "benchmark",
+        help="benchmarks: " + ", ".join(BENCHMARKS),
+        description="Measure speed or accuracy; each writes its results into its output folder.",
+    )
+    kinds = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, module in BENCHMARKS.items():
+        sub = kinds.add_parser(name, help=module.HELP, description=module.__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(func=module.run)
+
+
+def _load(args):
+    from videoglore.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def cmd_train(args) -> int:
+    from videoglore.engine.trainer import train
+
+    result = train(_load(args))
+    if result.get("rank", 0) == 0:
+        print(f"training finished; run directory: {result['run_dir']}")
+    return 0
+
+
+def cmd_test(args) -> int:
+    from videoglore.engine.tester import test
+
+    metrics = test(_load(args), checkpoint=args.checkpoint)
+    if metrics:
+        print(_format_metrics(metrics))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from videoglore.engine.tester import predict
+
+    for video, labels in predict(args.videos, args.checkpoint, topk=args.topk, device=args.device):
+        print(video)
+        for name, prob in labels:
+            print(f"  {prob:6.1%}  {name}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from videoglore.demo import run_demo
+
+    metrics = run_demo(args.config, args.out, args.overrides, args.videos_per_class)
+    print(_format_metrics(metrics))
+    return 0
+
+
+def cmd_flops(args) -> int:
+    from videoglore.models.flops import flops_table, format_flops_table
+
+    print(format_flops_table(flops_table(args.models or None)))
+    return 0
+
+
+def _format_metrics(m: dict) -> str:
+    lines = [
+        f"videos tested: {m['num_videos']} (skipped {m['num_skipped']})",
+        f"video top-1: {m['video_top1']:.2%}   top-5: {m['video_top5']:.2%}   "
+        f"mean class accuracy: {m['mean_class_accuracy']:.2%}",
+        f"clip  top-1: {m['clip_top1']:.2%}   top-5: {m['clip_top5']:.2%}",
+    ]
+    if "run_dir" in m:
+        lines.append(f"metrics: {m['run_dir']}/metrics.json  predictions: {m['run_dir']}/predictions.csv")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Prepared dataset lists: the contract between ``data_prep`` (writer) and the loaders (reader).
+
+A prepared split is a CSV file with a header::
+
+    path,label,label_name,num_frames,fps,width,height
+
+``path`` is relative to the list's folder (or absolute); ``label`` is the index into the class
+list stored beside it as ``classes.json`` (a JSON list of names, position = index).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from videoglore.errors import DataError
+
+LIST_COLUMNS = ("path", "label", "label_name", "num_frames", "fps", "width", "height")
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    path: str  # relative to the list's folder when written; absolute after read_video_list
+    label: int
+    label_name: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def write_video_list(path: str | Path, records: list[VideoRecord]) -> None:
+    """Write a prepared list atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LIST_COLUMNS)
+        writer.writeheader()
+        for record in records:
+            writer.writerow(asdict(record))
+    os.replace(tmp, path)
+
+
+def read_video_list(path: str | Path, root: str | Path | None = None) -> list[VideoRecord]:
+    """Read a prepared list; relative paths are resolved against ``root`` or the list's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: list file not found (run `run.py prepare` first)")
+    base = Path(root) if root else path.parent
+    types = {f.name: f.type for f in fields(VideoRecord)}
+    records = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = set(LIST_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise DataError(
+                f"{path}: not a prepared list, missing columns {sorted(missing)} "
+                f"(expected header {','.join(LIST_COLUMNS)})"
+            )
+        for line, row in enumerate(reader, start=2):
+            try:
+                values = {k: _convert(types[k], row[k]) for k in LIST_COLUMNS}
+            except (TypeError, ValueError):
+                raise DataError(f"{path}:{line}: malformed row {row}") from None
+            values["path"] = str(base / values["path"])
+            records.append(VideoRecord(**values))
+    return records
+
+
+def write_classes(path: str | Path, names: list[str]) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(list(names), indent=1, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_classes(path: str | Path) -> list[str]:
+    path = Path(path)
+    try:
+        names = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: class file not found (run `run.py prepare` first)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(f"{path}: expected a JSON list of class names")
+    return names
+
+
+def _convert(kind, text: str):
+    kind = {"int": int, "float": float, "str": str}.get(kind, kind)
+    return kind(text)

@@ -1,0 +1,154 @@
+"""Config → dataset → DataLoader, with the samplers that make DDP runs exact.
+
+    split    list file        dataset mode    sampler                      collate
+    train    data.train_list  "train"         TrainSampler (shuffled,      default
+                                              per-epoch, (index, epoch))
+    val      data.val_list    "val"           ShardSampler (no padding)    collate_test
+    test     data.val_list    "test"          ShardSampler (no padding)    collate_test
+
+Val and test batches are ``(views, labels, indices, skipped)`` (see ``collate_test``) so that an
+unreadable video is counted, never silently dropped. Under DDP, ``ShardSampler`` gives each rank
+a disjoint contiguous slice of the list without the padding of ``DistributedSampler``, so every
+video is evaluated exactly once. The engine calls ``loader.sampler.set_epoch(epoch)`` before each
+training epoch (and ``skip_first(n)`` to resume in the middle of one).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from videoglore.config import Config
+from videoglore.data.dataset import VideoClipDataset, collate_test
+from videoglore.data.lists import VideoRecord, read_video_list
+from videoglore.errors import ConfigError
+
+SPLITS = {
+    "train": ("train_list", "train"),
+    "val": ("val_list", "val"),
+    "test": ("val_list", "test"),
+}
+
+
+class TrainSampler(DistributedSampler):
+    """``DistributedSampler`` that yields ``(index, epoch)`` keys and can resume mid-epoch.
+
+    The epoch in the key seeds the item's augmentation (``VideoClipDataset.item_rng``), so the
+    data of an epoch depends only on (seed, epoch), never on worker state. Works without
+    ``torch.distributed`` when ``num_replicas=1, rank=0``.
+    """
+
+    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self._skip = 0
+
+    def skip_first(self, count: int) -> None:
+        """Leave out the first ``count`` items of this rank in the next pass (exact resume)."""
+        self._skip = max(0, int(count))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices = list(super().__iter__())[self._skip :]
+        self._skip = 0
+        return iter([(index, self.epoch) for index in indices])
+
+    def __len__(self) -> int:
+        return self.num_samples - self._skip
+
+
+class ShardSampler(Sampler[int]):
+    """Rank ``rank`` of ``world_size`` gets the contiguous slice ``[n*r/w, n*(r+1)/w)``, in order.
+
+    The slices are disjoint and cover every index exactly once, with no padding; ranks may get
+    one item more or less than others (the tester gathers per-video results, not means).
+    """
+
+    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        self.start = num_items * rank // world_size
+        self.stop = num_items * (rank + 1) // world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed numpy/random from torch's per-worker seed, one thread.
+
+    torch gives each worker ``base_seed + worker_id``, with ``base_seed`` drawn per epoch from the
+    loader's generator (once for persistent workers). Our own sampling does not use these global
+    RNGs (see ``VideoClipDataset.item_rng``); seeding them keeps any other user reproducible.
+    """
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    # Workers run in parallel already: more intra-op threads only oversubscribe the cores.
+    torch.set_num_threads(1)
+    import decord
+
+    decord.bridge.set_bridge("native")
+
+
+def build_dataset(
+    cfg: Config, split: str, records: list[VideoRecord] | None = None
+) -> VideoClipDataset:
+    """The dataset of ``split`` ("train", "val", "test"); ``records`` overrides the list file."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    key, mode = SPLITS[split]
+    data = cfg.data
+    if records is None:
+        list_path = getattr(data, key)
+        if not list_path:
+            raise ConfigError(f"data.{key} is not set: point it at a prepared {split} list")
+        records = read_video_list(list_path, root=data.root or None)
+    if len(data.train_scale) != 2 or data.train_scale[0] > data.train_scale[1]:
+        raise ConfigError(f"data.train_scale must be [low, high], got {data.train_scale}")
+    return VideoClipDataset(
+        records,
+        mode,
+        num_frames=data.num_frames,
+        frame_interval=data.frame_interval,
+        crop_size=data.crop_size,
+        train_scale=data.train_scale,
+        test_scale=data.test_scale,
+        flip=data.flip,
+        num_clips=cfg.test.num_clips,
+        num_crops=cfg.test.num_crops,
+        seed=cfg.train.seed,
+    )
+
+
+def build_loader(cfg: Config, split: str, distributed: bool, batch_size: int) -> DataLoader:
+    """DataLoader of ``split``; see the module docstring for samplers and batch formats."""
+    dataset = build_dataset(cfg, split)
+    rank, world = 0, 1
+    if distributed:
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    workers = cfg.data.num_workers
+    if split == "train":
+        sampler = TrainSampler(dataset, num_replicas=world, rank=rank, seed=cfg.train.seed)
+        collate, drop_last = None, len(sampler) >= batch_size  # no 1-clip BatchNorm batches
+    else:
+        sampler = ShardSampler(len(dataset), rank, world)
+        collate, drop_last = collate_test, False
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+        prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(cfg.train.seed + rank),
+    )

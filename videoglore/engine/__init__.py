@@ -1,0 +1,1 @@
+"""Training, testing, checkpoints and logs."""

@@ -1,0 +1,153 @@
+"""The one checkpoint writer and reader.
+
+Layout under the run directory::
+
+    RUN/checkpoints/epoch_0003.pt        end of epoch 3 (epochs counted from 1)
+    RUN/checkpoints/epoch_0003_iter_00001200.pt  3 epochs + a part of the 4th done, 1200
+                                         iterations in all (train.ckpt_every_iters), optional
+    RUN/checkpoints/best.pt              best validation top-1 so far
+
+A checkpoint is a dict with ``model`` (unwrapped state dict), ``optimizer``, ``scheduler``,
+``scaler``, ``epoch`` (finished epochs), ``iteration`` (finished optimizer steps), ``rng``,
+``config`` (config_to_dict), ``classes``, ``best_acc`` and ``metrics``: enough to resume training
+exactly and to rebuild the model for testing (nanoGPT style). Writes are atomic: temp file, fsync,
+rename, so a killed process leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from videoglore.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+CKPT_DIR = "checkpoints"
+_NAME = re.compile(r"^epoch_(\d{4})(?:_iter_(\d{8}))?\.pt$")
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CKPT_DIR
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` atomically (temp file + fsync + rename + directory fsync)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint``.
+
+    Raises:
+        CheckpointError: naming the file when it is missing, unreadable or not one of ours.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torn zip, pickle errors, truncated files
+        raise CheckpointError(f"{path}: cannot read checkpoint ({_first_line(exc)})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path}: not a videoglore checkpoint (no 'model' entry)")
+    return state
+
+
+def training_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Epoch and mid-epoch checkpoints of a run, oldest first (by finished iterations)."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if _NAME.match(p.name)]
+    return sorted(found, key=_progress_key)
+
+
+def load_latest(run_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable training checkpoint; torn or corrupt ones are skipped with a warning."""
+    for path in reversed(training_checkpoints(run_dir)):
+        try:
+            return load_checkpoint(path), path
+        except CheckpointError as exc:
+            log.warning("skipping unreadable checkpoint: %s; trying the previous one", exc)
+    return None
+
+
+def find_checkpoint(run_dir: str | Path, prefer_best: bool = True) -> Path:
+    """``best.pt`` (if wanted and present) else the newest training checkpoint of a run."""
+    best = checkpoint_dir(run_dir) / "best.pt"
+    if prefer_best and best.is_file():
+        return best
+    found = training_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(
+            f"{checkpoint_dir(run_dir)}: no checkpoint found; train first or pass --checkpoint"
+        )
+    return found[-1]
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
+    """Delete all but the ``keep_last`` newest training checkpoints (best.pt is separate)."""
+    found = training_checkpoints(run_dir)
+    for path in found[: max(0, len(found) - max(1, keep_last))]:
+        path.unlink(missing_ok=True)
+
+
+def epoch_path(run_dir: str | Path, epoch: int) -> Path:
+    return checkpoint_dir(run_dir) / f"epoch_{epoch:04d}.pt"
+
+
+def iter_path(run_dir: str | Path, epoch: int, iteration: int) -> Path:
+    """Mid-epoch checkpoint after ``epoch`` finished epochs and ``iteration`` steps in all."""
+    return checkpoint_dir(run_dir) / f"epoch_{epoch:04d}_iter_{iteration:08d}.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator the training loop draws from (Python, NumPy, torch CPU/CUDA)."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _progress_key(path: Path) -> tuple[int, int]:
+    # epoch_E.pt sorts after every mid-epoch file of the epoch before and before those of epoch E.
+    epoch, iteration = _NAME.match(path.name).groups()
+    return int(epoch), int(iteration) if iteration else -1
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
