@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from videoglore.data.video import x264_options
 from videoglore.errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class EncodeSettings:
     keyframe_interval: int = 8  # frames between keyframes (GOP length)
     crf: int = 23  # x264 constant rate factor (lower = better quality, bigger files)
     preset: str = "veryfast"
+    tune: str = "fastdecode"  # x264 tuning; "fastdecode" ~1.8x faster decoding, ~35 % bigger
     threads: int = 1  # codec threads per worker; workers already use every core
 
     def signature(self) -> dict:
@@ -190,16 +192,12 @@ def _add_h264_stream(container, rate: Fraction, width: int, height: int, setting
     stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
     stream.codec_context.time_base = 1 / rate
     stream.codec_context.thread_count = settings.threads
-    k = settings.keyframe_interval
-    stream.codec_context.gop_size = k
-    # A keyframe exactly every k frames: no scene-cut keyframes, no B-frames (decord seeks to the
-    # previous keyframe, so a fixed GOP bounds the cost of every random clip).
-    stream.options = {
-        "crf": str(settings.crf),
-        "preset": settings.preset,
-        "bf": "0",
-        "x264-params": f"keyint={k}:min-keyint={k}:scenecut=0",
-    }
+    stream.codec_context.gop_size = settings.keyframe_interval
+    # A keyframe exactly every k frames, no B-frames (x264_options): the cost of a random clip
+    # is bounded and decode order is presentation order (the PyAV reader's fast path).
+    stream.options = x264_options(
+        settings.keyframe_interval, settings.crf, settings.preset, settings.tune
+    )
     return stream
 
 

@@ -199,7 +199,8 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
         write_video_list(out / f"{split}.csv", split_records)
     write_classes(out / "classes.json", classes)
     _write_skipped(out / "skipped.csv", sorted(skipped, key=lambda s: (s[1], s[0])))
-    ledger.compact(set(seen))
+    if tasks or set(ledger.records) != set(seen):  # drop superseded and stale lines
+        ledger.compact(set(seen))
     return PrepareSummary(
         str(out),
         counts,

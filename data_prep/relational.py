@@ -56,8 +56,8 @@ class RelationalOptions:
     val_videos_per_class: int = 8
     num_frames: int = 16
     size: int = 56  # frame height = width in pixels (even, for H.264)
-    distractors: int = 2  # small wandering blobs per video
-    noise: float = 6.0  # std of the Gaussian pixel noise, in 0..255 units
+    distractors: int = 1  # small wandering blobs per video
+    noise: float = 4.0  # std of the Gaussian pixel noise, in 0..255 units
     seed: int = 0
     fps: float = 8.0
 
@@ -96,19 +96,21 @@ class Scene:
             fy, fx = rng.uniform(-4, 4, size=2)
             field += np.sin(2 * np.pi * (fy * ys + fx * xs) + rng.uniform(0, 2 * np.pi))
         field = (field - field.min()) / (np.ptp(field) + 1e-6)  # (H, W) in 0..1
-        c0, c1 = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
-        c1 = c0 + rng.uniform(0.15, 0.4) * (c1 - c0)  # weak texture, colour stays random
+        # dark, random background colour and texture; objects are bright (see ``colour``), so they
+        # are easy to find while neither colour says anything about the label
+        c0, c1 = rng.uniform(0, 110, size=(2, 3)).astype(np.float32)
+        c1 = c0 + rng.uniform(0.2, 0.5) * (c1 - c0)  # weak texture
         self.background = c0 + field[..., None] * (c1 - c0)  # (H, W, 3)
         self.canvas = np.broadcast_to(self.background, (num_frames, size, size, 3)).copy()
 
     def colour(self) -> np.ndarray:
-        """A random colour that stands out from the background (distance > 90 in RGB)."""
+        """A random bright colour (some channel >= 170) that stands out from the background."""
         mean = self.background.reshape(-1, 3).mean(0)
         for _ in range(100):
-            c = self.rng.uniform(0, 255, size=3).astype(np.float32)
-            if np.linalg.norm(c - mean) > 90:
+            c = self.rng.uniform(40, 255, size=3).astype(np.float32)
+            if c.max() >= 170 and np.linalg.norm(c - mean) > 120:
                 return c
-        return 255 - mean
+        return np.full(3, 230.0, np.float32)
 
     def draw(self, t: int, shape: str, cy: float, cx: float, radius: float, colour) -> None:
         """Paint ``shape`` centred at (cy, cx) (fractions of the frame) into frame ``t``."""
@@ -129,7 +131,7 @@ class Scene:
             step = rng.normal(0, 0.02, size=2)
             for t in range(start, stop):
                 pos = np.clip(pos + step, 0.08, 0.92)
-                self.draw(t, shape, pos[0], pos[1], 0.05, colour)
+                self.draw(t, shape, pos[0], pos[1], 0.04, colour)
 
     def finish(self, noise: float) -> np.ndarray:
         frames = self.canvas + self.rng.normal(0, noise, size=self.canvas.shape)

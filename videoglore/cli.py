@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="demo_run", help="folder for videos, lists and the run")
     p.add_argument(
-        "--videos-per-class", type=int, default=20, help="videos per class, a quarter held out"
+        "--videos-per-class", type=int, default=24, help="videos per class, a quarter held out"
     )
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.set_defaults(func=cmd_demo)

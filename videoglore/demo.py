@@ -29,7 +29,7 @@ def run_demo(
     config_path: str | Path,
     out_dir: str | Path = "demo_run",
     overrides: list[str] | tuple[str, ...] = (),
-    videos_per_class: int = 20,
+    videos_per_class: int = 24,
     workers: int | None = None,
 ) -> dict:
     """Generate, prepare, train and test; returns the test metrics (with ``run_dir``)."""

@@ -1,5 +1,5 @@
-"""Benchmarks reached through ``run.py benchmark NAME``; each module has HELP, add_arguments, run."""
+"""Benchmarks reached through ``run.py benchmark NAME``: modules with HELP, add_arguments, run."""
 
-from videoglore.bench import data, glore
+from videoglore.bench import data, glore, test, train
 
-BENCHMARKS = {"data": data, "glore": glore}
+BENCHMARKS = {"data": data, "glore": glore, "train": train, "test": test}

@@ -30,7 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.relational import RELATIONS, RelationalOptions, write_relational_videos
+from data_prep.relational import (
+    RELATIONS,
+    RelationalOptions,
+    class_names,
+    write_relational_videos,
+)
+from videoglore.bench.glore_report import format_results, plot_val_vs_time, summarize
 from videoglore.config import Config, ModelConfig
 
 HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, <= 15 min)"
@@ -39,10 +45,10 @@ log = logging.getLogger(__name__)
 # Sizes: default <= 15 min and --quick <= 3 min on 2 shared CPU cores (see the README section).
 PRESETS = {
     "default": dict(
-        videos_per_class=24, val_videos_per_class=8, num_frames=16, size=56, epochs=12, seeds=3
+        videos_per_class=48, val_videos_per_class=12, num_frames=16, size=32, epochs=16, seeds=3
     ),
     "quick": dict(
-        videos_per_class=8, val_videos_per_class=4, num_frames=16, size=32, epochs=3, seeds=1
+        videos_per_class=12, val_videos_per_class=4, num_frames=16, size=32, epochs=4, seeds=1
     ),
 }
 VARIANTS = ("r50", "r50_glore", "r50_wide")
@@ -146,11 +152,19 @@ def run_benchmark(setup: BenchSetup, out: Path) -> dict:
         shutil.rmtree(prepared, ignore_errors=True)
         write_relational_videos(source, data)
         classes = source / "classes.json"  # keep the generator's class order
-        classes.write_text(json.dumps(_class_names(setup.relations)))
+        classes.write_text(json.dumps(class_names(setup.relations)))
         folders = {split: str(source / split) for split in ("train", "val")}
         # no re-encode: the generator already wrote H.264 with short GOPs; prepare checks them
-        prepare(PrepareOptions(str(prepared), folders=folders, classes=str(classes),
-                               reencode=False, workers=1, progress=False))
+        prepare(
+            PrepareOptions(
+                str(prepared),
+                folders=folders,
+                classes=str(classes),
+                reencode=False,
+                workers=1,
+                progress=False,
+            )
+        )
         (prepared / "options.json").write_text(json.dumps(dataclasses.asdict(data)))
     data_seconds = time.perf_counter() - start
 
@@ -170,7 +184,7 @@ def run_benchmark(setup: BenchSetup, out: Path) -> dict:
     report["load_average_end"] = list(os.getloadavg())
     _write_json(out / "results.json", report)
     (out / "results.md").write_text(format_results(report) + "\n")
-    plot_val_vs_time(runs, out / "val_vs_time.png")
+    plot_val_vs_time(runs, out / "val_vs_time.png", len(class_names(setup.relations)))
     return report
 
 
@@ -180,12 +194,6 @@ def torch_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
-
-
-def _class_names(relations) -> list[str]:
-    from data_prep.relational import class_names
-
-    return class_names(relations)
 
 
 def run_config(
@@ -210,7 +218,7 @@ def run_config(
         arch="resnet",
         depth=50,
         glore=variant == "r50_glore",
-        num_classes=len(_class_names(setup.relations)),
+        num_classes=len(class_names(setup.relations)),
         width=width,
         dropout=0.2,
     )
@@ -300,7 +308,7 @@ def model_cost(setup: BenchSetup, variant: str, width: float) -> dict:
 
     model = build_model(
         "r50_glore" if variant == "r50_glore" else "r50",
-        num_classes=len(_class_names(setup.relations)),
+        num_classes=len(class_names(setup.relations)),
         width=width,
     ).eval()
     clip = torch.zeros(1, 3, setup.num_frames // 2, setup.size, setup.size)
@@ -340,103 +348,6 @@ def glore_usage(checkpoint: Path) -> dict[str, float]:
         for key, value in state.items()
         if key.endswith("blocker.weight")
     }
-
-
-def summarize(setup: BenchSetup, runs: list[dict], costs: dict, widths: dict) -> dict:
-    variants = {}
-    for variant in setup.variants:
-        mine = [r for r in runs if r["variant"] == variant]
-        if not mine:
-            continue
-        top1 = np.array([r["video_top1"] for r in mine])
-        relations = {
-            rel: _mean_std([r["per_relation"].get(rel, np.nan) for r in mine])
-            for rel in setup.relations
-        }
-        variants[variant] = dict(
-            runs=len(mine),
-            top1_mean=float(top1.mean()),
-            top1_std=float(top1.std(ddof=1)) if len(top1) > 1 else 0.0,
-            per_relation=relations,
-            train_seconds_mean=float(np.mean([r["train_seconds"] for r in mine])),
-            train_cpu_seconds_mean=float(np.mean([r["train_cpu_seconds"] for r in mine])),
-            test_seconds_mean=float(np.mean([r["test_seconds"] for r in mine])),
-            width=widths[variant],
-            **{k: costs[variant][k] for k in ("params_M", "gflops")},
-        )
-    return dict(setup=dataclasses.asdict(setup), variants=variants, runs=runs)
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    v = np.array(values, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
-def format_results(report: dict) -> str:
-    """Markdown: the main table and the per-relation table."""
-    setup, variants = report["setup"], report["variants"]
-    relations = setup["relations"]
-    chance = 1 / (2 * len(relations))
-    lines = [
-        f"{setup['seeds']} seed(s) × {setup['epochs']} epochs; "
-        f"{2 * len(relations)} classes, {setup['videos_per_class']} train / "
-        f"{setup['val_videos_per_class']} test videos per class, "
-        f"{setup['num_frames']}×{setup['size']}² videos (clip {setup['num_frames'] // 2}×"
-        f"{setup['size']}² every 2nd frame); chance {chance:.1%}.",
-        "",
-        "| variant | width | video top-1 (mean ± std) | params (M) | GFLOPs | train s/run "
-        "(wall) | train CPU s/run | test s/run |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, v in variants.items():
-        lines.append(
-            f"| {name} | {v['width']:.3g} | {v['top1_mean']:.1%} ± {v['top1_std']:.1%} "
-            f"| {v['params_M']:.3f} | {v['gflops']:.4f} | {v['train_seconds_mean']:.0f} "
-            f"| {v['train_cpu_seconds_mean']:.0f} | {v['test_seconds_mean']:.1f} |"
-        )
-    lines += [
-        "",
-        "Top-1 per relation (8-way prediction correct, videos of that relation; mean ± std):",
-        "",
-        "| variant | " + " | ".join(relations) + " |",
-        "|---|" + "---:|" * len(relations),
-    ]
-    for name, v in variants.items():
-        cells = [f"{m:.0%} ± {s:.0%}" for m, s in (v["per_relation"][r] for r in relations)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot_val_vs_time(runs: list[dict], path: Path) -> Path:
-    """Validation top-1 (single centre clip) against training wall time, one colour per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = dict(zip(VARIANTS, ("tab:blue", "tab:red", "tab:green"), strict=True))
-    for variant in dict.fromkeys(r["variant"] for r in runs):
-        curves = [r["curve"] for r in runs if r["variant"] == variant and r["curve"]]
-        for i, curve in enumerate(curves):
-            t, acc = zip(*curve, strict=True)
-            ax.plot(t, acc, "-", color=colours.get(variant), alpha=0.35, lw=1)
-            if i == 0:
-                ax.plot([], [], color=colours.get(variant), label=variant)
-        epochs = min(len(c) for c in curves) if curves else 0
-        if epochs:
-            t = np.mean([[p[0] for p in c[:epochs]] for c in curves], axis=0)
-            acc = np.mean([[p[1] for p in c[:epochs]] for c in curves], axis=0)
-            ax.plot(t, acc, "o-", color=colours.get(variant), lw=2, ms=3)
-    ax.set(xlabel="training wall time (s, 2 shared CPU cores)", ylabel="val top-1 (1 clip)",
-           ylim=(0, 1), title="Does GloRe help? validation accuracy vs training time")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 def _write_json(path: Path, data: dict) -> None:

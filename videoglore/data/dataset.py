@@ -1,7 +1,7 @@
 """Prepared list → uint8 clips: the dataset the loaders iterate.
 
     VideoRecord (path, label, num_frames, ...)
-      │ open a fresh decord reader, sample indices (sampling.py)
+      │ video.read_clip (PyAV or decord, fresh per item): sample indices (sampling.py)
       │ decode only the needed frames, once each (sorted, unique)
       │ transforms.py: train / val / test views
       ▼
@@ -33,8 +33,8 @@ from torch.utils.data import Dataset
 
 from videoglore.data import sampling, transforms
 from videoglore.data.lists import VideoRecord
-from videoglore.data.video import open_video, read_frames
-from videoglore.errors import DataError, VideoError
+from videoglore.data.video import READERS, read_clip
+from videoglore.errors import ConfigError, DataError, VideoError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class VideoClipDataset(Dataset):
             "test" (``num_clips`` × ``num_crops`` views).
         num_frames, frame_interval: T and τ of a clip (8×8 in the paper).
         seed: base seed of the (seed, epoch, index) generators of training items.
+        reader: "pyav" or "decord" (``video.read_clip``; both return the same frames).
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class VideoClipDataset(Dataset):
         num_clips: int = 10,
         num_crops: int = 3,
         seed: int = 0,
+        reader: str = "pyav",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"dataset mode must be one of {MODES}, got {mode!r}")
@@ -75,6 +77,8 @@ class VideoClipDataset(Dataset):
             raise DataError(f"{mode} list is empty: no videos to load")
         if num_crops not in transforms.CROP_COUNTS:
             raise ValueError(f"test.num_crops must be one of {transforms.CROP_COUNTS}")
+        if reader not in READERS:
+            raise ConfigError(f"data.reader must be one of {READERS}, got {reader!r}")
         self.records = list(records)
         self.mode = mode
         self.num_frames = num_frames
@@ -86,6 +90,7 @@ class VideoClipDataset(Dataset):
         self.num_clips = num_clips if mode == "test" else 1
         self.num_crops = num_crops if mode == "test" else 1
         self.seed = seed
+        self.reader = reader
         self.epoch = 0  # used when a plain int index comes in (no TrainSampler)
         self._bad: set[int] = set()  # train: unreadable indices met by this process
 
@@ -112,19 +117,11 @@ class VideoClipDataset(Dataset):
     def read_clip_frames(self, record: VideoRecord, indices_for) -> np.ndarray:
         """Decode the frames chosen by ``indices_for(num_frames)`` (any int array shape).
 
-        Returns uint8 (indices.size, H, W, 3) in the order of the flattened indices. A fresh
-        single-threaded reader per call, released before returning (bounded memory, see
-        ``video.read_frames``). The benchmark overrides this with a PyAV reader.
+        Returns uint8 (indices.size, H, W, 3) in the order of the flattened indices, through
+        ``video.read_clip`` with this dataset's reader (nothing stays open between items).
+        The benchmark overrides this with the reference loaders' PyAV decoding.
         """
-        reader = open_video(record.path)
-        try:
-            indices = np.asarray(indices_for(len(reader)), dtype=np.int64).reshape(-1)
-            unique, inverse = np.unique(indices, return_inverse=True)  # decode each frame once
-            frames = read_frames(record.path, unique, reader=reader)
-            reader.seek(0)  # drop decord's buffered frames before the reader goes (#208)
-        finally:
-            del reader
-        return frames if np.array_equal(unique, indices) else frames[inverse.reshape(-1)]
+        return read_clip(record.path, indices_for, self.reader)
 
     def _train_item(self, index: int, epoch: int):
         rng = self.item_rng(index, epoch)

@@ -123,6 +123,7 @@ def build_dataset(
         num_clips=cfg.test.num_clips,
         num_crops=cfg.test.num_crops,
         seed=cfg.train.seed,
+        reader=data.reader,
     )
 
 

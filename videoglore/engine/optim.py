@@ -78,3 +78,17 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: lr_multiplier(it, iters_per_epoch, cfg)
     )
+
+
+def set_schedule_position(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    iteration: int,
+    base_lr: float,
+) -> None:
+    """Put a ``build_scheduler`` schedule at ``iteration`` with peak lr ``base_lr`` (resume)."""
+    scheduler.base_lrs = [base_lr] * len(optimizer.param_groups)
+    scheduler.last_epoch = iteration
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = base_lr
+        group["lr"] = base_lr * factor(iteration)

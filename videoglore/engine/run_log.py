@@ -71,9 +71,10 @@ def plot_curves(run_dir: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    records = read_log(run_dir / "log.jsonl")
-    steps = [r for r in records if r["kind"] == "train_step"]
-    epochs = [r for r in records if r["kind"] == "epoch"]
+    # A resumed run repeats the steps done after its checkpoint: the later record wins.
+    latest = {(r["kind"], r["step"]): r for r in read_log(run_dir / "log.jsonl")}
+    steps = [r for (kind, _), r in sorted(latest.items()) if kind == "train_step"]
+    epochs = [r for (kind, _), r in sorted(latest.items()) if kind == "epoch"]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     axes[0].plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="step")
     axes[0].plot(

@@ -189,7 +189,8 @@ def plot_confusions(matrix: np.ndarray, classes: list[str], path: Path, n: int =
     else:
         ax.text(0.5, 0.5, "no confusions", ha="center", va="center")
         ax.set_axis_off()
-    ax.set_title(f"top {len(pairs)} confused pairs (true → predicted)")
+    ax.set_title(f"most confused class pairs, true → predicted ({len(pairs)} shown)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -42,7 +42,12 @@ from videoglore.engine.distributed import (
     setup_runtime,
 )
 from videoglore.engine.metrics import topk_correct
-from videoglore.engine.optim import build_optimizer, build_scheduler
+from videoglore.engine.optim import (
+    build_optimizer,
+    build_scheduler,
+    scaled_lr,
+    set_schedule_position,
+)
 from videoglore.engine.run_log import RunLog, plot_curves
 from videoglore.errors import CheckpointError, ConfigError, TrainingError
 from videoglore.models import build_model
@@ -65,6 +70,7 @@ class TrainState:
     best_acc: float = -1.0
     last_checkpoint: str = ""
     partial: dict = field(default_factory=dict)  # epoch sums of an interrupted epoch
+    saved_iters_per_epoch: int = 0  # of the resumed checkpoint (changes with the world size)
 
 
 def train(cfg: Config) -> dict:
@@ -109,6 +115,7 @@ def _train(cfg: Config, rt: Runtime) -> dict:
     scaler = torch.amp.GradScaler(rt.device.type, enabled=dtype == torch.float16)
     state = TrainState()
     _resume(run_dir, model, optimizer, scheduler, scaler, state, rt)
+    _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, global_batch))
     if state.iteration == 0:  # same init on every rank above; different dropout draws below
         _seed_everything(tc.seed + rt.rank, tc.deterministic)
 
@@ -205,18 +212,18 @@ class _Loop:
             now = time.perf_counter()
             wait, busy, clips_seen = wait + got - tick, busy + now - got, clips_seen + int(n)
             tick = now
+            speed = clips_seen / max(wait + busy, 1e-9)
+            wait_pct = 100.0 * wait / max(wait + busy, 1e-9)
+            self.run_log.write(
+                "train_step",
+                state.iteration,
+                epoch=state.epoch,
+                loss=loss_sum / n,
+                lr=lr,
+                clips_per_s=speed,
+                data_wait=wait_pct,
+            )
             if state.iteration % max(1, tc.log_every) == 0 or clips_seen == n:
-                speed = clips_seen / max(wait + busy, 1e-9)
-                wait_pct = 100.0 * wait / max(wait + busy, 1e-9)
-                self.run_log.write(
-                    "train_step",
-                    state.iteration,
-                    epoch=state.epoch,
-                    loss=loss_sum / n,
-                    lr=lr,
-                    clips_per_s=speed,
-                    data_wait=wait_pct,
-                )
                 left = tc.epochs * self.iters_per_epoch - state.iteration
                 eta = left * (wait + busy) / max(state.iteration - first_iteration, 1)
                 bar.set_postfix(
@@ -288,6 +295,8 @@ class _Loop:
                 "config": config_to_dict(self.cfg),
                 "classes": list(self.classes),
                 "best_acc": state.best_acc,
+                "iters_per_epoch": self.iters_per_epoch,
+                "world_size": self.rt.world_size,
                 "metrics": {**metrics, "partial": state.partial},
             }
             ckpt.save_checkpoint(payload, path)
@@ -343,9 +352,29 @@ def _resume(run_dir, model, optimizer, scheduler, scaler, state: TrainState, rt:
     state.best_acc = saved.get("best_acc", -1.0)
     state.partial = saved.get("metrics", {}).get("partial", {})
     state.last_checkpoint = path
+    state.saved_iters_per_epoch = saved.get("iters_per_epoch", 0)
     rng = saved["rng"]
     ckpt.set_rng_state(rng[rt.rank] if rt.rank < len(rng) else rng[0])
     log.info("resumed from %s (epoch %d, iteration %d)", path, state.epoch, state.iteration)
+
+
+def _align_schedule(optimizer, scheduler, state: TrainState, iters_per_epoch: int, base_lr: float):
+    """After a resume, put the lr schedule at ``state.iteration`` for *this* run's batch size.
+
+    With the same world size this reproduces what the loaded scheduler state holds. With another
+    one (e.g. 8 → 4 GPUs), the lr is rescaled to the new global batch and an interrupted epoch
+    restarts from its first batch, because its batches were cut for the old world size.
+    """
+    if state.saved_iters_per_epoch and state.saved_iters_per_epoch != iters_per_epoch:
+        log.warning(
+            "resuming with %d iterations per epoch instead of %d (other world size or batch): "
+            "epoch %d restarts from its first batch",
+            iters_per_epoch,
+            state.saved_iters_per_epoch,
+            state.epoch + 1,
+        )
+        state.iteration, state.partial = state.epoch * iters_per_epoch, {}
+    set_schedule_position(optimizer, scheduler, state.iteration, base_lr)
 
 
 def _read_run_classes(cfg: Config) -> list[str]:

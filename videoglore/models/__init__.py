@@ -60,7 +60,12 @@ def build_model(spec: str | ModelConfig, **overrides) -> nn.Module:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     kwargs = {}
     if cfg is not None:
-        kwargs = dict(num_classes=cfg.num_classes, width=cfg.width, dropout=cfg.dropout)
+        kwargs = dict(
+            num_classes=cfg.num_classes,
+            width=cfg.width,
+            dropout=cfg.dropout,
+            normalize_glore=cfg.glore_normalize,
+        )
     kwargs.update(overrides)
     model = MODELS[name](**kwargs)
     if cfg is not None and cfg.pretrained:

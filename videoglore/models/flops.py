@@ -12,6 +12,7 @@ import logging
 
 import torch
 from fvcore.nn import FlopCountAnalysis
+from torch import nn
 
 from videoglore.models import MODELS
 
@@ -22,12 +23,7 @@ def count_model(name: str, **kwargs) -> dict:
     """Parameters (M) and GFLOPs of one model at its default clip."""
     model = MODELS[name](**kwargs).eval()
     t, h, w = model.default_clip
-    clip = torch.zeros(1, 3, t, h, w)
-    with torch.no_grad():
-        analysis = FlopCountAnalysis(model, clip)
-        analysis.unsupported_ops_warnings(False)
-        analysis.uncalled_modules_warnings(False)
-        flops = analysis.total()
+    flops = module_flops(model, torch.zeros(1, 3, t, h, w))[""]
     params = sum(p.numel() for p in model.parameters())
     return {
         "model": name,
@@ -35,6 +31,24 @@ def count_model(name: str, **kwargs) -> dict:
         "params_M": params / 1e6,
         "gflops": flops / 1e9,
     }
+
+
+def module_flops(model: nn.Module, clip: torch.Tensor) -> dict[str, int]:
+    """fvcore counts (MACs) of one forward on ``clip``, per module name; ``""`` is the whole model.
+
+    Each module's count includes its children (fvcore ``by_module``). The model is traced in eval
+    mode (BatchNorm statistics untouched) and put back in the mode it was in.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            analysis = FlopCountAnalysis(model, clip)
+            analysis.unsupported_ops_warnings(False)
+            analysis.uncalled_modules_warnings(False)
+            return dict(analysis.by_module())
+    finally:
+        model.train(was_training)
 
 
 def flops_table(names: list[str] | None = None, **kwargs) -> list[dict]:

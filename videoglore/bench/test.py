@@ -1,0 +1,144 @@
+"""Testing speed: videos/s of multi-view testing (10 clips × 3 crops by default), forward only.
+
+    synthetic uint8 views (B, K*C, 3, T, S, S) on the device
+      ─▶ engine.tester.score_videos (flatten to (B*V, ...), chunks of test.max_views_per_forward
+         views across videos, normalize, autocast, softmax averaged per video)
+
+The tester's own scoring function runs on a fixed synthetic batch in place of the data loader, so
+the measurement covers exactly what ``run.py test`` does per batch once the frames are decoded.
+MFU counts forward FLOPs only: 2 × fvcore MACs per view × views/s ÷ the bf16 dense peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+
+from videoglore.bench import speed
+from videoglore.config import Config
+from videoglore.engine.distributed import setup_runtime
+from videoglore.engine.tester import score_videos
+
+HELP = "multi-view testing speed per model: videos/s (10x3 views), peak memory, MFU"
+log = logging.getLogger(__name__)
+
+COLUMNS = [
+    ("model", "model", ""),
+    ("clip", "clip", ""),
+    ("videos/batch", "batch", ""),
+    ("precision", "precision", ""),
+    ("channels_last", "channels_last", ""),
+    ("compile", "compile", ""),
+    ("videos/s", "videos_per_s", ".2f"),
+    ("views/s", "views_per_s", ".1f"),
+    ("batch time (ms)", "step_ms", ".1f"),
+    ("peak mem (GiB)", "peak_mem_gib", ".2f"),
+    ("GMACs/view", "gmacs_per_clip", ".3g"),
+    ("MFU", "mfu", ".1%"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = Config().test
+    speed.add_common_arguments(parser, "videos per batch (default 4 on CUDA, 1 on CPU)")
+    parser.add_argument("--num-clips", type=int, default=defaults.num_clips, help="K (default 10)")
+    parser.add_argument("--num-crops", type=int, default=defaults.num_crops, help="C (default 3)")
+    parser.add_argument(
+        "--max-views-per-forward",
+        type=int,
+        default=defaults.max_views_per_forward,
+        help=f"views per forward, across videos (default {defaults.max_views_per_forward})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    device = setup_runtime(args.device).device
+    args.batch = args.batch or (Config().test.batch_size if device.type == "cuda" else 1)
+    peak = args.peak_tflops or speed.peak_tflops(device)
+    flops_cache: dict[tuple, dict] = {}
+
+    def measure(name: str, variant: speed.Variant, clip: tuple[int, int, int]) -> dict:
+        return measure_testing(name, variant, clip, args, device, peak, flops_cache)
+
+    rows = speed.measure_all(args, device, measure)
+    report = {
+        "benchmark": "test",
+        "device": speed.device_info(device, peak),
+        "setup": {k: getattr(args, k) for k in ("width", "batch", "steps", "warmup")}
+        | {
+            "num_clips": args.num_clips,
+            "num_crops": args.num_crops,
+            "max_views_per_forward": args.max_views_per_forward,
+            "num_classes": args.num_classes,
+        },
+        "rows": rows,
+    }
+    table = format_report(report)
+    print(table)
+    if args.out:
+        paths = speed.write_report(report, table, args.out)
+        print("wrote " + " and ".join(map(str, paths)))
+    return 0
+
+
+def measure_testing(
+    name: str,
+    variant: speed.Variant,
+    clip: tuple[int, int, int],
+    args: argparse.Namespace,
+    device: torch.device,
+    peak: float | None,
+    flops_cache: dict,
+) -> dict:
+    """One row: time of scoring one batch of ``args.batch`` videos with all their views."""
+    dtype = speed.set_precision(variant, device)
+    torch.manual_seed(0)
+    model, net = speed.prepare_model(name, args, device, variant)
+    key = (name, clip)
+    if key not in flops_cache:
+        flops_cache[key] = speed.flop_counts(model, clip, device)
+    counts = flops_cache[key]
+    cfg = Config()
+    cfg.test.num_clips, cfg.test.num_crops = args.num_clips, args.num_crops
+    cfg.test.max_views_per_forward = args.max_views_per_forward
+    views_per_video = args.num_clips * args.num_crops
+    views = torch.randint(
+        0, 256, (args.batch, views_per_video, 3, *clip), dtype=torch.uint8, device=device
+    )  # (B, V, 3, T, S, S)
+    labels = torch.arange(args.batch) % model.num_classes
+    batch = [(views, labels, torch.arange(args.batch), [])]  # what collate_test yields
+
+    def step() -> None:
+        score_videos(net, batch, cfg, device, dtype)
+
+    timing = speed.time_steps(step, args.warmup, args.steps, device)
+    videos_per_s = args.batch / (timing["step_ms"] / 1000.0)
+    views_per_s = videos_per_s * views_per_video
+    return {
+        "videos_per_s": videos_per_s,
+        "views_per_s": views_per_s,
+        **timing,
+        "gmacs_per_clip": counts["gmacs_per_clip"],
+        "mfu": speed.mfu(counts["gmacs_per_clip"] * 1e9, views_per_s, peak, train=False),
+    }
+
+
+def format_report(report: dict) -> str:
+    dev, setup = report["device"], report["setup"]
+    peak = dev["peak_bf16_tflops"]
+    mfu_note = (
+        f"MFU = 2 × fvcore MACs × views/s ÷ {peak:g} TFLOPS (bf16 dense peak, every row)"
+        if peak
+        else "MFU n/a (CPU or unknown peak; pass --peak-tflops)"
+    )
+    lines = [
+        f"Testing speed on {dev['name']} (torch {dev['torch']}): synthetic videos of "
+        f"{setup['num_clips']}×{setup['num_crops']} views, up to {setup['max_views_per_forward']} "
+        f"views per forward, width {setup['width']:g}, {setup['warmup']} warm-up + "
+        f"{setup['steps']} timed batches; {mfu_note}.",
+        "",
+        speed.markdown_table(report["rows"], COLUMNS),
+    ]
+    return "\n".join(lines)
