@@ -24,7 +24,15 @@ TINY = [
 def test_demo_writes_lists_checkpoints_metrics_and_predictions(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(
-        ["demo", "--out", str(out), "--videos-per-class", "3", "-c", str(REPO / "configs/demo.yaml")]
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--videos-per-class",
+            "3",
+            "-c",
+            str(REPO / "configs/demo.yaml"),
+        ]
         + TINY
     )
     assert code == 0

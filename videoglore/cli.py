@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
+        print(
+            "interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr
+        )
         return 130
 
 
@@ -141,8 +143,12 @@ def _add_benchmark_parser(commands) -> None:
     )
     kinds = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, module in BENCHMARKS.items():
-        sub = kinds.add_parser(name, help=module.HELP, description=module.__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = kinds.add_parser(
+            name,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(sub)
         sub.set_defaults(func=module.run)
 
@@ -204,5 +210,7 @@ def _format_metrics(m: dict) -> str:
         f"clip  top-1: {m['clip_top1']:.2%}   top-5: {m['clip_top5']:.2%}",
     ]
     if "run_dir" in m:
-        lines.append(f"metrics: {m['run_dir']}/metrics.json  predictions: {m['run_dir']}/predictions.csv")
+        lines.append(
+            f"metrics: {m['run_dir']}/metrics.json  predictions: {m['run_dir']}/predictions.csv"
+        )
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from videoglore.errors import ConfigError
 
 @dataclass
 class DataConfig:
-    """Where the prepared lists are and how clips are sampled and transformed (§4.1 of the paper)."""
+    """Where the prepared lists are and how clips are sampled and transformed (paper §4.1)."""
 
     root: str = ""  # videos are found at root / path-in-list; "" = the list file's folder
     train_list: str = ""  # prepared train.csv (data_prep output)
@@ -127,7 +127,9 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """Read a YAML config (or the defaults when ``path`` is None) and apply dotted overrides."""
     raw: dict[str, Any] = {}
     source = "<defaults>"

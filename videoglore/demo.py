@@ -63,6 +63,7 @@ def run_demo(
     )
     log.info("demo 3/4: training %s into %s", cfg.model.arch, cfg.output.dir)
     train(cfg)
-    log.info("demo 4/4: testing %d clips x %d crops per video", cfg.test.num_clips,
-             cfg.test.num_crops)
+    log.info(
+        "demo 4/4: testing %d clips x %d crops per video", cfg.test.num_clips, cfg.test.num_crops
+    )
     return test(cfg, checkpoint=None)
