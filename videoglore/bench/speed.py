@@ -152,6 +152,26 @@ def prepare_model(
     return model, net
 
 
+def setup_variant(
+    name: str,
+    variant: Variant,
+    clip: tuple[int, int, int],
+    args: argparse.Namespace,
+    device: torch.device,
+    flops_cache: dict,
+) -> tuple[torch.dtype | None, nn.Module, nn.Module, dict]:
+    """Precision switches, a seeded model (plain, and the module to run) and its FLOP counts.
+
+    FLOPs are the same for every variant of a model and clip, so they are counted once.
+    """
+    dtype = set_precision(variant, device)
+    torch.manual_seed(0)
+    model, net = prepare_model(name, args, device, variant)
+    if (name, clip) not in flops_cache:
+        flops_cache[name, clip] = flop_counts(model, clip, device)
+    return dtype, model, net, flops_cache[name, clip]
+
+
 def clip_for(name: str, args: argparse.Namespace) -> tuple[int, int, int]:
     """``--clip`` or the model's own training clip (``default_clip`` of its class)."""
     return parse_clip(args.clip) if args.clip else tuple(MODELS[name].func.default_clip)
@@ -268,6 +288,14 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
             cells[cells.index("")] = row["error"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def print_and_write(report: dict, table: str, out: str | None) -> int:
+    """CLI end of both benchmarks: print the table, write the report when ``out`` is given."""
+    print(table)
+    if out:
+        print("wrote " + " and ".join(map(str, write_report(report, table, out))))
+    return 0
 
 
 def write_report(report: dict, table: str, out: str) -> list[Path]:

@@ -75,12 +75,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "rows": rows,
     }
-    table = format_report(report)
-    print(table)
-    if args.out:
-        paths = speed.write_report(report, table, args.out)
-        print("wrote " + " and ".join(map(str, paths)))
-    return 0
+    return speed.print_and_write(report, format_report(report), args.out)
 
 
 def measure_testing(
@@ -93,13 +88,7 @@ def measure_testing(
     flops_cache: dict,
 ) -> dict:
     """One row: time of scoring one batch of ``args.batch`` videos with all their views."""
-    dtype = speed.set_precision(variant, device)
-    torch.manual_seed(0)
-    model, net = speed.prepare_model(name, args, device, variant)
-    key = (name, clip)
-    if key not in flops_cache:
-        flops_cache[key] = speed.flop_counts(model, clip, device)
-    counts = flops_cache[key]
+    dtype, model, net, counts = speed.setup_variant(name, variant, clip, args, device, flops_cache)
     cfg = Config()
     cfg.test.num_clips, cfg.test.num_crops = args.num_clips, args.num_crops
     cfg.test.max_views_per_forward = args.max_views_per_forward

@@ -77,12 +77,7 @@ def run(args: argparse.Namespace) -> int:
         | {"profile_steps": args.profile_steps, "num_classes": args.num_classes},
         "rows": rows,
     }
-    table = format_report(report)
-    print(table)
-    if args.out:
-        paths = speed.write_report(report, table, args.out)
-        print("wrote " + " and ".join(map(str, paths)))
-    return 0
+    return speed.print_and_write(report, format_report(report), args.out)
 
 
 def measure_training(
@@ -95,13 +90,7 @@ def measure_training(
     flops_cache: dict,
 ) -> dict:
     """One row: timing of ``args.steps`` training steps, MFU and GloRe's time and FLOP shares."""
-    dtype = speed.set_precision(variant, device)
-    torch.manual_seed(0)
-    model, net = speed.prepare_model(name, args, device, variant)
-    key = (name, clip)
-    if key not in flops_cache:  # the same for every variant of a model
-        flops_cache[key] = speed.flop_counts(model, clip, device)
-    counts = flops_cache[key]
+    dtype, model, net, counts = speed.setup_variant(name, variant, clip, args, device, flops_cache)
     step = make_train_step(model, net, args.batch, clip, dtype, variant.channels_last, device)
     timing = speed.time_steps(step, args.warmup, args.steps, device)
     clips_per_s = args.batch / (timing["step_ms"] / 1000.0)
