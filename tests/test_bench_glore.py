@@ -86,7 +86,16 @@ def test_labels_are_not_predictable_from_one_frames_colours():
     num_classes = len(class_names(options.relations))
     chance = 1 / num_classes
     accuracy = _frame_classifier_accuracy(train, val, num_classes)
-    assert accuracy < chance + 0.07, f"colour statistics predict the label: {accuracy:.1%}"
+    # ~6 points over chance are expected: "order" videos show fewer objects in their first
+    # frames, which tells the relation *type* a little; the relation itself must stay hidden
+    assert accuracy < chance + 0.08, f"colour statistics predict the label: {accuracy:.1%}"
+    for r, relation in enumerate(options.relations):
+
+        def pair(videos, r=r):
+            return [(frames, y - 2 * r) for frames, y in videos if y // 2 == r]
+
+        within = _frame_classifier_accuracy(pair(train), pair(val), 2)
+        assert within < 0.65, f"one frame's colours tell the two {relation} classes: {within:.1%}"
     # the same probe does find a label that leaks through colour: a small patch whose colour is
     # a corner of the RGB cube chosen by the class
     palette = np.array([[(k >> b) & 1 for b in range(3)] for k in range(8)], np.uint8) * 255

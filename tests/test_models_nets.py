@@ -280,3 +280,19 @@ def test_flops_table_tiny():
     assert "| r50_glore | 8x224x224 |" in table and "+" in table.splitlines()[-1]
     with pytest.raises(KeyError, match="r18"):
         flops_table(["r18"])
+
+
+@pytest.mark.parametrize("arch", ["resnet", "mfnet"])
+def test_glore_nodes_scales_every_unit(arch):
+    """model.glore_nodes multiplies each unit's K nodes (and 2K states); 1 is the released net."""
+    cfg = ModelConfig(arch=arch, glore=True, num_classes=5, width=0.5)
+    released = build_model(cfg)
+    doubled = build_model(
+        ModelConfig(arch=arch, glore=True, num_classes=5, width=0.5, glore_nodes=2.0)
+    )
+    units = [m for m in released.modules() if type(m).__name__ == "GloRe"]
+    bigger = [m for m in doubled.modules() if type(m).__name__ == "GloRe"]
+    assert len(units) == len(bigger) == 5
+    for unit, big in zip(units, bigger, strict=True):
+        assert (big.num_n, big.num_s) == (2 * unit.num_n, 2 * unit.num_s)
+        assert big.conv_extend.out_channels == unit.conv_extend.out_channels

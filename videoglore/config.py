@@ -57,6 +57,7 @@ class ModelConfig:
     width: float = 1.0  # channel multiplier; < 1 gives small nets for tests and the demo
     dropout: float = 0.5  # before the classifier, as in the released code
     glore_normalize: bool = False  # scale GloRe node states by 1/L (released nets: off)
+    glore_nodes: float = 1.0  # multiplier on each GloRe unit's K nodes and 2K states (released: 1)
     pretrained: str = ""  # local 2D ImageNet checkpoint to inflate into the 3D net
     weights: str = ""  # local 3D checkpoint (released GloRe/MF-Net or ours) to load
 

@@ -42,7 +42,8 @@ from videoglore.config import Config, ModelConfig
 HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, <= 15 min)"
 log = logging.getLogger(__name__)
 
-# Sizes: default <= 15 min and --quick <= 3 min on 2 shared CPU cores (see the README section).
+# Sizes: default ~13 min of one core's CPU time (wall time on shared cores is longer), --quick
+# < 1 min; see benchmarks/glore/RESULTS.md for the measured numbers.
 PRESETS = {
     "default": dict(
         videos_per_class=48, val_videos_per_class=12, num_frames=16, size=32, epochs=16, seeds=3
@@ -72,6 +73,8 @@ class BenchSetup:
     workers: int = 0
     threads: int = 1
     data_seed: int = 0
+    first_seed: int = 0
+    glore_nodes: float = 1.0  # r50_glore's node multiplier (model.glore_nodes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,12 +88,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, help="frame height = width in pixels")
     parser.add_argument("--epochs", type=int, help="epochs per run (same for every variant)")
     parser.add_argument("--seeds", type=int, help="training seeds per variant")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     parser.add_argument("--width", type=float, default=0.125, help="R50 channel multiplier")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=0.05, help="SGD lr at the batch size")
     parser.add_argument("--workers", type=int, default=0, help="loader worker processes")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the generated videos")
+    parser.add_argument(
+        "--glore-nodes", type=float, default=1.0, help="r50_glore node multiplier (released: 1)"
+    )
     parser.add_argument("--report-dir", help="also copy results.md/json and the plot here")
 
 
@@ -109,6 +116,8 @@ def setup_from_args(args: argparse.Namespace) -> BenchSetup:
         workers=args.workers,
         threads=args.threads,
         data_seed=args.data_seed,
+        first_seed=args.first_seed,
+        glore_nodes=args.glore_nodes,
         **preset,
     )
 
@@ -172,7 +181,8 @@ def run_benchmark(setup: BenchSetup, out: Path) -> dict:
     if "r50_wide" in setup.variants:
         widths["r50_wide"] = matching_width(setup)
     runs = []
-    for seed in range(setup.seeds):  # seed-major: a cut-short run still compares variants
+    seeds = range(setup.first_seed, setup.first_seed + setup.seeds)
+    for seed in seeds:  # seed-major: a cut-short run still compares variants
         for variant in setup.variants:
             cfg = run_config(setup, variant, widths[variant], seed, prepared, out)
             runs.append(train_and_test(cfg, variant, seed))
@@ -221,6 +231,7 @@ def run_config(
         num_classes=len(class_names(setup.relations)),
         width=width,
         dropout=0.2,
+        glore_nodes=setup.glore_nodes,
     )
     cfg.train = dataclasses.replace(
         cfg.train,
@@ -302,23 +313,20 @@ def val_curve(log_path: Path) -> list[tuple[float, float]]:
 def model_cost(setup: BenchSetup, variant: str, width: float) -> dict:
     """Params (M) and GFLOPs (fvcore, multiply-adds) of one clip at the benchmark's size."""
     import torch
-    from fvcore.nn import FlopCountAnalysis
 
     from videoglore.models import build_model
+    from videoglore.models.flops import module_flops
 
+    glore = variant == "r50_glore"
     model = build_model(
-        "r50_glore" if variant == "r50_glore" else "r50",
+        "r50_glore" if glore else "r50",
         num_classes=len(class_names(setup.relations)),
         width=width,
-    ).eval()
-    clip = torch.zeros(1, 3, setup.num_frames // 2, setup.size, setup.size)
-    with torch.no_grad():
-        analysis = FlopCountAnalysis(model, clip)
-        analysis.unsupported_ops_warnings(False)
-        analysis.uncalled_modules_warnings(False)
-        flops = analysis.total()
+        **({"glore_nodes": setup.glore_nodes} if glore else {}),
+    )
+    flops = module_flops(model, torch.zeros(1, 3, setup.num_frames // 2, setup.size, setup.size))
     params = sum(p.numel() for p in model.parameters())
-    return {"params_M": params / 1e6, "gflops": flops / 1e9, "width": width}
+    return {"params_M": params / 1e6, "gflops": flops[""] / 1e9, "width": width}
 
 
 def matching_width(setup: BenchSetup) -> float:

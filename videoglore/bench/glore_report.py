@@ -109,9 +109,9 @@ def plot_val_vs_time(runs: list[dict], path: Path, num_classes: int = 0) -> Path
             t = np.mean([[p[0] for p in c[:epochs]] for c in curves], axis=0)
             acc = np.mean([[p[1] for p in c[:epochs]] for c in curves], axis=0)
             ax.plot(t, acc, "o-", color=colours.get(variant), lw=2, ms=3)
-    if num_classes:  # chance, and "knows the relation, guesses its side" (2 classes each)
+    if num_classes:  # chance, and "knows the relation, guesses which of its 2 classes" = 1/2
         ax.axhline(1 / num_classes, color="grey", ls=":", lw=1, label="chance")
-        ax.axhline(2 / num_classes, color="grey", ls="--", lw=1, label="relation type only")
+        ax.axhline(0.5, color="grey", ls="--", lw=1, label="relation type only")
     ax.set(
         xlabel="training wall time (s, 1 thread, shared CPU)",
         ylabel="val top-1 (1 clip)",

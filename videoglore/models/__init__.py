@@ -65,6 +65,7 @@ def build_model(spec: str | ModelConfig, **overrides) -> nn.Module:
             width=cfg.width,
             dropout=cfg.dropout,
             normalize_glore=cfg.glore_normalize,
+            glore_nodes=cfg.glore_nodes,
         )
     kwargs.update(overrides)
     model = MODELS[name](**kwargs)

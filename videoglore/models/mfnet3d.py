@@ -89,6 +89,7 @@ class MFNet3d(nn.Module):
         width: channel multiplier; every count is rounded to a multiple of 16 (the fibres).
         dropout: dropout before the classifier (released: none for Kinetics training).
         normalize_glore: the GloRe units' 1/L normalisation.
+        glore_nodes: multiplier on the units' nodes K (and states 2K).
     """
 
     default_clip = (16, 224, 224)
@@ -100,6 +101,7 @@ class MFNet3d(nn.Module):
         width: float = 1.0,
         dropout: float = 0.0,
         normalize_glore: bool = False,
+        glore_nodes: float = 1.0,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -123,7 +125,7 @@ class MFNet3d(nn.Module):
                 layers[f"B{i:02d}"] = MFUnit3d(channels, mid, out, stride, first=i == 1)
                 channels = out
                 if glore and i in spec.glore_after:
-                    glore_mid = scale_channels(spec.glore_mid, width)
+                    glore_mid = scale_channels(spec.glore_mid, width * glore_nodes)
                     layers[f"B{i:02d}_extra"] = GloRe(out, glore_mid, 3, normalize_glore)
             self.add_module(spec.name, nn.Sequential(layers))
         self.num_features = channels

@@ -90,7 +90,7 @@ class Bottleneck3d(nn.Module):
 
 
 def build_stage(
-    spec: StageSpec, in_ch: int, width: float, glore: bool, normalize: bool
+    spec: StageSpec, in_ch: int, width: float, glore: bool, normalize: bool, nodes: float = 1.0
 ) -> tuple[nn.Sequential, int]:
     """An ``nn.Sequential`` named like the released code: B01, B01_extra (GloRe), B02, ..."""
     mid, out = scale_channels(spec.mid, width), scale_channels(spec.out, width)
@@ -105,7 +105,7 @@ def build_stage(
             project=i == 1,
         )
         if glore and i in spec.glore_after:
-            glore_mid = scale_channels(spec.glore_mid, width)
+            glore_mid = scale_channels(spec.glore_mid, width * nodes)
             layers[f"B{i:02d}_extra"] = GloRe(out, glore_mid, dim=3, normalize=normalize)
     return nn.Sequential(layers), out
 
@@ -120,6 +120,7 @@ class ResNet3d(nn.Module):
         width: channel multiplier; 1.0 is the released net, e.g. 0.125 gives a tiny net for tests.
         dropout: dropout before the classifier (released: 0.5).
         normalize_glore: the GloRe units' 1/L normalisation (released: off).
+        glore_nodes: multiplier on the units' nodes K (and states 2K); released: 1 (K = C/4).
     """
 
     default_clip = (8, 224, 224)
@@ -132,6 +133,7 @@ class ResNet3d(nn.Module):
         width: float = 1.0,
         dropout: float = 0.5,
         normalize_glore: bool = False,
+        glore_nodes: float = 1.0,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -147,7 +149,9 @@ class ResNet3d(nn.Module):
         )
         channels = stem
         for spec in self.stage_specs:
-            stage, channels = build_stage(spec, channels, width, glore, normalize_glore)
+            stage, channels = build_stage(
+                spec, channels, width, glore, normalize_glore, glore_nodes
+            )
             self.add_module(spec.name, stage)
         self.num_features = channels
         # the stem BN/ReLU are post-activation; everything after is pre-activation, hence the tail
