@@ -9,9 +9,9 @@ BatchNorm and the classifier; element-wise ops (ReLU, additions, pooling) are no
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
-from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from videoglore.models import MODELS
@@ -39,6 +39,10 @@ def module_flops(model: nn.Module, clip: torch.Tensor) -> dict[str, int]:
     Each module's count includes its children (fvcore ``by_module``). The model is traced in eval
     mode (BatchNorm statistics untouched) and put back in the mode it was in.
     """
+    with warnings.catch_warnings():  # fvcore's import uses the deprecated torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
+
     was_training = model.training
     model.eval()
     try:
