@@ -5,7 +5,7 @@ which never raises for a bad video: it returns a :class:`VideoResult` with ``sta
 and the reason, so one bad file never stops a 260k-video run.
 
 Re-encoding (decode → ``reformat(width, height)`` → libx264, no audio, same fps) is the one place
-that transcodes; :func:`videoglore.data.video.write_video` is for whole in-memory clips and would
+that transcodes; :func:`data_prep.codec.write_video` is for whole in-memory clips and would
 hold a full 10 s Kinetics clip in RAM, so we stream frame by frame instead. Short keyframe
 intervals matter because training reads one random clip per video: decord must decode from the
 keyframe before the clip start, so a 250-frame GOP costs up to 250 decoded frames per clip, an
@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from videoglore.data.video import x264_options
-from videoglore.errors import VideoError
+from data_prep.codec import decord_frame_count, probe_video, x264_options
+from data_prep.errors import VideoError
+from data_prep.files import first_line
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,6 @@ class VideoResult:
     seconds: float = 0.0  # processing time
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    num_frames: int
-    fps: float
-    width: int
-    height: int
-    duration: float
-
-
 def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """(width, height) with the shorter side scaled to ``short_side``, never upscaled, both even
     (yuv420p needs even sizes; odd sides round down)."""
@@ -87,48 +79,6 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     if scale == 1.0:  # no resize: only drop the odd pixel, never grow
         out_w, out_h = max(2, width - width % 2), max(2, height - height % 2)
     return out_w, out_h
-
-
-def probe_video(path: str | Path) -> VideoInfo:
-    """Open with PyAV, require a video stream and one decodable frame; read count, fps, size.
-
-    Raises:
-        VideoError: naming the file and what is wrong with it.
-    """
-    import av
-
-    path = Path(path)
-    size = path.stat().st_size if path.is_file() else -1
-    if size < 0:
-        raise VideoError(f"{path}: file not found")
-    if size == 0:
-        raise VideoError(f"{path}: empty file (0 bytes)")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-            first = next(container.decode(stream), None)
-            if first is None:
-                raise VideoError(f"{path}: no decodable frame")
-            width, height = first.width, first.height
-            count = stream.frames
-            if count <= 0:  # webm/mkv headers carry no frame count: count packets (no decode)
-                container.seek(0)
-                count = sum(1 for p in container.demux(stream) if p.size)
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            else:
-                duration = count / float(rate)
-    except VideoError:
-        raise
-    except Exception as exc:  # PyAV raises many FFmpeg error types; all mean "unreadable"
-        reason = getattr(exc, "strerror", None) or _first_line(exc)  # FFmpeg errors: no path
-        raise VideoError(f"{path}: cannot open or decode ({reason})") from None
-    return VideoInfo(count, float(rate), width, height, duration)
 
 
 def transcode_video(
@@ -162,10 +112,10 @@ def transcode_video(
                     break
                 except Exception as exc:  # truncated/corrupt data: keep what we have
                     if written == 0:
-                        reason = getattr(exc, "strerror", None) or _first_line(exc)
+                        reason = getattr(exc, "strerror", None) or first_line(exc)
                         raise VideoError(f"{source}: cannot decode ({reason})") from None
                     log.warning(
-                        "%s: decode stopped after %d frames (%s)", source, written, _first_line(exc)
+                        "%s: decode stopped after %d frames (%s)", source, written, first_line(exc)
                     )
                     break
                 if out is None:
@@ -201,17 +151,6 @@ def _add_h264_stream(container, rate: Fraction, width: int, height: int, setting
     return stream
 
 
-def check_with_decord(path: str | Path) -> int:
-    """Open with decord (the loader's reader) and decode its first and last frame; return
-    decord's frame count, which is the count the loader will sample from."""
-    from videoglore.data.video import open_video, read_frames
-
-    reader = open_video(path)
-    count = len(reader)
-    read_frames(path, [0, count - 1], reader=reader)
-    return count
-
-
 def process_video(task: VideoTask) -> VideoResult:
     """Probe → (re-encode) → verify one video; never raises for a bad video."""
     start = time.perf_counter()
@@ -227,17 +166,12 @@ def process_video(task: VideoTask) -> VideoResult:
             result.width, result.height = output_size(
                 info.width, info.height, task.settings.short_side
             )
-        result.num_frames = check_with_decord(target)
+        result.num_frames = decord_frame_count(target)
         result.status = "ok"
     except VideoError as exc:
         result.reason = str(exc).replace(f"{task.source}: ", "").replace(f"{task.output}: ", "")
     except Exception as exc:  # anything unexpected is still a per-video failure
         log.exception("%s: unexpected error", task.source)
-        result.reason = f"unexpected error ({type(exc).__name__}: {_first_line(exc)})"
+        result.reason = f"unexpected error ({type(exc).__name__}: {first_line(exc)})"
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep.encode import EncodeSettings, VideoTask
+from data_prep.errors import ConfigError, DataError
+from data_prep.lists import VideoRecord, write_classes, write_video_list
 from data_prep.runner import ResultLedger, run_tasks
 from data_prep.sources import (
     KINETICS400,
@@ -46,8 +48,6 @@ from data_prep.sources import (
     read_kinetics_csv,
     read_video_list_file,
 )
-from videoglore.data.lists import VideoRecord, write_classes, write_video_list
-from videoglore.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -51,11 +51,10 @@ def run_tasks(tasks: list[VideoTask], workers: int | None, progress: bool):
 
 def _worker_context():
     """forkserver where available: workers start clean (no inherited threads, CUDA or decoder
-    state, unlike fork) and fast (forked from a server that imported the codecs once, unlike
-    spawn, which re-imports torch in every worker through ``videoglore.data``)."""
+    state, unlike fork) and fast (forked from a server that imported the codecs once)."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["data_prep.encode", "videoglore.data.video"])
+        ctx.set_forkserver_preload(["data_prep.encode"])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from videoglore.errors import DataError
+from data_prep.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,13 @@ def parse_split_path(text: str) -> tuple[str, str]:
 def load_class_names(spec: str) -> list[str]:
     """Class names from ``kinetics400`` (bundled list), a JSON list, or a text file (one a line)."""
     if spec == KINETICS400:
-        text = resources.files("videoglore").joinpath("resources/kinetics400_classes.txt")
+        text = resources.files("data_prep").joinpath("resources/kinetics400_classes.txt")
         return text.read_text().splitlines()
     path = Path(spec)
     if not path.is_file():
         raise DataError(f"{path}: class file not found (give a .txt/.json file or 'kinetics400')")
     if path.suffix == ".json":
-        from videoglore.data.lists import read_classes
+        from data_prep.lists import read_classes
 
         return read_classes(path)
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videoglore.data.video import write_video
+from data_prep.codec import write_video
 
 log = logging.getLogger(__name__)
 

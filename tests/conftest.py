@@ -2,7 +2,7 @@
 
 ``make_video_dataset(root, ...)`` writes real H.264 videos (``videoglore.data.video.write_video``)
 in which each class has its own brightness and motion direction, plus prepared ``train.csv`` /
-``val.csv`` lists and ``classes.json`` (``videoglore.data.lists``), so a tiny network can learn it.
+``val.csv`` lists and ``classes.json`` (``data_prep.lists``), so a tiny network can learn it.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data_prep.codec import write_video
+from data_prep.lists import VideoRecord, write_classes, write_video_list
 from videoglore.config import Config, config_from_dict
-from videoglore.data.lists import VideoRecord, write_classes, write_video_list
-from videoglore.data.video import write_video
 
 
 def _class_video(label: int, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep import relational
-from data_prep.relational import RelationalOptions, class_names, render_split, render_video
+from benchmarks.glore import relational
+from benchmarks.glore.relational import RelationalOptions, class_names, render_split, render_video
 from videoglore.errors import ConfigError
 
 SMALL = RelationalOptions(videos_per_class=2, val_videos_per_class=1, num_frames=8, size=32)

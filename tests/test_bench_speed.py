@@ -10,9 +10,9 @@ import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
 
-from videoglore.bench import speed
-from videoglore.bench import test as bench_test
-from videoglore.bench import train as bench_train
+from benchmarks.speed import common as speed
+from benchmarks.speed import test as bench_test
+from benchmarks.speed import train as bench_train
 from videoglore.cli import main
 from videoglore.errors import ConfigError
 from videoglore.models import GloRe, build_model

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from videoglore.bench import BENCHMARKS
+from benchmarks import BENCHMARKS
 from videoglore.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

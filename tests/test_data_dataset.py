@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from videoglore.bench import data as bench_data
+from benchmarks.loading import bench as bench_data
+from data_prep.codec import write_video
+from data_prep.lists import VideoRecord, read_video_list, write_video_list
 from videoglore.config import Config
 from videoglore.data import (
     ShardSampler,
@@ -18,8 +20,6 @@ from videoglore.data import (
     build_loader,
     collate_test,
 )
-from videoglore.data.lists import VideoRecord, read_video_list, write_video_list
-from videoglore.data.video import write_video
 
 T, TAU, S = 4, 2, 32
 

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import data_prep.encode as encode
+from data_prep.codec import write_video
 from data_prep.encode import EncodeSettings, VideoTask, output_size, process_video
+from data_prep.lists import read_classes, read_video_list
 from data_prep.prepare import PrepareOptions, add_arguments, options_from_args, prepare
 from data_prep.sources import (
     index_video_root,
@@ -22,8 +24,6 @@ from data_prep.sources import (
     read_video_list_file,
 )
 from data_prep.synthetic import write_motion_dataset
-from videoglore.data.lists import read_classes, read_video_list
-from videoglore.data.video import write_video
 from videoglore.errors import DataError
 
 DATA = Path(__file__).parent / "data"

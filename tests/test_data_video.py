@@ -6,7 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from videoglore.data.video import read_clip, read_frames, write_video
+from data_prep.codec import write_video
+from videoglore.data.video import read_clip, read_frames
 from videoglore.errors import VideoError
 
 

@@ -4,8 +4,8 @@ import csv
 import json
 from pathlib import Path
 
+from data_prep.lists import read_classes, read_video_list
 from videoglore.cli import main
-from videoglore.data.lists import read_classes, read_video_list
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

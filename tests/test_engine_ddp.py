@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from conftest import tiny_config_dict
 
-from videoglore.data.lists import read_video_list, write_video_list
+from data_prep.lists import read_video_list, write_video_list
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.run_log import read_log
 

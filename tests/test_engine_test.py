@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import tiny_config
 
+from data_prep.lists import VideoRecord, read_video_list, write_video_list
 from videoglore.config import config_to_dict
 from videoglore.data import build_dataset, normalize
-from videoglore.data.lists import VideoRecord, read_video_list, write_video_list
 from videoglore.engine import tester
 from videoglore.engine.checkpoint import save_checkpoint
 from videoglore.engine.metrics import (

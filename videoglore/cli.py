@@ -134,7 +134,7 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_benchmark_parser(commands) -> None:
-    from videoglore.bench import BENCHMARKS
+    from benchmarks import BENCHMARKS
 
     p = commands.add_parser(
         "benchmark",

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from data_prep.lists import VideoRecord
 from videoglore.data import sampling, transforms
-from videoglore.data.lists import VideoRecord
 from videoglore.data.video import READERS, read_clip
 from videoglore.errors import ConfigError, DataError, VideoError
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from data_prep.lists import VideoRecord, read_video_list
 from videoglore.config import Config
 from videoglore.data.dataset import VideoClipDataset, collate_test
-from videoglore.data.lists import VideoRecord, read_video_list
 from videoglore.errors import ConfigError
 
 SPLITS = {

@@ -25,33 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.files import first_line
 from videoglore.errors import VideoError
 
 log = logging.getLogger(__name__)
 
 READERS = ("pyav", "decord")
 REORDER_CHECK = 16  # packets demuxed past the last needed one to confirm there are no B-frames
-
-
-def x264_options(
-    keyframe_interval: int, crf: int, preset: str = "veryfast", tune: str = "fastdecode"
-) -> dict[str, str]:
-    """libx264 options of every file we write: a keyframe exactly every ``keyframe_interval``
-    frames (no scene-cut keyframes) and no B-frames, so a random clip never needs more than one
-    GOP decoded per frame and decode order is presentation order (the PyAV reader's fast path).
-    ``tune="fastdecode"`` (no CABAC, no deblocking) makes decoding ~1.8x faster for ~35 % larger
-    files (benchmarks/RESULTS.md, "Data loading"); ``""`` keeps x264's default tuning.
-    """
-    k = int(keyframe_interval)
-    options = {
-        "crf": str(crf),
-        "preset": preset,
-        "bf": "0",
-        "x264-params": f"keyint={k}:min-keyint={k}:scenecut=0",
-    }
-    if tune:
-        options["tune"] = tune
-    return options
 
 
 def _check_file(path: Path) -> None:
@@ -74,7 +54,7 @@ def open_video(path: str | Path, num_threads: int = 1):
     try:
         reader = decord.VideoReader(str(path), num_threads=num_threads)
     except Exception as exc:  # decord raises its own DECORDError / RuntimeError variants
-        raise VideoError(f"{path}: cannot open video ({_first_line(exc)})") from None
+        raise VideoError(f"{path}: cannot open video ({first_line(exc)})") from None
     if len(reader) == 0:
         raise VideoError(f"{path}: video has no frames")
     return reader
@@ -105,7 +85,7 @@ def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) 
             # buffered after get_batch; seeking back to 0 releases them before the reader goes.
             reader.seek(0)
     except Exception as exc:
-        raise VideoError(f"{path}: cannot decode frames ({_first_line(exc)})") from None
+        raise VideoError(f"{path}: cannot decode frames ({first_line(exc)})") from None
     finally:
         if own_reader:
             del reader
@@ -181,7 +161,7 @@ def _read_clip_pyav(path: Path, indices_for) -> np.ndarray | None:
     except VideoError:
         raise
     except Exception as exc:  # FFmpeg errors carry no path: name the file here
-        reason = getattr(exc, "strerror", None) or _first_line(exc)
+        reason = getattr(exc, "strerror", None) or first_line(exc)
         raise VideoError(f"{path}: cannot decode frames ({reason})") from None
     if found is None:
         return None
@@ -230,52 +210,3 @@ def _decode_positions(container, stream, wanted: set[int], last: int) -> dict | 
     if len(found) < len(wanted_pts):
         convert(codec.decode(None))  # drain frames the decoder still holds
     return found
-
-
-def write_video(
-    path: str | Path,
-    frames: np.ndarray,
-    fps: float = 25.0,
-    keyframe_interval: int = 8,
-    crf: int = 23,
-    tune: str = "fastdecode",
-) -> None:
-    """Write uint8 (T, H, W, 3) RGB frames as an H.264 .mp4, atomically (temp file + rename).
-
-    Height and width must be even (yuv420p). ``keyframe_interval`` is the GOP length: short GOPs
-    make random clip access cheap (see the data benchmark); the encoder settings are
-    :func:`x264_options`, the same as prepared videos.
-    """
-    import av
-
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"{path}: expected uint8 frames (T, H, W, 3), got {frames.shape}")
-    _, height, width, _ = frames.shape
-    if height % 2 or width % 2:
-        raise ValueError(f"{path}: H.264 needs even height and width, got {height}x{width}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part" + path.suffix)
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264", rate=_fps_fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.gop_size = keyframe_interval
-        stream.codec_context.thread_count = 1  # threaded x264 + fastdecode is not bit-exact
-        stream.options = x264_options(keyframe_interval, crf, tune=tune)
-        for frame in frames:
-            packet_list = stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
-            container.mux(packet_list)
-        container.mux(stream.encode())
-    tmp.replace(path)
-
-
-def _fps_fraction(fps: float):
-    from fractions import Fraction
-
-    return Fraction(fps).limit_denominator(1001)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from data_prep.files import first_line
 from videoglore.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torn zip, pickle errors, truncated files
-        raise CheckpointError(f"{path}: cannot read checkpoint ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint ({first_line(exc)})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a videoglore checkpoint (no 'model' entry)")
     return state
@@ -146,8 +147,3 @@ def _progress_key(path: Path) -> tuple[int, int]:
     # epoch_E.pt sorts after every mid-epoch file of the epoch before and before those of epoch E.
     epoch, iteration = _NAME.match(path.name).groups()
     return int(epoch), int(iteration) if iteration else -1
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from data_prep.lists import VideoRecord, read_video_list
 from videoglore.config import Config, config_from_dict
 from videoglore.data import build_dataset, build_loader, normalize
-from videoglore.data.lists import VideoRecord, read_video_list
 from videoglore.data.video import open_video
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import (

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from data_prep.lists import read_classes
 from videoglore.config import Config, config_to_dict, save_config
 from videoglore.data import build_loader, normalize
-from videoglore.data.lists import read_classes
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import (
     Runtime,

@@ -1,7 +1,7 @@
 """Does GloRe help? The same small 3D ResNet with and without GloRe units on relational videos.
 
 The paper (Chen et al., CVPR 2019, §1, §3) claims that GloRe units let a 3D CNN relate regions far
-apart in space and time. ``data_prep.relational`` writes videos whose labels are exactly such
+apart in space and time. ``benchmarks.glore.relational`` writes videos whose labels are exactly such
 relations (toward/away, in/out of phase, which object moves first, same/different shape), so
 any gain must come from relating distant things. Flow (the normal code path, nothing special)::
 
@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.relational import (
+from benchmarks.glore.relational import (
     RELATIONS,
     RelationalOptions,
     class_names,
     write_relational_videos,
 )
-from videoglore.bench.glore_report import format_results, plot_val_vs_time, summarize
+from benchmarks.glore.report import format_results, plot_val_vs_time, summarize
 from videoglore.config import Config, ModelConfig
 
 HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, <= 15 min)"

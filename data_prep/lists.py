@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from videoglore.errors import DataError
+from data_prep.errors import DataError
+from data_prep.files import atomic_open, write_json
 
 LIST_COLUMNS = ("path", "label", "label_name", "num_frames", "fps", "width", "height")
 
@@ -34,15 +34,11 @@ class VideoRecord:
 
 def write_video_list(path: str | Path, records: list[VideoRecord]) -> None:
     """Write a prepared list atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LIST_COLUMNS)
         writer.writeheader()
         for record in records:
             writer.writerow(asdict(record))
-    os.replace(tmp, path)
 
 
 def read_video_list(path: str | Path, root: str | Path | None = None) -> list[VideoRecord]:
@@ -72,10 +68,8 @@ def read_video_list(path: str | Path, root: str | Path | None = None) -> list[Vi
 
 
 def write_classes(path: str | Path, names: list[str]) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(list(names), indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    """Write the class index (a JSON list of names, position = label index) atomically."""
+    write_json(path, list(names))
 
 
 def read_classes(path: str | Path) -> list[str]:

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
+from data_prep.codec import write_video
+from data_prep.lists import VideoRecord
 from videoglore.data.dataset import VideoClipDataset
-from videoglore.data.lists import VideoRecord
 from videoglore.data.loader import seed_worker
-from videoglore.data.video import write_video
 
 HELP = "training-clip loading speed: ours (PyAV/decord) vs the reference loaders' decoding"
 log = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videoglore.errors import ConfigError
+from data_prep.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ def write_relational_videos(out_dir: str | Path, options: RelationalOptions) -> 
 
     Layout: ``out_dir/<split>/<class>/<class>_<split>_<index>.mp4``. Returns ``out_dir``.
     """
-    from videoglore.data.video import write_video
+    from data_prep.codec import write_video
 
     out_dir = Path(out_dir)
     total = 0

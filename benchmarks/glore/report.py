@@ -1,4 +1,4 @@
-"""Tables and plot of the GloRe benchmark (``videoglore.bench.glore``): results.md, val_vs_time.png.
+"""Tables and plot of the GloRe benchmark (``benchmarks.glore.bench``): results.md, val_vs_time.png.
 
 Input: the per-run records of ``glore.train_and_test`` (variant, seed, video_top1, per_relation,
 train/test seconds, curve = [(seconds since start, val top-1) per epoch]).

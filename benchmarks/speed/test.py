@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from videoglore.bench import speed
+from benchmarks.speed import common as speed
 from videoglore.config import Config
 from videoglore.engine.distributed import setup_runtime
 from videoglore.engine.tester import score_videos

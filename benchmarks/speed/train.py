@@ -26,7 +26,7 @@ from torch import nn
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from videoglore.bench import speed
+from benchmarks.speed import common as speed
 from videoglore.config import DataConfig, TrainConfig
 from videoglore.data import normalize
 from videoglore.engine.distributed import autocast, setup_runtime

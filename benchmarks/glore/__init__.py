@@ -1,0 +1,1 @@
+"""Does GloRe help? Relational videos (``relational.py``), runs (``bench.py``), ``report.py``."""

@@ -1,0 +1,1 @@
+"""Clip-loading speed: our readers against the reference loaders' decoding (``bench.py``)."""

@@ -1,0 +1,155 @@
+"""Writing files so that nothing the user made is ever half-written or lost.
+
+Every output of the project (lists, class maps, configs, metrics, checkpoints, plots, videos)
+goes through :func:`atomic_open`: the data is written to a hidden temp file beside the target
+and renamed over it only when complete, so a killed process or a full disk leaves either the old
+file or the new one, never a torn one. An ``OSError`` while writing becomes an
+:class:`~data_prep.errors.OutputError` naming the folder and the cause (disk full, permission,
+read-only file system), and the temp file is removed.
+
+    atomic_open(path, "w"|"wb")  ─▶ .NAME.PID.tmp ─(complete)─▶ os.replace ─▶ NAME
+                                              └─(any error)─▶ unlinked; OSError → OutputError
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from data_prep.errors import OutputError
+
+TEMP_SUFFIX = ".tmp"
+
+# errno values that say the output side failed, whatever file was being read at the time.
+OUTPUT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,  # no space left on device
+        errno.EDQUOT,  # disk quota exceeded
+        errno.EFBIG,  # file too large for the file system
+        errno.EACCES,  # permission denied
+        errno.EPERM,
+        errno.EROFS,  # read-only file system
+        errno.ENOTDIR,  # a file where a folder should be
+        errno.EISDIR,  # a folder where a file should be
+        errno.EEXIST,
+    }
+)
+
+
+def temp_path(path: str | Path) -> Path:
+    """The hidden temp file :func:`atomic_open` writes before renaming over ``path``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_open(
+    path: str | Path, mode: str = "w", *, durable: bool = False, newline: str | None = None
+) -> Iterator[IO[Any]]:
+    """Open ``path`` for writing through a temp file that replaces it only when complete.
+
+    Args:
+        path: the final file; its folder is created if needed.
+        mode: "w" (text, UTF-8) or "wb" (binary).
+        durable: fsync the file and its folder before returning (checkpoints: survive a power
+            loss, not only a killed process).
+        newline: as for :func:`open` (``""`` for the csv module).
+
+    Raises:
+        OutputError: the folder cannot be created or the file cannot be written, with the
+            folder and the cause named; the temp file is removed.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        encoding = None if "b" in mode else "utf-8"
+        with open(tmp, mode, encoding=encoding, newline=newline) as f:
+            yield f
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if durable:
+            _fsync_folder(path.parent)
+    except OSError as exc:
+        _remove(tmp)
+        raise output_error(exc, path) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON (UTF-8, non-ASCII kept) atomically; returns ``path``."""
+    return atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temp files that killed writers left in ``folder``; returns what was removed.
+
+    Call it only while no other process writes into ``folder`` (e.g. under the run lock).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)]
+    for p in stale:
+        _remove(p)
+    return stale
+
+
+def is_output_errno(exc: BaseException) -> bool:
+    """True when ``exc`` is an OSError whose errno says the output side failed."""
+    return isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS
+
+
+def output_error(exc: OSError, path: str | Path) -> OutputError:
+    """An :class:`OutputError` for a failed write of ``path``, naming its folder and the cause."""
+    folder = Path(path).parent
+    cause = exc.strerror or first_line(exc)
+    if exc.errno is not None and exc.errno in errno.errorcode:
+        cause = f"{cause} ({errno.errorcode[exc.errno]})"
+    advice = {
+        errno.ENOSPC: "free some space there and rerun",
+        errno.EDQUOT: "free some space there and rerun",
+        errno.EACCES: "make it writable and rerun",
+        errno.EPERM: "make it writable and rerun",
+        errno.EROFS: "choose a writable folder",
+    }.get(exc.errno or 0, "fix it and rerun")
+    return OutputError(f"cannot write to {folder}: {cause} (writing {Path(path).name}); {advice}")
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type name), for one-line errors."""
+    text = str(exc).strip().splitlines()
+    return text[0][:limit] if text else type(exc).__name__
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
