@@ -10,6 +10,7 @@ import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
 
+from benchmarks.report import markdown_table
 from benchmarks.speed import common as speed
 from benchmarks.speed import test as bench_test
 from benchmarks.speed import train as bench_train
@@ -55,7 +56,7 @@ def test_a_failing_setting_becomes_an_error_row():
     rows = speed.measure_all(args, torch.device("cpu"), measure)
     assert [r.get("clips_per_s") for r in rows] == [3.0, None]
     assert rows[1]["error"].startswith("out of memory") and rows[1]["clip"] == "4x32x32"
-    table = speed.markdown_table(rows, bench_train.COLUMNS)
+    table = markdown_table(rows, bench_train.COLUMNS)
     assert "| r50 | 4x32x32 | 2 | fp32 | on | off | out of memory" in table
 
 

@@ -175,14 +175,15 @@ def test_dataset_rejects_empty_list_and_bad_mode():
         VideoClipDataset([VideoRecord("x", 0, "a", 1, 25.0, 1, 1)], "predict")
 
 
-def test_benchmark_quick_mode_writes_table(tmp_path, capsys):
+def test_benchmark_quick_mode_writes_table(tmp_path):
     parser = argparse.ArgumentParser()
     bench_data.add_arguments(parser)
     out = tmp_path / "result" / "data"
     args = parser.parse_args(
         ["--quick", "--repeats", "2", "--cache", str(tmp_path / "cache"), "--out", str(out)]
     )
-    assert bench_data.run(args) == 0
+    result = bench_data.run(args)
+    assert result.files == [out.with_suffix(".json"), out.with_suffix(".md")]
     report = json.loads(out.with_suffix(".json").read_text())
     assert [row["video"] for row in report["rows"]] == [
         "raw (GOP 250)",
@@ -196,4 +197,4 @@ def test_benchmark_quick_mode_writes_table(tmp_path, capsys):
         assert all(len(v) == 2 and min(v) > 0 for v in row["clips_per_s"].values())
     table = out.with_suffix(".md").read_text()
     assert "| re-encoded (GOP 8, fastdecode) = prepared |" in table and "decode ceiling" in table
-    assert table.strip() in capsys.readouterr().out
+    assert table.strip() == result.table.strip()

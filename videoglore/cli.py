@@ -150,7 +150,18 @@ def _add_benchmark_parser(commands) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(sub)
-        sub.set_defaults(func=module.run)
+        sub.set_defaults(func=_benchmark_command(module.run))
+
+
+def _benchmark_command(run):
+    def command(args) -> int:
+        result = run(args)
+        print(result.table)
+        if result.files:
+            print("wrote " + ", ".join(map(str, result.files)))
+        return 0
+
+    return command
 
 
 def _load(args):

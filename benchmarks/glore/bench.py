@@ -37,6 +37,8 @@ from benchmarks.glore.relational import (
     write_relational_videos,
 )
 from benchmarks.glore.report import format_results, plot_val_vs_time, summarize
+from benchmarks.report import BenchmarkResult
+from data_prep.files import atomic_write_text, write_json
 from videoglore.config import Config, ModelConfig
 
 HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, <= 15 min)"
@@ -122,7 +124,7 @@ def setup_from_args(args: argparse.Namespace) -> BenchSetup:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> BenchmarkResult:
     setup = setup_from_args(args)
     report = run_benchmark(setup, Path(args.out))
     table = format_results(report)
@@ -132,10 +134,8 @@ def run(args: argparse.Namespace) -> int:
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("results.md", "results.json", "val_vs_time.png"):
             shutil.copy2(out / name, dest / name)
-    print(table)
-    print(f"\nresults: {out / 'results.md'}, {out / 'results.json'}")
-    print(f"plot: {out / 'val_vs_time.png'}")
-    return 0
+    files = [out / name for name in ("results.md", "results.json", "val_vs_time.png")]
+    return BenchmarkResult(table, report, files)
 
 
 def run_benchmark(setup: BenchSetup, out: Path) -> dict:
@@ -161,7 +161,7 @@ def run_benchmark(setup: BenchSetup, out: Path) -> dict:
         shutil.rmtree(prepared, ignore_errors=True)
         write_relational_videos(source, data)
         classes = source / "classes.json"  # keep the generator's class order
-        classes.write_text(json.dumps(class_names(setup.relations)))
+        write_json(classes, class_names(setup.relations))
         folders = {split: str(source / split) for split in ("train", "val")}
         # no re-encode: the generator already wrote H.264 with short GOPs; prepare checks them
         prepare(
@@ -174,7 +174,7 @@ def run_benchmark(setup: BenchSetup, out: Path) -> dict:
                 progress=False,
             )
         )
-        (prepared / "options.json").write_text(json.dumps(dataclasses.asdict(data)))
+        atomic_write_text(prepared / "options.json", json.dumps(dataclasses.asdict(data)))
     data_seconds = time.perf_counter() - start
 
     widths = {"r50": setup.width, "r50_glore": setup.width}
@@ -192,8 +192,8 @@ def run_benchmark(setup: BenchSetup, out: Path) -> dict:
     report["total_seconds"] = time.perf_counter() - start
     report["cpu_count"] = os.cpu_count()
     report["load_average_end"] = list(os.getloadavg())
-    _write_json(out / "results.json", report)
-    (out / "results.md").write_text(format_results(report) + "\n")
+    write_json(out / "results.json", report)
+    atomic_write_text(out / "results.md", format_results(report) + "\n")
     plot_val_vs_time(runs, out / "val_vs_time.png", len(class_names(setup.relations)))
     return report
 
@@ -348,17 +348,11 @@ def glore_usage(checkpoint: Path) -> dict[str, float]:
     The blocker's weight starts at zero (released ``global_reasoning_unit.py``), so a fresh unit
     is the identity; how far it grew says how much the trained net uses the unit's output.
     """
-    import torch
+    from videoglore.engine.checkpoint import load_checkpoint
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    state = load_checkpoint(checkpoint)["model"]
     return {
         key.removesuffix(".blocker.weight"): float(value.abs().mean())
         for key, value in state.items()
         if key.endswith("blocker.weight")
     }
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)

@@ -20,7 +20,6 @@ interleaved ``--repeats`` times; the table gives the min–max range.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
+from benchmarks.report import BenchmarkResult, finish
 from data_prep.codec import write_video
 from data_prep.lists import VideoRecord
 from videoglore.data.dataset import VideoClipDataset
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny videos, few clips (< 30 s)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> BenchmarkResult:
     setup = dict(QUICK if args.quick else FULL)
     for key in ("videos", "clips"):
         if getattr(args, key):
@@ -97,15 +97,7 @@ def run(args: argparse.Namespace) -> int:
         cpu_count=os.cpu_count(),
         load_average=os.getloadavg(),
     )
-    table = format_table(report)
-    print(table)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-        out.with_suffix(".md").write_text(table + "\n")
-        print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
-    return 0
+    return finish(report, format_table(report), args.out)
 
 
 class ReferenceClipDataset(VideoClipDataset):

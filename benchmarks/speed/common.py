@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -265,44 +263,3 @@ def measure_all(
             release(device)
             rows.append(row)
     return rows
-
-
-def fmt(value, spec: str) -> str:
-    """A table cell: ``n/a`` for missing values, ``on``/``off`` for switches."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return format(value, spec) if spec else str(value)
-
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """Rows as a markdown table; ``columns`` = (header, row key, format spec)."""
-    lines = [
-        "| " + " | ".join(header for header, _, _ in columns) + " |",
-        "|" + "|".join("---" if not spec else "---:" for _, _, spec in columns) + "|",
-    ]
-    for row in rows:
-        cells = [fmt(row[key], spec) if key in row else "" for _, key, spec in columns]
-        if "error" in row:  # into the first cell that has no value
-            cells[cells.index("")] = row["error"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def print_and_write(report: dict, table: str, out: str | None) -> int:
-    """CLI end of both benchmarks: print the table, write the report when ``out`` is given."""
-    print(table)
-    if out:
-        print("wrote " + " and ".join(map(str, write_report(report, table, out))))
-    return 0
-
-
-def write_report(report: dict, table: str, out: str) -> list[Path]:
-    """Write ``out``.json (the report) and ``out``.md (the table); returns the paths."""
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = path.with_suffix(".json"), path.with_suffix(".md")
-    json_path.write_text(json.dumps(report, indent=1) + "\n")
-    md_path.write_text(table + "\n")
-    return [json_path, md_path]

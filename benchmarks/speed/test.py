@@ -16,6 +16,7 @@ import logging
 
 import torch
 
+from benchmarks.report import BenchmarkResult, finish, markdown_table
 from benchmarks.speed import common as speed
 from videoglore.config import Config
 from videoglore.engine.distributed import setup_runtime
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> BenchmarkResult:
     device = setup_runtime(args.device).device
     args.batch = args.batch or (Config().test.batch_size if device.type == "cuda" else 1)
     peak = args.peak_tflops or speed.peak_tflops(device)
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "rows": rows,
     }
-    return speed.print_and_write(report, format_report(report), args.out)
+    return finish(report, format_report(report), args.out)
 
 
 def measure_testing(
@@ -128,6 +129,6 @@ def format_report(report: dict) -> str:
         f"views per forward, width {setup['width']:g}, {setup['warmup']} warm-up + "
         f"{setup['steps']} timed batches; {mfu_note}.",
         "",
-        speed.markdown_table(report["rows"], COLUMNS),
+        markdown_table(report["rows"], COLUMNS),
     ]
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from torch import nn
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from benchmarks.report import BenchmarkResult, finish, markdown_table
 from benchmarks.speed import common as speed
 from videoglore.config import DataConfig, TrainConfig
 from videoglore.data import normalize
@@ -60,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> BenchmarkResult:
     device = setup_runtime(args.device).device
     args.batch = args.batch or (16 if device.type == "cuda" else 2)
     peak = args.peak_tflops or speed.peak_tflops(device)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         | {"profile_steps": args.profile_steps, "num_classes": args.num_classes},
         "rows": rows,
     }
-    return speed.print_and_write(report, format_report(report), args.out)
+    return finish(report, format_report(report), args.out)
 
 
 def measure_training(
@@ -213,6 +214,6 @@ def format_report(report: dict) -> str:
         f"{mfu_note}. "
         f"GloRe time share from {setup['profile_steps']} profiled eager steps (n/a when compiled).",
         "",
-        speed.markdown_table(report["rows"], COLUMNS),
+        markdown_table(report["rows"], COLUMNS),
     ]
     return "\n".join(lines)
