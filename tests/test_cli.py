@@ -2,14 +2,13 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks import BENCHMARKS
+from tests.helpers import REPO
 from videoglore.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = {
     "prepare": "--out",
     "train": "overrides",

@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import REPO
 from videoglore.config import Config, config_from_dict, load_config, save_config
 from videoglore.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write_yaml(tmp_path, data) -> Path:

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 from data_prep.lists import read_classes, read_video_list
+from tests.helpers import REPO
 from videoglore.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "train.epochs=1",
     "train.val_every=1",

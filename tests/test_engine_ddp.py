@@ -6,16 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
-from conftest import tiny_config_dict
 
 from data_prep.lists import read_video_list, write_video_list
+from tests.helpers import REPO, tiny_config_dict
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.run_log import read_log
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:

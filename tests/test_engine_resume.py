@@ -10,15 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_config, tiny_config_dict
 
+from tests.helpers import REPO, tiny_config, tiny_config_dict
 from videoglore.config import load_config
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.run_log import read_log
 from videoglore.engine.trainer import train
 from videoglore.errors import CheckpointError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
 from data_prep.lists import VideoRecord, read_video_list, write_video_list
+from tests.helpers import tiny_config
 from videoglore.config import config_to_dict
 from videoglore.data import build_dataset, normalize
 from videoglore.engine import tester

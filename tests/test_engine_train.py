@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_config
 from torch import nn
 
+from tests.helpers import REPO, tiny_config
 from videoglore.config import TrainConfig, load_config
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine import trainer as trainer_module
@@ -59,13 +59,13 @@ def test_lr_schedule_warmup_then_steps_and_cosine():
 
 def test_official_recipe_defaults_in_the_k400_configs():
     for name in ("k400_r50_glore_8x8", "k400_r101_glore_8x8", "k400_mfnet_glore_16x8"):
-        cfg = load_config(f"configs/{name}.yaml")
+        cfg = load_config(REPO / f"configs/{name}.yaml")
         assert cfg.train.nesterov and cfg.train.momentum == 0.9 and cfg.train.weight_decay == 1e-4
         assert cfg.test.num_clips == 10 and cfg.test.num_crops == 3
-    r50 = load_config("configs/k400_r50_glore_8x8.yaml")
+    r50 = load_config(REPO / "configs/k400_r50_glore_8x8.yaml")
     assert (r50.train.lr, r50.train.lr_batch, r50.train.lr_steps) == (0.04, 512, [45, 65, 85])
     assert (r50.data.num_frames, r50.data.frame_interval, r50.model.depth) == (8, 8, 50)
-    assert load_config("configs/k400_mfnet_glore_16x8.yaml").data.num_frames == 16
+    assert load_config(REPO / "configs/k400_mfnet_glore_16x8.yaml").data.num_frames == 16
 
 
 def test_training_lowers_loss_and_writes_run_files(tiny_videos, tmp_path):
