@@ -213,6 +213,14 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value or {}, source, prefix=key + ".")
     origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if value in choices and type(value) in {type(c) for c in choices}:
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.4)
+        hint_text = f"; did you mean {close[0]}?" if close else ""
+        valid = ", ".join(str(c) for c in choices)
+        raise ConfigError(f"{source}: {key} must be one of {valid}, got {value!r}{hint_text}")
     if origin is list:
         (item_hint,) = typing.get_args(hint)
         if not isinstance(value, list | tuple):
