@@ -8,6 +8,7 @@ is ``videoglore.data.video`` (above this floor). No torch here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -85,8 +86,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     except VideoError:
         raise
     except Exception as exc:  # PyAV raises many FFmpeg error types; all mean "unreadable"
-        reason = getattr(exc, "strerror", None) or first_line(exc)  # FFmpeg errors: no path
-        raise VideoError(f"{path}: cannot open or decode ({reason})") from None
+        raise VideoError(f"{path}: cannot open or decode ({library_error(exc)})") from None
     return VideoInfo(count, float(rate), width, height, duration)
 
 
@@ -112,8 +112,21 @@ def decord_frame_count(path: str | Path) -> int:
     except VideoError:
         raise
     except Exception as exc:  # decord raises its own DECORDError / RuntimeError variants
-        raise VideoError(f"{path}: decord cannot read it ({first_line(exc)})") from None
+        raise VideoError(f"{path}: decord cannot read it ({library_error(exc)})") from None
     return count
+
+
+_DECORD_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ")  # "[11:39:13] src/x.cc:292: "
+
+
+def library_error(exc: BaseException) -> str:
+    """One-line reason from a PyAV or decord exception: FFmpeg's error text (without the errno
+    number and file name it carries), decord's message without its ``[time] file.cc:line:``
+    prefixes. The caller names the file."""
+    strerror = getattr(exc, "strerror", None)
+    if isinstance(strerror, str) and strerror:
+        return strerror
+    return _DECORD_PREFIX.sub("", first_line(exc)).strip() or type(exc).__name__
 
 
 def write_video(

@@ -14,16 +14,16 @@ keyframe before the clip start, so a 250-frame GOP costs up to 250 decoded frame
 
 from __future__ import annotations
 
+import itertools
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from data_prep.codec import decord_frame_count, probe_video, x264_options
-from data_prep.errors import VideoError
-from data_prep.files import first_line
+from data_prep.codec import decord_frame_count, library_error, probe_video, x264_options
+from data_prep.errors import OutputError, VideoError
+from data_prep.files import atomic_open, first_line
 
 log = logging.getLogger(__name__)
 
@@ -86,40 +86,32 @@ def transcode_video(
 ) -> int:
     """Re-encode ``source`` to H.264 at ``settings.short_side``; returns frames written.
 
-    The file appears at ``output`` only when complete (written in ``tmp_dir``, then renamed).
-    A decode error part-way keeps the frames decoded so far (a truncated download still yields
-    a usable clip); a file with no decodable frame raises VideoError.
+    The file appears at ``output`` only when complete (:func:`~data_prep.files.atomic_open`,
+    its temp file in ``tmp_dir``). A decode error part-way keeps the frames decoded so far (a
+    truncated download still yields a usable clip); a file with no decodable frame raises
+    VideoError. Any failure to write (disk full, permission, a file in the way) raises
+    OutputError: it says nothing about the video.
     """
     import av
     from av.video.frame import PictureType
 
-    source, output = Path(source), Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tmp_dir) / f"{os.getpid()}_{time.monotonic_ns()}.mp4"
+    source = Path(source)
     written = 0
-    try:
-        with av.open(str(source)) as src, av.open(str(tmp), mode="w", format="mp4") as dst:
-            in_stream = src.streams.video[0]
-            in_stream.thread_count = settings.threads
-            rate = in_stream.average_rate or in_stream.guessed_rate or Fraction(25)
-            rate = Fraction(rate).limit_denominator(1001)
-            out = None
-            frames = src.decode(in_stream)
-            while True:
-                try:
-                    frame = next(frames)
-                except StopIteration:
-                    break
-                except Exception as exc:  # truncated/corrupt data: keep what we have
-                    if written == 0:
-                        reason = getattr(exc, "strerror", None) or first_line(exc)
-                        raise VideoError(f"{source}: cannot decode ({reason})") from None
-                    log.warning(
-                        "%s: decode stopped after %d frames (%s)", source, written, first_line(exc)
-                    )
-                    break
-                if out is None:
-                    out = _add_h264_stream(dst, rate, frame.width, frame.height, settings)
+    with av.open(str(source)) as src:
+        in_stream = src.streams.video[0]
+        in_stream.thread_count = settings.threads
+        rate = in_stream.average_rate or in_stream.guessed_rate or Fraction(25)
+        rate = Fraction(rate).limit_denominator(1001)
+        frames = _decoded_frames(src, in_stream, source)
+        first = next(frames, None)
+        if first is None:
+            raise VideoError(f"{source}: no decodable frame")
+        with (
+            atomic_open(output, "wb", temp_dir=tmp_dir) as f,
+            av.open(f, mode="w", format="mp4") as dst,
+        ):
+            out = _add_h264_stream(dst, rate, first.width, first.height, settings)
+            for frame in itertools.chain([first], frames):
                 image = frame.reformat(
                     width=out.width, height=out.height, format="yuv420p", interpolation="AREA"
                 )
@@ -127,13 +119,30 @@ def transcode_video(
                 image.pict_type = PictureType.NONE  # the source's I/P choice must not force ours
                 dst.mux(out.encode(image))
                 written += 1
-            if out is None:
-                raise VideoError(f"{source}: no decodable frame")
             dst.mux(out.encode())
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)  # no-op after the rename; removes partial files otherwise
     return written
+
+
+def _decoded_frames(container, stream, source: Path):
+    """The decodable frames of ``stream``; stops quietly at corrupt data after the first frame.
+
+    Decoding is reading the input: its errors are caught here, so that any ``OSError`` met
+    while the output is open is the output's.
+    """
+    frames, count = container.decode(stream), 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as exc:  # truncated/corrupt data: keep what we have
+            if count == 0:
+                raise VideoError(f"{source}: cannot decode ({library_error(exc)})") from None
+            reason = library_error(exc)
+            log.warning("%s: decode stopped after %d frames (%s)", source, count, reason)
+            return
+        count += 1
+        yield frame
 
 
 def _add_h264_stream(container, rate: Fraction, width: int, height: int, settings: EncodeSettings):
@@ -152,7 +161,11 @@ def _add_h264_stream(container, rate: Fraction, width: int, height: int, setting
 
 
 def process_video(task: VideoTask) -> VideoResult:
-    """Probe → (re-encode) → verify one video; never raises for a bad video."""
+    """Probe → (re-encode) → verify one video.
+
+    Never raises for a bad video (``status="broken"`` and the reason); raises OutputError when
+    the output cannot be written, which the pool reports to the main process as an exception.
+    """
     start = time.perf_counter()
     result = VideoResult(task.key, task.source, "broken")
     try:
@@ -168,6 +181,8 @@ def process_video(task: VideoTask) -> VideoResult:
             )
         result.num_frames = decord_frame_count(target)
         result.status = "ok"
+    except OutputError:
+        raise  # not a property of the video: the run stops, nothing is recorded for it
     except VideoError as exc:
         result.reason = str(exc).replace(f"{task.source}: ", "").replace(f"{task.output}: ", "")
     except Exception as exc:  # anything unexpected is still a per-video failure

@@ -49,7 +49,12 @@ def temp_path(path: str | Path) -> Path:
 
 @contextmanager
 def atomic_open(
-    path: str | Path, mode: str = "w", *, durable: bool = False, newline: str | None = None
+    path: str | Path,
+    mode: str = "w",
+    *,
+    durable: bool = False,
+    newline: str | None = None,
+    temp_dir: str | Path | None = None,
 ) -> Iterator[IO[Any]]:
     """Open ``path`` for writing through a temp file that replaces it only when complete.
 
@@ -59,15 +64,19 @@ def atomic_open(
         durable: fsync the file and its folder before returning (checkpoints: survive a power
             loss, not only a killed process).
         newline: as for :func:`open` (``""`` for the csv module).
+        temp_dir: where the temp file lives (default: beside ``path``); it must be on the same
+            file system. ``prepare`` keeps its temp files in one folder that it clears at every
+            start, so the partial files of killed workers never pile up beside the outputs.
 
     Raises:
-        OutputError: the folder cannot be created or the file cannot be written, with the
-            folder and the cause named; the temp file is removed.
+        OutputError: the folder cannot be created or the file cannot be written (any
+            ``OSError`` inside the ``with`` block counts as one), with the folder and the cause
+            named; the temp file is removed.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    tmp = temp_path(path)
+    tmp = temp_path(path) if temp_dir is None else Path(temp_dir) / temp_path(path).name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         encoding = None if "b" in mode else "utf-8"
@@ -113,6 +122,16 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     return stale
 
 
+@contextmanager
+def as_output_error(path: str | Path) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside the block into the :class:`OutputError` for ``path``
+    (for output steps that are not one file write: creating folders, appending to a log)."""
+    try:
+        yield
+    except OSError as exc:
+        raise output_error(exc, path) from None
+
+
 def is_output_errno(exc: BaseException) -> bool:
     """True when ``exc`` is an OSError whose errno says the output side failed."""
     return isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS
@@ -130,6 +149,9 @@ def output_error(exc: OSError, path: str | Path) -> OutputError:
         errno.EACCES: "make it writable and rerun",
         errno.EPERM: "make it writable and rerun",
         errno.EROFS: "choose a writable folder",
+        errno.EEXIST: "a file stands where a folder is needed; move it away and rerun",
+        errno.ENOTDIR: "a file stands where a folder is needed; move it away and rerun",
+        errno.EISDIR: "a folder stands where the file goes; move it away and rerun",
     }.get(exc.errno or 0, "fix it and rerun")
     return OutputError(f"cannot write to {folder}: {cause} (writing {Path(path).name}); {advice}")
 

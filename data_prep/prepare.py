@@ -13,6 +13,11 @@ Missing, broken and too-short videos go to skipped.csv with the reason. Work run
 worker processes; each finished video is recorded in OUT/.prepare/results.jsonl, so an
 interrupted run (Ctrl-C) resumes where it stopped when the same command is run again.
 
+A failure to write (disk full, quota, permission, read-only file system, a file where a folder
+should be) is never a property of a video: the run stops at once with one line naming the
+folder and the cause, records nothing for the unfinished videos and leaves no partial file;
+the same command, run again once the cause is fixed, finishes the dataset.
+
 Examples:
   run.py prepare --out data/k400 --root /data/kinetics --csv train.csv validate.csv
   run.py prepare --out data/k400 --list train=train_list.txt --list val=val_list.txt \\
@@ -33,6 +38,7 @@ from pathlib import Path
 
 from data_prep.encode import EncodeSettings, VideoTask
 from data_prep.errors import ConfigError, DataError
+from data_prep.files import as_output_error, atomic_open
 from data_prep.lists import VideoRecord, write_classes, write_video_list
 from data_prep.runner import ResultLedger, run_tasks
 from data_prep.sources import (
@@ -115,7 +121,8 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
     start = time.perf_counter()
     _check_options(options)
     out = Path(options.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with as_output_error(out):
+        out.mkdir(parents=True, exist_ok=True)
     out_abs = os.path.abspath(out)
     entries, indexed, index_seconds = _collect_entries(options, out)
     classes, label_of = _resolve_classes(entries, options.classes)
@@ -124,8 +131,9 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
     )
     state = out / ".prepare"
     tmp_dir = state / "tmp"
-    shutil.rmtree(tmp_dir, ignore_errors=True)  # partial files of an interrupted run
-    tmp_dir.mkdir(parents=True)
+    with as_output_error(tmp_dir):
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # partial files of an interrupted run
+        tmp_dir.mkdir(parents=True)
 
     counts: dict[str, SplitCounts] = {}
     skipped: list[tuple[str, str, str]] = []  # (video, split, reason)
@@ -301,12 +309,10 @@ def _list_path(source: str, out_abs: str) -> str:
 
 
 def _write_skipped(path: Path, rows: list[tuple[str, str, str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(("video", "split", "reason"))
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -8,6 +8,7 @@ encode settings changed, output file gone).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -16,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from data_prep.encode import VideoResult, VideoTask, process_video
+from data_prep.files import as_output_error, atomic_open
 
 
 def run_tasks(tasks: list[VideoTask], workers: int | None, progress: bool):
@@ -64,27 +66,39 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+# 2: output failures stop the run; version-1 ledgers could hold them as "broken" videos, so
+# their "broken" lines are checked again (their "ok" lines stay valid).
+LEDGER_VERSION = 2
+
+
 class ResultLedger:
-    """Append-only JSON-lines record of finished videos (one line per video, flushed at once;
-    a line cut by Ctrl-C is ignored when read back)."""
+    """Append-only JSON-lines record of finished videos: one line per video, written at once.
+
+    A line cut by a killed run is ignored when read back; a line the disk had no room for is
+    taken back (truncated away) before the OutputError is raised, so the file never holds a
+    torn line that a later append would glue onto.
+    """
 
     def __init__(self, path: Path, signature: dict):
         self.path, self.signature = path, signature
         self.records: dict[str, dict] = {}
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     record = json.loads(line)
                     self.records[record["key"]] = record
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
-        self.file = None
+        self.fd: int | None = None
+        self.size = 0  # bytes of whole lines in the file
 
     def finished(self, task: VideoTask) -> VideoResult | None:
         """The earlier result for ``task`` if nothing it depends on has changed: same encode
         settings, same source size and mtime (the root may have moved), output still there."""
         record = self.records.get(task.key)
         if record is None or record.get("settings") != self.signature:
+            return None
+        if record["status"] != "ok" and record.get("version", 1) < LEDGER_VERSION:
             return None
         st = os.stat(task.source)
         if (record["source_size"], record["source_mtime_ns"]) != (st.st_size, st.st_mtime_ns):
@@ -99,32 +113,44 @@ class ResultLedger:
         return VideoResult(**(fields | {"source": task.source}))
 
     def append(self, result: VideoResult) -> None:
+        """Record ``result``; raises OutputError (and writes nothing) when the line does not fit."""
         st = os.stat(result.source)
         record = asdict(result) | {
             "settings": self.signature,
             "source_size": st.st_size,
             "source_mtime_ns": st.st_mtime_ns,
+            "version": LEDGER_VERSION,
         }
-        output = None
         if result.status == "ok" and self.signature.get("reencode"):
-            output = self.path.parent.parent / result.key
-            record["output_size"] = output.stat().st_size
+            record["output_size"] = (self.path.parent.parent / result.key).stat().st_size
+        with as_output_error(self.path):
+            self._write((json.dumps(record, ensure_ascii=False) + "\n").encode())
         self.records[result.key] = record
-        if self.file is None:
+
+    def _write(self, data: bytes) -> None:
+        if self.fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = self.path.open("a", encoding="utf-8")
-        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.file.flush()
+            self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            self.size = os.fstat(self.fd).st_size
+            if self.size and os.pread(self.fd, 1, self.size - 1) != b"\n":
+                data = b"\n" + data  # end the line a killed run left cut
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)
+            raise
+        self.size += len(data)
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def compact(self, keys: set[str]) -> None:
         """Rewrite atomically with one line per current video (drops superseded lines)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
+        with atomic_open(self.path, "w") as f:
             for key in sorted(keys & set(self.records)):
                 f.write(json.dumps(self.records[key], ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path)
