@@ -13,6 +13,7 @@ read-only file system), and the temp file is removed.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import os
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from data_prep.errors import OutputError
+from data_prep.errors import DataError, OutputError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -154,6 +155,27 @@ def output_error(exc: OSError, path: str | Path) -> OutputError:
         errno.EISDIR: "a folder stands where the file goes; move it away and rerun",
     }.get(exc.errno or 0, "fix it and rerun")
     return OutputError(f"cannot write to {folder}: {cause} (writing {Path(path).name}); {advice}")
+
+
+def read_utf8(path: str | Path) -> str:
+    """The text of ``path``, which must be UTF-8 (a leading byte-order mark is dropped).
+
+    Raises:
+        DataError: naming the file and the first byte that is not UTF-8, with its offset and
+            line, instead of a UnicodeDecodeError traceback.
+        FileNotFoundError, OSError: as for :func:`open` (callers name what was expected).
+    """
+    data = Path(path).read_bytes()
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = start + exc.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise DataError(
+            f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}, line {line});"
+            " save it as UTF-8"
+        ) from None
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

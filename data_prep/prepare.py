@@ -50,6 +50,7 @@ from data_prep.sources import (
     index_video_root,
     load_class_names,
     parse_split_path,
+    path_component,
     read_class_folders,
     read_kinetics_csv,
     read_video_list_file,
@@ -57,7 +58,8 @@ from data_prep.sources import (
 
 log = logging.getLogger(__name__)
 
-SKIP_REASONS = ("missing", "duplicate", "broken", "too_short")
+SKIP_REASONS = ("missing", "outside_root", "duplicate", "broken", "too_short")
+COLUMNS = ("listed", "found", *SKIP_REASONS, "kept")  # of the summary table
 
 
 @dataclass
@@ -83,6 +85,7 @@ class SplitCounts:
     listed: int = 0  # annotations read
     found: int = 0  # a file exists
     missing: int = 0
+    outside_root: int = 0  # list paths leading outside the video root: refused, never opened
     duplicate: int = 0  # same split + class + name as an earlier entry
     broken: int = 0
     too_short: int = 0
@@ -101,10 +104,14 @@ class PrepareSummary:
     index_seconds: float = 0.0
 
     def format(self) -> str:
-        cols = ("listed", "found", "missing", "duplicate", "broken", "too_short", "kept")
-        lines = [f"{'split':<8}" + "".join(f"{c:>11}" for c in cols)]
+        rows = [("split", *COLUMNS)]
         for split, counts in self.splits.items():
-            lines.append(f"{split:<8}" + "".join(f"{getattr(counts, c):>11}" for c in cols))
+            rows.append((split, *(str(getattr(counts, c)) for c in COLUMNS)))
+        widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+        lines = []
+        for first, *numbers in rows:
+            cells = [v.rjust(w) for v, w in zip(numbers, widths[1:], strict=True)]
+            lines.append("  ".join([first.ljust(widths[0]), *cells]))
         lines.append(
             f"{self.num_classes} classes; {self.processed} videos processed, {self.reused} "
             f"reused from an earlier run, {self.seconds:.1f} s"
@@ -121,6 +128,8 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
     start = time.perf_counter()
     _check_options(options)
     out = Path(options.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; give a folder (made if missing)")
     with as_output_error(out):
         out.mkdir(parents=True, exist_ok=True)
     out_abs = os.path.abspath(out)
@@ -142,13 +151,17 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
     for entry in entries:
         c = counts.setdefault(entry.split, SplitCounts())
         c.listed += 1
+        if entry.refused:
+            c.outside_root += 1
+            skipped.append((entry.key, entry.split, entry.refused))
+            continue
         if entry.source is None:
             c.missing += 1
             skipped.append((entry.key, entry.split, "missing: no file found"))
             continue
         c.found += 1
         label, name = label_of(entry)
-        key = f"videos/{entry.split}/{class_folder(name)}/{entry.name}.mp4"
+        key = f"videos/{entry.split}/{class_folder(name)}/{path_component(entry.name)}.mp4"
         if key in seen:
             c.duplicate += 1
             skipped.append((entry.key, entry.split, f"duplicate: same output as {seen[key]}"))
