@@ -59,7 +59,7 @@ from data_prep.sources import (
 log = logging.getLogger(__name__)
 
 SKIP_REASONS = ("missing", "outside_root", "duplicate", "broken", "too_short")
-COLUMNS = ("listed", "found", *SKIP_REASONS, "kept")  # of the summary table
+COLUMNS = ("listed", "found", *SKIP_REASONS, "kept", "under_one_clip")  # of the summary table
 
 
 @dataclass
@@ -74,7 +74,9 @@ class PrepareOptions:
     short_side: int = 256
     keyframe_interval: int = 8
     crf: int = 23
-    min_frames: int = 8  # fewer frames than one clip needs → skipped as too short
+    min_frames: int = 8  # fewer frames → skipped as too short
+    clip_frames: int = 8  # T and τ of the training clip (data.num_frames, data.frame_interval):
+    clip_interval: int = 8  # kept videos shorter than one clip are counted (they get looped)
     workers: int | None = None  # default os.cpu_count(); 1 = in this process
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
     progress: bool = True  # tqdm bar with ETA
@@ -90,6 +92,7 @@ class SplitCounts:
     broken: int = 0
     too_short: int = 0
     kept: int = 0  # written to the list
+    under_one_clip: int = 0  # kept, but shorter than one clip: the loaders loop their frames
 
 
 @dataclass
@@ -100,6 +103,7 @@ class PrepareSummary:
     processed: int  # videos checked (and re-encoded) by this run
     reused: int  # videos finished by an earlier run, not redone
     seconds: float
+    clip_span: int = 57  # frames one clip covers, (T - 1) * τ + 1
     indexed_files: int = 0  # files found under --root (CSV input)
     index_seconds: float = 0.0
 
@@ -112,6 +116,12 @@ class PrepareSummary:
         for first, *numbers in rows:
             cells = [v.rjust(w) for v, w in zip(numbers, widths[1:], strict=True)]
             lines.append("  ".join([first.ljust(widths[0]), *cells]))
+        short = sum(c.under_one_clip for c in self.splits.values())
+        if short:
+            lines.append(
+                f"{short} kept videos are shorter than one clip of {self.clip_span} frames; "
+                "training and testing loop their frames (see under_one_clip)"
+            )
         lines.append(
             f"{self.num_classes} classes; {self.processed} videos processed, {self.reused} "
             f"reused from an earlier run, {self.seconds:.1f} s"
@@ -203,6 +213,7 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
             skipped.append((entry.key, entry.split, reason))
         else:
             c.kept += 1
+            c.under_one_clip += result.num_frames < clip_span(options)
             path = key if settings.reencode else _list_path(result.source, out_abs)
             records[entry.split].append(
                 VideoRecord(
@@ -229,16 +240,24 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
         len(tasks),
         reused,
         time.perf_counter() - start,
+        clip_span(options),
         indexed,
         index_seconds,
     )
+
+
+def clip_span(options: PrepareOptions) -> int:
+    """Frames one training clip covers: ``(T - 1) * τ + 1`` (57 for the 8x8 recipes)."""
+    return (options.clip_frames - 1) * options.clip_interval + 1
 
 
 # --------------------------------------------------------------------------- inputs
 
 
 def _check_options(options: PrepareOptions) -> None:
-    for name, low in (("short_side", 2), ("keyframe_interval", 1), ("min_frames", 1), ("crf", 0)):
+    lows = {"short_side": 2, "keyframe_interval": 1, "min_frames": 1, "crf": 0}
+    lows |= {"clip_frames": 1, "clip_interval": 1}
+    for name, low in lows.items():
         if getattr(options, name) < low:
             flag = "--" + name.replace("_", "-")
             raise ConfigError(f"{flag} must be at least {low}, got {getattr(options, name)}")
@@ -416,8 +435,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-frames",
         type=int,
         default=8,
-        help="videos with fewer frames than one clip needs are skipped as too "
-        "short (default 8, the 8-frame clips of the GloRe recipes)",
+        help="videos with fewer frames are skipped as too short (default 8, the 8-frame clips "
+        "of the GloRe recipes)",
+    )
+    clip = parser.add_argument_group(
+        "clip length (counts only)",
+        "Kept videos shorter than one training clip, (T - 1) x interval + 1 frames, are counted "
+        "per split in the summary (under_one_clip): the loaders loop their frames. Give the "
+        "recipe's data.num_frames and data.frame_interval.",
+    )
+    clip.add_argument(
+        "--clip-frames", type=int, default=8, metavar="T", help="frames per clip (default 8)"
+    )
+    clip.add_argument(
+        "--clip-interval",
+        type=int,
+        default=8,
+        metavar="TAU",
+        help="stride between sampled frames (default 8: one clip spans 57 frames)",
     )
     parser.add_argument(
         "--workers",
@@ -443,6 +478,8 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
         keyframe_interval=args.keyframe_interval,
         crf=args.crf,
         min_frames=args.min_frames,
+        clip_frames=args.clip_frames,
+        clip_interval=args.clip_interval,
         workers=args.workers,
         progress=args.progress,
     )
