@@ -483,10 +483,3 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
         workers=args.workers,
         progress=args.progress,
     )
-
-
-def run(args: argparse.Namespace) -> int:
-    """CLI entry: prepare and print the summary."""
-    summary = prepare(options_from_args(args))
-    print(summary.format())
-    return 0
