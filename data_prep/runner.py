@@ -16,6 +16,7 @@ import signal
 from dataclasses import asdict
 from pathlib import Path
 
+from data_prep.codec import quiet_video_libraries
 from data_prep.encode import VideoResult, VideoTask, process_video
 from data_prep.files import as_output_error, atomic_open
 
@@ -34,11 +35,12 @@ def run_tasks(tasks: list[VideoTask], workers: int | None, progress: bool):
         dynamic_ncols=True,
     ) as bar:
         if workers <= 1:
+            quiet_video_libraries()
             for task in tasks:
                 yield process_video(task)
                 bar.update()
             return
-        pool = _worker_context().Pool(workers, initializer=_ignore_sigint)
+        pool = _worker_context().Pool(workers, initializer=_start_worker)
         try:
             for result in pool.imap_unordered(process_video, tasks, chunksize=1):
                 yield result
@@ -52,18 +54,21 @@ def run_tasks(tasks: list[VideoTask], workers: int | None, progress: bool):
 
 
 def _worker_context():
-    """forkserver where available: workers start clean (no inherited threads, CUDA or decoder
-    state, unlike fork) and fast (forked from a server that imported the codecs once)."""
+    """forkserver where available: workers start clean (no threads, CUDA or decoder state
+    inherited from a parent that may be a training process, as with fork) and fast (forked from
+    a server that imported the codecs once); spawn elsewhere."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["data_prep.encode"])
+        ctx.set_forkserver_preload(["data_prep.encode", "av", "decord"])
         return ctx
     return multiprocessing.get_context("spawn")
 
 
-def _ignore_sigint() -> None:
-    """Ctrl-C is handled by the main process alone, which stops the pool."""
+def _start_worker() -> None:
+    """Ctrl-C is handled by the main process alone, which stops the pool; the video libraries
+    keep their messages off the terminal (each bad video is one line in skipped.csv)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_video_libraries()
 
 
 # 2: output failures stop the run; version-1 ledgers could hold them as "broken" videos, so
