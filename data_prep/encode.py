@@ -2,20 +2,22 @@
 
 Everything here runs inside a worker process, one video per call of :func:`process_video`,
 which never raises for a bad video: it returns a :class:`VideoResult` with ``status="broken"``
-and the reason, so one bad file never stops a 260k-video run.
+and the reason, so one bad file never stops a 260k-video run. A failure to write the output
+is not the video's fault: it raises :class:`~data_prep.errors.OutputError` and stops the run.
 
 Re-encoding (decode → ``reformat(width, height)`` → libx264, no audio, same fps) is the one place
 that transcodes; :func:`data_prep.codec.write_video` is for whole in-memory clips and would
 hold a full 10 s Kinetics clip in RAM, so we stream frame by frame instead. Short keyframe
-intervals matter because training reads one random clip per video: decord must decode from the
-keyframe before the clip start, so a 250-frame GOP costs up to 250 decoded frames per clip, an
-8-frame GOP at most 8.
+intervals matter because training reads one random clip per video: either reader (PyAV or
+decord) must decode from the keyframe before the clip start, so a 250-frame GOP costs up to 250
+decoded frames per clip, an 8-frame GOP at most 8.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -47,18 +49,11 @@ class EncodeSettings:
         return sig
 
 
-@dataclass(frozen=True)
-class VideoTask:
-    key: str  # ledger key, "videos/<split>/<class>/<name>.mp4"
-    source: str
-    output: str | None  # absolute output path when re-encoding
-    tmp_dir: str  # where partial outputs live until the atomic rename
-    settings: EncodeSettings
-
-
 @dataclass
 class VideoResult:
-    key: str
+    """What checking one video found; one line of the resume ledger."""
+
+    key: str  # "videos/<split>/<class>/<name>.mp4", the output path relative to OUT
     source: str
     status: str  # "ok" or "broken"
     reason: str = ""
@@ -160,33 +155,34 @@ def _add_h264_stream(container, rate: Fraction, width: int, height: int, setting
     return stream
 
 
-def process_video(task: VideoTask) -> VideoResult:
-    """Probe → (re-encode) → verify one video.
+def process_video(
+    video: tuple[str, str], settings: EncodeSettings, out_dir: str, tmp_dir: str
+) -> VideoResult:
+    """Probe → (re-encode to ``out_dir/key``) → verify one ``(key, source)`` video.
 
     Never raises for a bad video (``status="broken"`` and the reason); raises OutputError when
     the output cannot be written, which the pool reports to the main process as an exception.
+    ``tmp_dir`` holds the partial output until it is complete.
     """
+    key, source = video
+    output = os.path.join(out_dir, key) if settings.reencode else None
     start = time.perf_counter()
-    result = VideoResult(task.key, task.source, "broken")
+    result = VideoResult(key, source, "broken")
     try:
-        info = probe_video(task.source)
+        info = probe_video(source)
         result.fps, result.duration = info.fps, info.duration
         result.width, result.height = info.width, info.height
-        target = task.source
-        if task.settings.reencode:
-            transcode_video(task.source, task.output, task.tmp_dir, task.settings)
-            target = task.output
-            result.width, result.height = output_size(
-                info.width, info.height, task.settings.short_side
-            )
-        result.num_frames = decord_frame_count(target)
+        if output is not None:
+            transcode_video(source, output, tmp_dir, settings)
+            result.width, result.height = output_size(info.width, info.height, settings.short_side)
+        result.num_frames = decord_frame_count(output or source)
         result.status = "ok"
     except OutputError:
         raise  # not a property of the video: the run stops, nothing is recorded for it
     except VideoError as exc:
-        result.reason = str(exc).replace(f"{task.source}: ", "").replace(f"{task.output}: ", "")
+        result.reason = str(exc).replace(f"{source}: ", "").replace(f"{output}: ", "")
     except Exception as exc:  # anything unexpected is still a per-video failure
-        log.exception("%s: unexpected error", task.source)
+        log.exception("%s: unexpected error", source)
         result.reason = f"unexpected error ({type(exc).__name__}: {first_line(exc)})"
     result.seconds = time.perf_counter() - start
     return result

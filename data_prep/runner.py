@@ -1,9 +1,10 @@
 """Run the per-video work in parallel and remember what is finished (resume after Ctrl-C).
 
-``run_tasks`` feeds :func:`data_prep.encode.process_video` to a process pool and yields results
-as they finish; ``ResultLedger`` appends each result to ``OUT/.prepare/results.jsonl`` at once,
-so a second run only does the videos whose result is missing or stale (source file changed,
-encode settings changed, output file gone).
+``run_tasks`` feeds the videos to :func:`data_prep.encode.process_video` (its settings bound
+with ``functools.partial``) in a process pool and yields the results as they finish;
+``ResultLedger`` appends each result to ``OUT/.prepare/results.jsonl`` at once, so a second run
+only does the videos whose result is missing or stale (source file changed, encode settings
+changed, output file gone).
 """
 
 from __future__ import annotations
@@ -13,21 +14,24 @@ import json
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from data_prep.codec import quiet_video_libraries
-from data_prep.encode import VideoResult, VideoTask, process_video
+from data_prep.encode import VideoResult
 from data_prep.files import as_output_error, atomic_open
 
 
-def run_tasks(tasks: list[VideoTask], workers: int | None, progress: bool):
-    """Yield results as they finish; worker processes, or this process when workers == 1."""
+def run_tasks(work: Callable[[Any], VideoResult], items: list, workers: int | None, progress: bool):
+    """Yield ``work(item)`` for every item as it finishes; worker processes, or this process
+    when workers == 1. An exception in a worker (OutputError) stops the pool at once."""
     from tqdm import tqdm
 
-    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    workers = min(workers or os.cpu_count() or 1, len(items))
     with tqdm(
-        total=len(tasks),
+        total=len(items),
         unit="video",
         desc="prepare",
         disable=not progress,
@@ -36,18 +40,19 @@ def run_tasks(tasks: list[VideoTask], workers: int | None, progress: bool):
     ) as bar:
         if workers <= 1:
             quiet_video_libraries()
-            for task in tasks:
-                yield process_video(task)
+            for item in items:
+                yield work(item)
                 bar.update()
             return
         pool = _worker_context().Pool(workers, initializer=_start_worker)
         try:
-            for result in pool.imap_unordered(process_video, tasks, chunksize=1):
+            for result in pool.imap_unordered(work, items, chunksize=1):
                 yield result
                 bar.update()
             pool.close()
         except BaseException:
-            pool.terminate()  # Ctrl-C: stop workers now; their temp files are removed after
+            pool.terminate()  # Ctrl-C or OutputError: stop the workers now; prepare removes
+            # their partial files (all in OUT/.prepare/tmp) afterwards
             raise
         finally:
             pool.join()
@@ -84,8 +89,8 @@ class ResultLedger:
     torn line that a later append would glue onto.
     """
 
-    def __init__(self, path: Path, signature: dict):
-        self.path, self.signature = path, signature
+    def __init__(self, path: Path, signature: dict, out_dir: str | Path):
+        self.path, self.signature, self.out_dir = path, signature, Path(out_dir)
         self.records: dict[str, dict] = {}
         if path.is_file():
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -97,25 +102,25 @@ class ResultLedger:
         self.fd: int | None = None
         self.size = 0  # bytes of whole lines in the file
 
-    def finished(self, task: VideoTask) -> VideoResult | None:
-        """The earlier result for ``task`` if nothing it depends on has changed: same encode
+    def finished(self, key: str, source: str) -> VideoResult | None:
+        """The earlier result for ``key`` if nothing it depends on has changed: same encode
         settings, same source size and mtime (the root may have moved), output still there."""
-        record = self.records.get(task.key)
+        record = self.records.get(key)
         if record is None or record.get("settings") != self.signature:
             return None
         if record["status"] != "ok" and record.get("version", 1) < LEDGER_VERSION:
             return None
-        st = os.stat(task.source)
+        st = os.stat(source)
         if (record["source_size"], record["source_mtime_ns"]) != (st.st_size, st.st_mtime_ns):
             return None
-        if record["status"] == "ok" and task.output is not None:
+        if record["status"] == "ok" and self.signature.get("reencode"):
             try:
-                if os.stat(task.output).st_size != record.get("output_size"):
+                if (self.out_dir / key).stat().st_size != record.get("output_size"):
                     return None
             except OSError:
                 return None
         fields = {k: record[k] for k in VideoResult.__dataclass_fields__}
-        return VideoResult(**(fields | {"source": task.source}))
+        return VideoResult(**(fields | {"source": source}))
 
     def append(self, result: VideoResult) -> None:
         """Record ``result``; raises OutputError (and writes nothing) when the line does not fit."""
@@ -127,7 +132,7 @@ class ResultLedger:
             "version": LEDGER_VERSION,
         }
         if result.status == "ok" and self.signature.get("reencode"):
-            record["output_size"] = (self.path.parent.parent / result.key).stat().st_size
+            record["output_size"] = (self.out_dir / result.key).stat().st_size
         with as_output_error(self.path):
             self._write((json.dumps(record, ensure_ascii=False) + "\n").encode())
         self.records[result.key] = record

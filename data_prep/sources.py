@@ -142,6 +142,52 @@ def canonical_names(names: set[str], known: list[str] | None) -> dict[str, str]:
     raise AssertionError("unreachable")
 
 
+def resolve_classes(entries: list[VideoEntry], spec: str | None):
+    """Class list and an ``entry -> (index, name)`` function.
+
+    Order: the ``--classes`` list when given; else the indices of an index-labelled list; else
+    sorted label names (for Kinetics-400 this is the standard order of classes.txt).
+    """
+    known = load_class_names(spec) if spec else None
+    index_labels = sorted({e.label for e in entries if isinstance(e.label, int)})
+    if index_labels and known is None:
+        known = _names_from_folders(entries)
+    if known is not None and index_labels and index_labels[-1] >= len(known):
+        raise DataError(f"label index {index_labels[-1]} is out of range for {len(known)} classes")
+    names = {e.label for e in entries if isinstance(e.label, str)}
+    mapping = canonical_names(names, known)
+    classes = known if known is not None else sorted(set(mapping.values()))
+    position = {name: i for i, name in enumerate(classes)}
+
+    def label_of(entry: VideoEntry) -> tuple[int, str]:
+        if isinstance(entry.label, int):
+            return entry.label, classes[entry.label]
+        name = mapping[entry.label]
+        return position[name], name
+
+    return classes, label_of
+
+
+def _names_from_folders(entries: list[VideoEntry]) -> list[str]:
+    """Name index labels after the class folder holding their videos (released lists store
+    ``class_name/clip.mp4``), e.g. index 1 → ``air_drumming`` → ``air drumming``."""
+    folders: dict[int, set[str]] = {}
+    for e in entries:
+        if isinstance(e.label, int):
+            folders.setdefault(e.label, set()).add(Path(e.key).parent.name)
+    bad = [i for i, f in folders.items() if len(f) != 1 or "" in f]
+    gaps = sorted(set(range(max(folders) + 1)) - set(folders))
+    if bad or gaps:
+        raise DataError(
+            "the list labels videos by index but the class names cannot be read from the "
+            f"folders (index {(bad or gaps)[0]}: {'no videos' if not bad else 'mixed folders'}); "
+            f"give the names with --classes FILE (or --classes {KINETICS400})"
+        )
+    raw = [next(iter(folders[i])) for i in range(len(folders))]
+    mapping = canonical_names(set(raw), None)
+    return [mapping[n] for n in raw]
+
+
 # --------------------------------------------------------------------------- file index
 
 
@@ -242,7 +288,7 @@ _INT = re.compile(r"^\d+$")
 
 
 def _split_list_line(line: str, path_re: re.Pattern) -> tuple[str, str]:
-    """(relative path, label text) from one list line; see :func:`read_video_list_file`."""
+    """(relative path, label text) from one list line; see :func:`read_plain_list`."""
     if "\t" in line:
         fields = [f.strip() for f in line.split("\t") if f.strip()]
         if len(fields) == 3 and _INT.match(fields[0]) and _INT.match(fields[1]):
@@ -262,7 +308,7 @@ def _split_list_line(line: str, path_re: re.Pattern) -> tuple[str, str]:
     return path.strip(), label
 
 
-def read_video_list_file(
+def read_plain_list(
     path: str | Path, split: str, root: str | Path | None = None, extensions=VIDEO_EXTENSIONS
 ) -> list[VideoEntry]:
     """Read a plain list; paths are relative to ``root`` (default: the list's folder).
