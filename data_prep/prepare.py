@@ -33,6 +33,7 @@ import logging
 import os
 import shutil
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -224,9 +225,12 @@ def _check_videos(
     log.info("%d videos to process, %d finished earlier", len(todo), len(results))
     work = partial(process_video, settings=settings, out_dir=out_dir, tmp_dir=tmp_dir)
     try:
-        for result in run_tasks(work, todo, options.workers, options.progress):
-            ledger.append(result)
-            results[result.key] = result
+        # closing(): an error here (a full disk under the ledger) stops the pool before the
+        # temp folder is removed, not whenever the generator is collected
+        with closing(run_tasks(work, todo, options.workers, options.progress)) as finished:
+            for result in finished:
+                ledger.append(result)
+                results[result.key] = result
     finally:
         ledger.close()
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -104,6 +105,7 @@ def test_output_path_blocked_by_a_file_stops_every_worker(tmp_path, blocked):
     (out / blocked).write_text("in the way")
     with pytest.raises(OutputError) as error:
         prepare(options(tree, out, workers=2))
+    assert multiprocessing.active_children() == []  # the pool stopped before prepare returned
     assert_one_line(error, f"cannot write to {out / blocked}", "file")
     records = ledger(out)
     assert all(r["status"] == "ok" for r in records)  # an output failure is never "broken"
@@ -226,3 +228,15 @@ def test_really_full_disk(tmp_path, small_filesystem, leave_blocks):
     assert not any((out / name).exists() for name in PREPARED) and leftovers(out) == []
     filler.unlink()
     assert_rerun_completes(tree, out, len(records), tmp_path)
+
+
+def test_read_only_file_system(tmp_path, small_filesystem):
+    tree, out = class_tree(tmp_path / "src"), small_filesystem / "out"
+    out.mkdir()
+    remount = ["mount", "-o", "remount,{}", "tmpfs", str(small_filesystem)]
+    subprocess.run([a.format("ro") for a in remount], check=True, capture_output=True)
+    with pytest.raises(OutputError) as error:
+        prepare(options(tree, out))
+    assert_one_line(error, f"cannot write to {out}", "(EROFS)", "choose a writable folder")
+    subprocess.run([a.format("rw") for a in remount], check=True, capture_output=True)
+    assert_rerun_completes(tree, out, 0, tmp_path)
