@@ -3,7 +3,10 @@
 ``prepare`` re-encodes with :func:`x264_options`, the synthetic and benchmark videos are written
 with :func:`write_video`, every input is probed with :func:`probe_video` (PyAV), and
 :func:`decord_frame_count` checks that decord can read what we wrote. Reading clips for training
-is ``videoglore.data.video`` (above this floor). No torch here.
+is ``videoglore.data.video`` (above this floor), which opens decord readers with
+:func:`open_decord`. :func:`quiet_video_libraries` keeps FFmpeg's and decord's own messages off
+the terminal in every process that decodes; :func:`library_error` turns their exceptions into
+the reason of our one-line errors. No torch here.
 """
 
 from __future__ import annotations
