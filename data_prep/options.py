@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from data_prep.errors import ConfigError
-from data_prep.sources import KINETICS400, VIDEO_EXTENSIONS, parse_split_path
+from data_prep.sources import KINETICS400, VIDEO_EXTENSIONS, normalize_split, parse_split_path
 
 
 @dataclass
@@ -39,7 +39,10 @@ class PrepareOptions:
         return (self.clip_frames - 1) * self.clip_interval + 1
 
     def check(self) -> None:
-        """Raise ConfigError naming the flag of the first value out of range."""
+        """Raise ConfigError naming the flag of the first value out of range (DataError for a
+        split that is not a plain name: splits name output files)."""
+        for split in (*self.lists, *self.folders):
+            normalize_split(split)
         lows = {"short_side": 2, "keyframe_interval": 1, "min_frames": 1, "crf": 0}
         lows |= {"clip_frames": 1, "clip_interval": 1}
         for name, low in lows.items():

@@ -151,7 +151,7 @@ def test_labels_never_place_a_file_outside_its_split_folder(tmp_path):
 
 @pytest.mark.parametrize("split", ["../evil", "a/b", "..", ".", ""])
 def test_unsafe_split_names_are_refused(tmp_path, split):
-    with pytest.raises(DataError, match="split"):
+    with pytest.raises(DataError, match="is not a plain name"):
         normalize_split(split)
     tiny_video(tmp_path / "videos" / "aaaaaaaaaaa_000001_000011.mp4")
     annotations = tmp_path / "k.csv"
@@ -159,8 +159,11 @@ def test_unsafe_split_names_are_refused(tmp_path, split):
         csv.writer(f).writerows(
             [CSV_HEADER.strip().split(","), ["abseiling", "aaaaaaaaaaa", 1, 11, split, 0]]
         )
-    with pytest.raises(DataError, match=f"{annotations}:2: .*split"):
+    with pytest.raises(DataError, match=f"{annotations}:2: split .* is not a plain name"):
         run(tmp_path / "out", csv_files=[str(annotations)], video_root=str(tmp_path / "videos"))
+    tiny_video(tmp_path / "tree" / "walking" / "a.mp4")
+    with pytest.raises(DataError, match="is not a plain name"):  # library callers name splits
+        run(tmp_path / "out", folders={split: str(tmp_path / "tree")})
     assert not (tmp_path / "evil.csv").exists()
 
 
