@@ -3,11 +3,21 @@
 ``prepare`` re-encodes with :func:`x264_options`, the synthetic and benchmark videos are written
 with :func:`write_video`, every input is probed with :func:`probe_video` (PyAV), and
 :func:`decord_frame_count` checks that decord can read what we wrote. Reading clips for training
-is ``videoglore.data.video`` (above this floor). No torch here.
+is ``videoglore.data.video`` (above this floor), which opens decord readers with
+:func:`open_decord`. :func:`quiet_video_libraries` keeps FFmpeg's and decord's own messages off
+the terminal in every process that decodes; :func:`library_error` turns their exceptions into
+the reason of our one-line errors. No torch here.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -85,8 +95,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     except VideoError:
         raise
     except Exception as exc:  # PyAV raises many FFmpeg error types; all mean "unreadable"
-        reason = getattr(exc, "strerror", None) or first_line(exc)  # FFmpeg errors: no path
-        raise VideoError(f"{path}: cannot open or decode ({reason})") from None
+        raise VideoError(f"{path}: cannot open or decode ({library_error(exc)})") from None
     return VideoInfo(count, float(rate), width, height, duration)
 
 
@@ -99,21 +108,95 @@ def decord_frame_count(path: str | Path) -> int:
     Raises:
         VideoError: naming the file when decord cannot open it or decode those frames.
     """
-    import decord
-
     path = Path(path)
     try:
-        reader = decord.VideoReader(str(path), num_threads=1)
-        count = len(reader)
-        if count == 0:
-            raise VideoError(f"{path}: decord finds no frames")
-        reader.get_batch([0, count - 1])
-        reader.seek(0)  # release decord's buffered frames (dmlc/decord#208)
+        with _decord_log_dropped():
+            reader = open_decord(path)
+            count = len(reader)
+            if count == 0:
+                raise VideoError(f"{path}: decord finds no frames")
+            reader.get_batch([0, count - 1])
+            reader.seek(0)  # release decord's buffered frames (dmlc/decord#208)
     except VideoError:
         raise
     except Exception as exc:  # decord raises its own DECORDError / RuntimeError variants
-        raise VideoError(f"{path}: decord cannot read it ({first_line(exc)})") from None
+        raise VideoError(f"{path}: decord cannot read it ({library_error(exc)})") from None
     return count
+
+
+def open_decord(path: str | Path, num_threads: int = 1):
+    """A ``decord.VideoReader`` for ``path``, opened without library noise on the terminal.
+
+    decord's own exception is raised unchanged when the file cannot be opened (the caller
+    names the file in its one-line error).
+    """
+    import decord
+
+    quiet_video_libraries()
+    with _decord_log_dropped():
+        return decord.VideoReader(str(path), num_threads=num_threads)
+
+
+def quiet_video_libraries() -> None:
+    """Keep FFmpeg's own messages (``moov atom not found``, ``[h264 @ 0x...] error while
+    decoding MB``) off the terminal, for PyAV and, once imported, decord (each ships its own
+    FFmpeg and logs straight to file descriptor 2). Our VideoError says what went wrong, in one
+    line naming the file. Cheap and repeatable: call it in every process that decodes (prepare's
+    workers, the loaders).
+    """
+    import av.logging
+
+    try:
+        av.logging.set_level(None)  # PyAV >= 13: no FFmpeg log callback at all
+    except (TypeError, ValueError):  # older PyAV: only what stops the process
+        av.logging.set_level(av.logging.PANIC)
+    decord = sys.modules.get("decord")
+    if decord is not None:
+        decord.logging.set_level(decord.logging.QUIET)
+
+
+_DECORD_LOG_LINE = re.compile(rb"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")  # "[11:39:13] x.cc:83: ..."
+_FD2_LOCK = threading.RLock()  # decord_frame_count nests open_decord
+
+
+@contextmanager
+def _decord_log_dropped() -> Iterator[None]:
+    """Drop the lines decord's C++ logger writes to file descriptor 2 inside the block.
+
+    That logger (``video_reader.cc:83: ERROR opening ...`` before every failed open) has no
+    switch, and C++ writes below Python's ``sys.stderr``, so fd 2 itself is pointed at a temp
+    file for the block; every other line written meanwhile is passed on afterwards.
+    """
+    with _FD2_LOCK:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with tempfile.TemporaryFile() as sink:
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield
+                finally:
+                    os.dup2(saved, 2)
+                    sink.seek(0)
+                    lines = sink.read().splitlines(keepends=True)
+                    kept = b"".join(line for line in lines if not _DECORD_LOG_LINE.match(line))
+                    if kept:
+                        os.write(2, kept)
+        finally:
+            os.close(saved)
+
+
+_DECORD_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ")  # "[11:39:13] src/x.cc:292: "
+
+
+def library_error(exc: BaseException) -> str:
+    """One-line reason from a PyAV or decord exception: FFmpeg's error text (without the errno
+    number and file name it carries), decord's message without its ``[time] file.cc:line:``
+    prefixes. The caller names the file."""
+    strerror = getattr(exc, "strerror", None)
+    if isinstance(strerror, str) and strerror:
+        return strerror
+    return _DECORD_PREFIX.sub("", first_line(exc)).strip() or type(exc).__name__
 
 
 def write_video(

@@ -2,18 +2,20 @@
 
 Everything here runs inside a worker process, one video per call of :func:`process_video`,
 which never raises for a bad video: it returns a :class:`VideoResult` with ``status="broken"``
-and the reason, so one bad file never stops a 260k-video run.
+and the reason, so one bad file never stops a 260k-video run. A failure to write the output
+is not the video's fault: it raises :class:`~data_prep.errors.OutputError` and stops the run.
 
 Re-encoding (decode → ``reformat(width, height)`` → libx264, no audio, same fps) is the one place
 that transcodes; :func:`data_prep.codec.write_video` is for whole in-memory clips and would
 hold a full 10 s Kinetics clip in RAM, so we stream frame by frame instead. Short keyframe
-intervals matter because training reads one random clip per video: decord must decode from the
-keyframe before the clip start, so a 250-frame GOP costs up to 250 decoded frames per clip, an
-8-frame GOP at most 8.
+intervals matter because training reads one random clip per video: either reader (PyAV or
+decord) must decode from the keyframe before the clip start, so a 250-frame GOP costs up to 250
+decoded frames per clip, an 8-frame GOP at most 8.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -21,9 +23,9 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from data_prep.codec import decord_frame_count, probe_video, x264_options
-from data_prep.errors import VideoError
-from data_prep.files import first_line
+from data_prep.codec import decord_frame_count, library_error, probe_video, x264_options
+from data_prep.errors import OutputError, VideoError
+from data_prep.files import atomic_open, first_line
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +49,11 @@ class EncodeSettings:
         return sig
 
 
-@dataclass(frozen=True)
-class VideoTask:
-    key: str  # ledger key, "videos/<split>/<class>/<name>.mp4"
-    source: str
-    output: str | None  # absolute output path when re-encoding
-    tmp_dir: str  # where partial outputs live until the atomic rename
-    settings: EncodeSettings
-
-
 @dataclass
 class VideoResult:
-    key: str
+    """What checking one video found; one line of the resume ledger."""
+
+    key: str  # "videos/<split>/<class>/<name>.mp4", the output path relative to OUT
     source: str
     status: str  # "ok" or "broken"
     reason: str = ""
@@ -86,40 +81,32 @@ def transcode_video(
 ) -> int:
     """Re-encode ``source`` to H.264 at ``settings.short_side``; returns frames written.
 
-    The file appears at ``output`` only when complete (written in ``tmp_dir``, then renamed).
-    A decode error part-way keeps the frames decoded so far (a truncated download still yields
-    a usable clip); a file with no decodable frame raises VideoError.
+    The file appears at ``output`` only when complete (:func:`~data_prep.files.atomic_open`,
+    its temp file in ``tmp_dir``). A decode error part-way keeps the frames decoded so far (a
+    truncated download still yields a usable clip); a file with no decodable frame raises
+    VideoError. Any failure to write (disk full, permission, a file in the way) raises
+    OutputError: it says nothing about the video.
     """
     import av
     from av.video.frame import PictureType
 
-    source, output = Path(source), Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tmp_dir) / f"{os.getpid()}_{time.monotonic_ns()}.mp4"
+    source = Path(source)
     written = 0
-    try:
-        with av.open(str(source)) as src, av.open(str(tmp), mode="w", format="mp4") as dst:
-            in_stream = src.streams.video[0]
-            in_stream.thread_count = settings.threads
-            rate = in_stream.average_rate or in_stream.guessed_rate or Fraction(25)
-            rate = Fraction(rate).limit_denominator(1001)
-            out = None
-            frames = src.decode(in_stream)
-            while True:
-                try:
-                    frame = next(frames)
-                except StopIteration:
-                    break
-                except Exception as exc:  # truncated/corrupt data: keep what we have
-                    if written == 0:
-                        reason = getattr(exc, "strerror", None) or first_line(exc)
-                        raise VideoError(f"{source}: cannot decode ({reason})") from None
-                    log.warning(
-                        "%s: decode stopped after %d frames (%s)", source, written, first_line(exc)
-                    )
-                    break
-                if out is None:
-                    out = _add_h264_stream(dst, rate, frame.width, frame.height, settings)
+    with av.open(str(source)) as src:
+        in_stream = src.streams.video[0]
+        in_stream.thread_count = settings.threads
+        rate = in_stream.average_rate or in_stream.guessed_rate or Fraction(25)
+        rate = Fraction(rate).limit_denominator(1001)
+        frames = _decoded_frames(src, in_stream, source)
+        first = next(frames, None)
+        if first is None:
+            raise VideoError(f"{source}: no decodable frame")
+        with (
+            atomic_open(output, "wb", temp_dir=tmp_dir) as f,
+            av.open(f, mode="w", format="mp4") as dst,
+        ):
+            out = _add_h264_stream(dst, rate, first.width, first.height, settings)
+            for frame in itertools.chain([first], frames):
                 image = frame.reformat(
                     width=out.width, height=out.height, format="yuv420p", interpolation="AREA"
                 )
@@ -127,13 +114,30 @@ def transcode_video(
                 image.pict_type = PictureType.NONE  # the source's I/P choice must not force ours
                 dst.mux(out.encode(image))
                 written += 1
-            if out is None:
-                raise VideoError(f"{source}: no decodable frame")
             dst.mux(out.encode())
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)  # no-op after the rename; removes partial files otherwise
     return written
+
+
+def _decoded_frames(container, stream, source: Path):
+    """The decodable frames of ``stream``; stops quietly at corrupt data after the first frame.
+
+    Decoding is reading the input: its errors are caught here, so that any ``OSError`` met
+    while the output is open is the output's.
+    """
+    frames, count = container.decode(stream), 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as exc:  # truncated/corrupt data: keep what we have
+            if count == 0:
+                raise VideoError(f"{source}: cannot decode ({library_error(exc)})") from None
+            reason = library_error(exc)
+            log.warning("%s: decode stopped after %d frames (%s)", source, count, reason)
+            return
+        count += 1
+        yield frame
 
 
 def _add_h264_stream(container, rate: Fraction, width: int, height: int, settings: EncodeSettings):
@@ -151,27 +155,34 @@ def _add_h264_stream(container, rate: Fraction, width: int, height: int, setting
     return stream
 
 
-def process_video(task: VideoTask) -> VideoResult:
-    """Probe → (re-encode) → verify one video; never raises for a bad video."""
+def process_video(
+    video: tuple[str, str], settings: EncodeSettings, out_dir: str, tmp_dir: str
+) -> VideoResult:
+    """Probe → (re-encode to ``out_dir/key``) → verify one ``(key, source)`` video.
+
+    Never raises for a bad video (``status="broken"`` and the reason); raises OutputError when
+    the output cannot be written, which the pool reports to the main process as an exception.
+    ``tmp_dir`` holds the partial output until it is complete.
+    """
+    key, source = video
+    output = os.path.join(out_dir, key) if settings.reencode else None
     start = time.perf_counter()
-    result = VideoResult(task.key, task.source, "broken")
+    result = VideoResult(key, source, "broken")
     try:
-        info = probe_video(task.source)
+        info = probe_video(source)
         result.fps, result.duration = info.fps, info.duration
         result.width, result.height = info.width, info.height
-        target = task.source
-        if task.settings.reencode:
-            transcode_video(task.source, task.output, task.tmp_dir, task.settings)
-            target = task.output
-            result.width, result.height = output_size(
-                info.width, info.height, task.settings.short_side
-            )
-        result.num_frames = decord_frame_count(target)
+        if output is not None:
+            transcode_video(source, output, tmp_dir, settings)
+            result.width, result.height = output_size(info.width, info.height, settings.short_side)
+        result.num_frames = decord_frame_count(output or source)
         result.status = "ok"
+    except OutputError:
+        raise  # not a property of the video: the run stops, nothing is recorded for it
     except VideoError as exc:
-        result.reason = str(exc).replace(f"{task.source}: ", "").replace(f"{task.output}: ", "")
+        result.reason = str(exc).replace(f"{source}: ", "").replace(f"{output}: ", "")
     except Exception as exc:  # anything unexpected is still a per-video failure
-        log.exception("%s: unexpected error", task.source)
+        log.exception("%s: unexpected error", source)
         result.reason = f"unexpected error ({type(exc).__name__}: {first_line(exc)})"
     result.seconds = time.perf_counter() - start
     return result

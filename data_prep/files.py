@@ -13,6 +13,7 @@ read-only file system), and the temp file is removed.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import os
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from data_prep.errors import OutputError
+from data_prep.errors import DataError, OutputError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -49,7 +50,12 @@ def temp_path(path: str | Path) -> Path:
 
 @contextmanager
 def atomic_open(
-    path: str | Path, mode: str = "w", *, durable: bool = False, newline: str | None = None
+    path: str | Path,
+    mode: str = "w",
+    *,
+    durable: bool = False,
+    newline: str | None = None,
+    temp_dir: str | Path | None = None,
 ) -> Iterator[IO[Any]]:
     """Open ``path`` for writing through a temp file that replaces it only when complete.
 
@@ -59,15 +65,19 @@ def atomic_open(
         durable: fsync the file and its folder before returning (checkpoints: survive a power
             loss, not only a killed process).
         newline: as for :func:`open` (``""`` for the csv module).
+        temp_dir: where the temp file lives (default: beside ``path``); it must be on the same
+            file system. ``prepare`` keeps its temp files in one folder that it clears at every
+            start, so the partial files of killed workers never pile up beside the outputs.
 
     Raises:
-        OutputError: the folder cannot be created or the file cannot be written, with the
-            folder and the cause named; the temp file is removed.
+        OutputError: the folder cannot be created or the file cannot be written (any
+            ``OSError`` inside the ``with`` block counts as one), with the folder and the cause
+            named; the temp file is removed.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    tmp = temp_path(path)
+    tmp = temp_path(path) if temp_dir is None else Path(temp_dir) / temp_path(path).name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         encoding = None if "b" in mode else "utf-8"
@@ -113,6 +123,16 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     return stale
 
 
+@contextmanager
+def as_output_error(path: str | Path) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside the block into the :class:`OutputError` for ``path``
+    (for output steps that are not one file write: creating folders, appending to a log)."""
+    try:
+        yield
+    except OSError as exc:
+        raise output_error(exc, path) from None
+
+
 def is_output_errno(exc: BaseException) -> bool:
     """True when ``exc`` is an OSError whose errno says the output side failed."""
     return isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS
@@ -130,8 +150,32 @@ def output_error(exc: OSError, path: str | Path) -> OutputError:
         errno.EACCES: "make it writable and rerun",
         errno.EPERM: "make it writable and rerun",
         errno.EROFS: "choose a writable folder",
+        errno.EEXIST: "a file stands where a folder is needed; move it away and rerun",
+        errno.ENOTDIR: "a file stands where a folder is needed; move it away and rerun",
+        errno.EISDIR: "a folder stands where the file goes; move it away and rerun",
     }.get(exc.errno or 0, "fix it and rerun")
     return OutputError(f"cannot write to {folder}: {cause} (writing {Path(path).name}); {advice}")
+
+
+def read_utf8(path: str | Path) -> str:
+    """The text of ``path``, which must be UTF-8 (a leading byte-order mark is dropped).
+
+    Raises:
+        DataError: naming the file and the first byte that is not UTF-8, with its offset and
+            line, instead of a UnicodeDecodeError traceback.
+        FileNotFoundError, OSError: as for :func:`open` (callers name what was expected).
+    """
+    data = Path(path).read_bytes()
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = start + exc.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise DataError(
+            f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}, line {line});"
+            " save it as UTF-8"
+        ) from None
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

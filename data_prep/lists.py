@@ -11,12 +11,13 @@ list stored beside it as ``classes.json`` (a JSON list of names, position = inde
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from data_prep.errors import DataError
-from data_prep.files import atomic_open, write_json
+from data_prep.files import atomic_open, read_utf8, write_json
 
 LIST_COLUMNS = ("path", "label", "label_name", "num_frames", "fps", "width", "height")
 
@@ -49,7 +50,7 @@ def read_video_list(path: str | Path, root: str | Path | None = None) -> list[Vi
     base = Path(root) if root else path.parent
     types = {f.name: f.type for f in fields(VideoRecord)}
     records = []
-    with path.open(newline="") as f:
+    with io.StringIO(read_utf8(path), newline="") as f:
         reader = csv.DictReader(f)
         missing = set(LIST_COLUMNS) - set(reader.fieldnames or ())
         if missing:
@@ -75,7 +76,7 @@ def write_classes(path: str | Path, names: list[str]) -> None:
 def read_classes(path: str | Path) -> list[str]:
     path = Path(path)
     try:
-        names = json.loads(path.read_text())
+        names = json.loads(read_utf8(path))
     except FileNotFoundError:
         raise DataError(f"{path}: class file not found (run `run.py prepare` first)") from None
     except json.JSONDecodeError as exc:

@@ -1,30 +1,37 @@
 """Run the per-video work in parallel and remember what is finished (resume after Ctrl-C).
 
-``run_tasks`` feeds :func:`data_prep.encode.process_video` to a process pool and yields results
-as they finish; ``ResultLedger`` appends each result to ``OUT/.prepare/results.jsonl`` at once,
-so a second run only does the videos whose result is missing or stale (source file changed,
-encode settings changed, output file gone).
+``run_tasks`` feeds the videos to :func:`data_prep.encode.process_video` (its settings bound
+with ``functools.partial``) in a process pool and yields the results as they finish;
+``ResultLedger`` appends each result to ``OUT/.prepare/results.jsonl`` at once, so a second run
+only does the videos whose result is missing or stale (source file changed, encode settings
+changed, output file gone).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from data_prep.encode import VideoResult, VideoTask, process_video
+from data_prep.codec import quiet_video_libraries
+from data_prep.encode import VideoResult
+from data_prep.files import as_output_error, atomic_open
 
 
-def run_tasks(tasks: list[VideoTask], workers: int | None, progress: bool):
-    """Yield results as they finish; worker processes, or this process when workers == 1."""
+def run_tasks(work: Callable[[Any], VideoResult], items: list, workers: int | None, progress: bool):
+    """Yield ``work(item)`` for every item as it finishes; worker processes, or this process
+    when workers == 1. An exception in a worker (OutputError) stops the pool at once."""
     from tqdm import tqdm
 
-    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    workers = min(workers or os.cpu_count() or 1, len(items))
     with tqdm(
-        total=len(tasks),
+        total=len(items),
         unit="video",
         desc="prepare",
         disable=not progress,
@@ -32,99 +39,128 @@ def run_tasks(tasks: list[VideoTask], workers: int | None, progress: bool):
         dynamic_ncols=True,
     ) as bar:
         if workers <= 1:
-            for task in tasks:
-                yield process_video(task)
+            quiet_video_libraries()
+            for item in items:
+                yield work(item)
                 bar.update()
             return
-        pool = _worker_context().Pool(workers, initializer=_ignore_sigint)
+        pool = _worker_context().Pool(workers, initializer=_start_worker)
         try:
-            for result in pool.imap_unordered(process_video, tasks, chunksize=1):
+            for result in pool.imap_unordered(work, items, chunksize=1):
                 yield result
                 bar.update()
             pool.close()
         except BaseException:
-            pool.terminate()  # Ctrl-C: stop workers now; their temp files are removed after
+            pool.terminate()  # Ctrl-C or OutputError: stop the workers now; prepare removes
+            # their partial files (all in OUT/.prepare/tmp) afterwards
             raise
         finally:
             pool.join()
 
 
 def _worker_context():
-    """forkserver where available: workers start clean (no inherited threads, CUDA or decoder
-    state, unlike fork) and fast (forked from a server that imported the codecs once)."""
+    """forkserver where available: workers start clean (no threads, CUDA or decoder state
+    inherited from a parent that may be a training process, as with fork) and fast (forked from
+    a server that imported the codecs once); spawn elsewhere."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["data_prep.encode"])
+        ctx.set_forkserver_preload(["data_prep.encode", "av", "decord"])
         return ctx
     return multiprocessing.get_context("spawn")
 
 
-def _ignore_sigint() -> None:
-    """Ctrl-C is handled by the main process alone, which stops the pool."""
+def _start_worker() -> None:
+    """Ctrl-C is handled by the main process alone, which stops the pool; the video libraries
+    keep their messages off the terminal (each bad video is one line in skipped.csv)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_video_libraries()
+
+
+# 2: output failures stop the run; version-1 ledgers could hold them as "broken" videos, so
+# their "broken" lines are checked again (their "ok" lines stay valid).
+LEDGER_VERSION = 2
 
 
 class ResultLedger:
-    """Append-only JSON-lines record of finished videos (one line per video, flushed at once;
-    a line cut by Ctrl-C is ignored when read back)."""
+    """Append-only JSON-lines record of finished videos: one line per video, written at once.
 
-    def __init__(self, path: Path, signature: dict):
-        self.path, self.signature = path, signature
+    A line cut by a killed run is ignored when read back; a line the disk had no room for is
+    taken back (truncated away) before the OutputError is raised, so the file never holds a
+    torn line that a later append would glue onto.
+    """
+
+    def __init__(self, path: Path, signature: dict, out_dir: str | Path):
+        self.path, self.signature, self.out_dir = path, signature, Path(out_dir)
         self.records: dict[str, dict] = {}
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     record = json.loads(line)
                     self.records[record["key"]] = record
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
-        self.file = None
+        self.fd: int | None = None
+        self.size = 0  # bytes of whole lines in the file
 
-    def finished(self, task: VideoTask) -> VideoResult | None:
-        """The earlier result for ``task`` if nothing it depends on has changed: same encode
+    def finished(self, key: str, source: str) -> VideoResult | None:
+        """The earlier result for ``key`` if nothing it depends on has changed: same encode
         settings, same source size and mtime (the root may have moved), output still there."""
-        record = self.records.get(task.key)
+        record = self.records.get(key)
         if record is None or record.get("settings") != self.signature:
             return None
-        st = os.stat(task.source)
+        if record["status"] != "ok" and record.get("version", 1) < LEDGER_VERSION:
+            return None
+        st = os.stat(source)
         if (record["source_size"], record["source_mtime_ns"]) != (st.st_size, st.st_mtime_ns):
             return None
-        if record["status"] == "ok" and task.output is not None:
+        if record["status"] == "ok" and self.signature.get("reencode"):
             try:
-                if os.stat(task.output).st_size != record.get("output_size"):
+                if (self.out_dir / key).stat().st_size != record.get("output_size"):
                     return None
             except OSError:
                 return None
         fields = {k: record[k] for k in VideoResult.__dataclass_fields__}
-        return VideoResult(**(fields | {"source": task.source}))
+        return VideoResult(**(fields | {"source": source}))
 
     def append(self, result: VideoResult) -> None:
+        """Record ``result``; raises OutputError (and writes nothing) when the line does not fit."""
         st = os.stat(result.source)
         record = asdict(result) | {
             "settings": self.signature,
             "source_size": st.st_size,
             "source_mtime_ns": st.st_mtime_ns,
+            "version": LEDGER_VERSION,
         }
-        output = None
         if result.status == "ok" and self.signature.get("reencode"):
-            output = self.path.parent.parent / result.key
-            record["output_size"] = output.stat().st_size
+            record["output_size"] = (self.out_dir / result.key).stat().st_size
+        with as_output_error(self.path):
+            self._write((json.dumps(record, ensure_ascii=False) + "\n").encode())
         self.records[result.key] = record
-        if self.file is None:
+
+    def _write(self, data: bytes) -> None:
+        if self.fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = self.path.open("a", encoding="utf-8")
-        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.file.flush()
+            self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            self.size = os.fstat(self.fd).st_size
+            if self.size and os.pread(self.fd, 1, self.size - 1) != b"\n":
+                data = b"\n" + data  # end the line a killed run left cut
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)
+            raise
+        self.size += len(data)
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def compact(self, keys: set[str]) -> None:
         """Rewrite atomically with one line per current video (drops superseded lines)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
+        with atomic_open(self.path, "w") as f:
             for key in sorted(keys & set(self.records)):
                 f.write(json.dumps(self.records[key], ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path)

@@ -12,11 +12,18 @@ For the CSV, clips are found by file name (``{youtube_id}_{start:06d}_{end:06d}.
 (label folders with spaces or underscores, split folders, flat). The root is walked once with
 ``os.scandir`` into a dict keyed by file stem, so 260k files cost one directory walk, not 260k
 globs. Ids are never split on ``_`` or ``-``: YouTube ids contain both and may start with ``-``.
+
+Paths in a plain list are untrusted text: one that leads outside the video root (``../``, an
+absolute path elsewhere) is refused, reported in skipped.csv and never opened. The check is
+lexical (no syscall per entry): symbolic links inside the root are followed, since linking
+videos in from another disk is a normal layout and whoever made the link controls the root.
+Labels, file names and splits become output paths only through :func:`path_component`.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -25,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 
 from data_prep.errors import DataError
+from data_prep.files import read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,7 @@ VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov", "m4v", "flv", "3gp", "mp
 KINETICS400 = "kinetics400"  # --classes keyword for the bundled standard class list
 _SPLIT_ALIASES = {"validate": "val", "validation": "val", "valid": "val", "training": "train"}
 _CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
+_PLAIN_NAME = re.compile(r"^\w[\w.-]*$")
 
 
 @dataclass(frozen=True)
@@ -41,13 +50,21 @@ class VideoEntry:
     split: str  # "train", "val", ...
     key: str  # how the input names it (clip id, list path, folder path); used in skipped.csv
     label: str | int  # class name, or an index into the class list (index-labelled lists)
-    source: Path | None  # the file found on disk; None when missing
+    source: Path | None  # the file found on disk; None when missing or refused
     name: str  # output file stem, e.g. "{youtube_id}_{start:06d}_{end:06d}"
+    refused: str = ""  # why the entry is never opened (a list path outside the video root)
 
 
 def normalize_split(split: str) -> str:
+    """``Validation`` → ``val``; a split names an output file (``OUT/<split>.csv``) and folder,
+    so it must be a plain name."""
     split = split.strip().lower()
-    return _SPLIT_ALIASES.get(split, split)
+    split = _SPLIT_ALIASES.get(split, split)
+    if not _PLAIN_NAME.match(split):
+        raise DataError(
+            f"split {split!r} is not a plain name (letters, digits, '_', '-', '.'; e.g. train, val)"
+        )
+    return split
 
 
 def label_key(name: str) -> str:
@@ -55,9 +72,19 @@ def label_key(name: str) -> str:
     return " ".join(name.replace("_", " ").lower().split())
 
 
+def path_component(text: str) -> str:
+    """``text`` as one safe file or folder name, changed as little as possible: path separators
+    and NUL become ``_``, and a name that is empty, blank, ``.``, ``..`` or hidden gets a leading
+    ``_``. Labels and file names come from annotation files: they must never climb out of the
+    folder they are joined to."""
+    name = re.sub(r"[/\\\0]", "_", text)
+    return name if name.strip() and not name.startswith(".") else "_" + name
+
+
 def class_folder(name: str) -> str:
-    """Folder name for a class: spaces → underscores (as in the released lists), no slashes."""
-    return re.sub(r"[\s/\\]+", "_", name.strip())
+    """Folder name for a class: spaces → underscores (as in the released lists), no slashes;
+    always one path component (``..`` → ``_..``)."""
+    return path_component(re.sub(r"[\s/\\]+", "_", name.strip()))
 
 
 def parse_split_path(text: str) -> tuple[str, str]:
@@ -83,7 +110,7 @@ def load_class_names(spec: str) -> list[str]:
         from data_prep.lists import read_classes
 
         return read_classes(path)
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
     if len(set(names)) != len(names):
         raise DataError(f"{path}: class names are not unique")
     return names
@@ -113,6 +140,52 @@ def canonical_names(names: set[str], known: list[str] | None) -> dict[str, str]:
                 f"{shown}{' ...' if len(unknown) > 5 else ''}"
             )
     raise AssertionError("unreachable")
+
+
+def resolve_classes(entries: list[VideoEntry], spec: str | None):
+    """Class list and an ``entry -> (index, name)`` function.
+
+    Order: the ``--classes`` list when given; else the indices of an index-labelled list; else
+    sorted label names (for Kinetics-400 this is the standard order of classes.txt).
+    """
+    known = load_class_names(spec) if spec else None
+    index_labels = sorted({e.label for e in entries if isinstance(e.label, int)})
+    if index_labels and known is None:
+        known = _names_from_folders(entries)
+    if known is not None and index_labels and index_labels[-1] >= len(known):
+        raise DataError(f"label index {index_labels[-1]} is out of range for {len(known)} classes")
+    names = {e.label for e in entries if isinstance(e.label, str)}
+    mapping = canonical_names(names, known)
+    classes = known if known is not None else sorted(set(mapping.values()))
+    position = {name: i for i, name in enumerate(classes)}
+
+    def label_of(entry: VideoEntry) -> tuple[int, str]:
+        if isinstance(entry.label, int):
+            return entry.label, classes[entry.label]
+        name = mapping[entry.label]
+        return position[name], name
+
+    return classes, label_of
+
+
+def _names_from_folders(entries: list[VideoEntry]) -> list[str]:
+    """Name index labels after the class folder holding their videos (released lists store
+    ``class_name/clip.mp4``), e.g. index 1 → ``air_drumming`` → ``air drumming``."""
+    folders: dict[int, set[str]] = {}
+    for e in entries:
+        if isinstance(e.label, int):
+            folders.setdefault(e.label, set()).add(Path(e.key).parent.name)
+    bad = [i for i, f in folders.items() if len(f) != 1 or "" in f]
+    gaps = sorted(set(range(max(folders) + 1)) - set(folders))
+    if bad or gaps:
+        raise DataError(
+            "the list labels videos by index but the class names cannot be read from the "
+            f"folders (index {(bad or gaps)[0]}: {'no videos' if not bad else 'mixed folders'}); "
+            f"give the names with --classes FILE (or --classes {KINETICS400})"
+        )
+    raw = [next(iter(folders[i])) for i in range(len(folders))]
+    mapping = canonical_names(set(raw), None)
+    return [mapping[n] for n in raw]
 
 
 # --------------------------------------------------------------------------- file index
@@ -180,7 +253,7 @@ def read_kinetics_csv(
     if not path.is_file():
         raise DataError(f"{path}: annotation CSV not found")
     entries = []
-    with path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(read_utf8(path), newline="") as f:
         reader = csv.DictReader(f)
         missing = set(_CSV_COLUMNS) - set(reader.fieldnames or ())
         if missing:
@@ -196,12 +269,16 @@ def read_kinetics_csv(
                 label, split = row["label"].strip(), normalize_split(row["split"])
             except (AttributeError, TypeError, ValueError):
                 raise DataError(f"{path}:{line}: malformed row {row}") from None
+            except DataError as exc:
+                raise DataError(f"{path}:{line}: {exc}") from None
             if not youtube_id or not label:
                 raise DataError(f"{path}:{line}: empty youtube_id or label")
             clip = f"{youtube_id}_{start:06d}_{end:06d}"
             found = index.get(clip) or index.get(youtube_id)
             source = _pick(found, label, extensions) if found else None
             entries.append(VideoEntry(split, clip, label, source, clip))
+    if not entries:
+        raise DataError(f"{path}: no videos listed (only a header)")
     return entries
 
 
@@ -211,7 +288,7 @@ _INT = re.compile(r"^\d+$")
 
 
 def _split_list_line(line: str, path_re: re.Pattern) -> tuple[str, str]:
-    """(relative path, label text) from one list line; see :func:`read_video_list_file`."""
+    """(relative path, label text) from one list line; see :func:`read_plain_list`."""
     if "\t" in line:
         fields = [f.strip() for f in line.split("\t") if f.strip()]
         if len(fields) == 3 and _INT.match(fields[0]) and _INT.match(fields[1]):
@@ -231,7 +308,7 @@ def _split_list_line(line: str, path_re: re.Pattern) -> tuple[str, str]:
     return path.strip(), label
 
 
-def read_video_list_file(
+def read_plain_list(
     path: str | Path, split: str, root: str | Path | None = None, extensions=VIDEO_EXTENSIONS
 ) -> list[VideoEntry]:
     """Read a plain list; paths are relative to ``root`` (default: the list's folder).
@@ -243,25 +320,29 @@ def read_video_list_file(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: list file not found")
-    base = Path(root) if root else path.parent
+    base = os.path.abspath(root if root else path.parent)
     exts = "|".join(re.escape(e.lstrip(".")) for e in extensions)
     path_re = re.compile(rf"^(?P<path>.+?\.(?:{exts}))\s+(?P<label>\S.*)$", re.IGNORECASE)
     entries = []
-    with path.open(encoding="utf-8") as f:
-        for number, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            try:
-                rel, label = _split_list_line(line, path_re)
-            except ValueError as exc:
-                raise DataError(f"{path}:{number}: {exc}: {line!r}") from None
-            source = base / rel
-            found = source if source.is_file() else None
-            name = Path(rel).stem
-            entries.append(
-                VideoEntry(split, rel, int(label) if _INT.match(label) else label, found, name)
-            )
+    for number, raw in enumerate(read_utf8(path).splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            rel, label = _split_list_line(line, path_re)
+        except ValueError as exc:
+            raise DataError(f"{path}:{number}: {exc}: {line!r}") from None
+        label = int(label) if _INT.match(label) else label
+        # normpath, not resolve(): a lexical check, no syscalls (see the module docstring)
+        source = os.path.normpath(os.path.join(base, rel))
+        if not source.startswith(base + os.sep):
+            reason = f"outside_root: resolves to {source}, outside the video root {base}"
+            entries.append(VideoEntry(split, rel, label, None, "", refused=reason))
+            continue
+        found = Path(source) if os.path.isfile(source) else None
+        entries.append(VideoEntry(split, rel, label, found, Path(rel).stem))
+    if not entries:
+        raise DataError(f"{path}: no videos listed")
     return entries
 
 
@@ -283,5 +364,8 @@ def read_class_folders(
                 rel = source.relative_to(folder).as_posix()
                 entries.append(VideoEntry(split, rel, class_dir.name, source, stem))
     if not entries:
-        raise DataError(f"{folder}: no videos found in class sub-folders ({folder}/<class>/...)")
+        raise DataError(
+            f"{folder}: no videos listed: no video files in its class sub-folders "
+            f"({folder}/<class>/...)"
+        )
     return entries

@@ -14,14 +14,14 @@ import pytest
 
 import data_prep.encode as encode
 from data_prep.codec import write_video
-from data_prep.encode import EncodeSettings, VideoTask, output_size, process_video
+from data_prep.encode import EncodeSettings, output_size, process_video
 from data_prep.lists import read_classes, read_video_list
 from data_prep.prepare import PrepareOptions, add_arguments, options_from_args, prepare
 from data_prep.sources import (
     index_video_root,
     load_class_names,
     read_kinetics_csv,
-    read_video_list_file,
+    read_plain_list,
 )
 from data_prep.synthetic import write_motion_dataset
 from videoglore.errors import DataError
@@ -279,7 +279,7 @@ def test_reencode_short_side_keyframes_no_audio(tmp_path):
     source = audio_only(tmp_path / "src.mp4", video_frames=24)
     settings = EncodeSettings(short_side=32, keyframe_interval=4)
     out = tmp_path / "out" / "a.mp4"
-    result = process_video(VideoTask("a", str(source), str(out), str(tmp_path), settings))
+    result = process_video(("out/a.mp4", str(source)), settings, str(tmp_path), str(tmp_path))
     assert result.status == "ok", result.reason
     assert (result.num_frames, result.width, result.height) == (24, 42, 32)
     with av.open(str(out)) as container:
@@ -364,7 +364,7 @@ def test_released_list_format_at_full_scale(tmp_path):
     assert not text.endswith("\n") and text.count("\n") == 19905
     lst = tmp_path / "val_list.txt"
     lst.write_text(text)
-    entries = read_video_list_file(lst, "val", root=tmp_path / "nothing")
+    entries = read_plain_list(lst, "val", root=tmp_path / "nothing")
     assert len(entries) == 19906
     first, last = entries[0], entries[-1]
     assert (first.key, first.label, first.name) == (

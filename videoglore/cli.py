@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prepare.add_arguments(p)
-    p.set_defaults(func=prepare.run)
+    p.set_defaults(func=cmd_prepare)
 
     p = commands.add_parser(
         "train",
@@ -168,6 +168,13 @@ def _load(args):
     from videoglore.config import load_config
 
     return load_config(args.config, args.overrides)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from data_prep.prepare import options_from_args, prepare
+
+    print(prepare(options_from_args(args)).format())
+    return 0
 
 
 def cmd_train(args) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.codec import open_decord, quiet_video_libraries
 from data_prep.files import first_line
 from videoglore.errors import VideoError
 
@@ -47,12 +48,10 @@ def open_video(path: str | Path, num_threads: int = 1):
     Raises:
         VideoError: naming the file and the reason when it is missing, empty or undecodable.
     """
-    import decord
-
     path = Path(path)
     _check_file(path)
     try:
-        reader = decord.VideoReader(str(path), num_threads=num_threads)
+        reader = open_decord(path, num_threads)
     except Exception as exc:  # decord raises its own DECORDError / RuntimeError variants
         raise VideoError(f"{path}: cannot open video ({first_line(exc)})") from None
     if len(reader) == 0:
@@ -138,6 +137,7 @@ def _read_clip_pyav(path: Path, indices_for) -> np.ndarray | None:
     """
     import av
 
+    quiet_video_libraries()
     _check_file(path)
     try:
         with av.open(str(path)) as container:

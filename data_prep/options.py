@@ -1,0 +1,187 @@
+"""What ``prepare`` is asked to do: :class:`PrepareOptions` and the ``run.py prepare`` flags.
+
+``data_prep.prepare`` re-exports all three names; the library takes a ``PrepareOptions``,
+the command line builds one with :func:`add_arguments` + :func:`options_from_args`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+from data_prep.errors import ConfigError
+from data_prep.sources import KINETICS400, VIDEO_EXTENSIONS, normalize_split, parse_split_path
+
+
+@dataclass
+class PrepareOptions:
+    out_dir: str
+    csv_files: list[str] = field(default_factory=list)  # official Kinetics annotation CSVs
+    video_root: str | None = None  # searched for the CSV clips; base of relative list paths
+    lists: dict[str, str] = field(default_factory=dict)  # split -> plain list file
+    folders: dict[str, str] = field(default_factory=dict)  # split -> folder-per-class tree
+    classes: str | None = None  # class list file or "kinetics400"; default: sorted labels
+    reencode: bool = True
+    short_side: int = 256
+    keyframe_interval: int = 8
+    crf: int = 23
+    min_frames: int = 8  # fewer frames → skipped as too short
+    clip_frames: int = 8  # T and τ of the training clip (data.num_frames, data.frame_interval):
+    clip_interval: int = 8  # kept videos shorter than one clip are counted (they get looped)
+    workers: int | None = None  # default os.cpu_count(); 1 = in this process
+    extensions: tuple[str, ...] = VIDEO_EXTENSIONS
+    progress: bool = True  # tqdm bar with ETA
+
+    @property
+    def clip_span(self) -> int:
+        """Frames one training clip covers: ``(T - 1) * τ + 1`` (57 for the 8x8 recipes)."""
+        return (self.clip_frames - 1) * self.clip_interval + 1
+
+    def check(self) -> None:
+        """Raise ConfigError naming the flag of the first value out of range (DataError for a
+        split that is not a plain name: splits name output files)."""
+        for split in (*self.lists, *self.folders):
+            normalize_split(split)
+        lows = {"short_side": 2, "keyframe_interval": 1, "min_frames": 1, "crf": 0}
+        lows |= {"clip_frames": 1, "clip_interval": 1}
+        for name, low in lows.items():
+            if getattr(self, name) < low:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} must be at least {low}, got {getattr(self, name)}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``run.py prepare``; :func:`options_from_args` turns them into options."""
+    inputs = parser.add_argument_group("inputs (any mix)")
+    inputs.add_argument(
+        "--csv",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        dest="csv_files",
+        help="official Kinetics annotation CSV(s) "
+        "(label,youtube_id,time_start,time_end,split[,is_cc]); clips are found by "
+        "file name anywhere under --root (a file name starting with '-' must be "
+        "written --csv=FILE)",
+    )
+    inputs.add_argument(
+        "--root",
+        dest="video_root",
+        metavar="DIR",
+        help="folder with the downloaded videos, any layout (searched "
+        "recursively for --csv; base of the relative paths in --list, default: "
+        "the list's folder)",
+    )
+    inputs.add_argument(
+        "--list",
+        action="append",
+        default=[],
+        metavar="SPLIT=FILE",
+        dest="lists",
+        help="plain list, one 'relative/path label' per line "
+        "(label = class name or index) or the released GloRe format 'id label "
+        "relative/path'; repeat per split, e.g. --list train=train.txt",
+    )
+    inputs.add_argument(
+        "--folder",
+        action="append",
+        default=[],
+        metavar="SPLIT=DIR",
+        dest="folders",
+        help="folder-per-class tree DIR/<class>/<video>; repeat "
+        "per split, e.g. --folder train=videos/train --folder val=videos/val",
+    )
+    inputs.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="class names in index order: a .txt (one a line), a .json list, or "
+        f"'{KINETICS400}' (bundled standard list). Default: sorted label names",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        dest="out_dir",
+        metavar="DIR",
+        help="output folder: train.csv, val.csv, classes.json, skipped.csv, videos/",
+    )
+    enc = parser.add_argument_group("checking and re-encoding")
+    enc.add_argument(
+        "--no-reencode",
+        dest="reencode",
+        action="store_false",
+        help="keep the original files (lists point to them); videos are still "
+        "checked with PyAV and decord",
+    )
+    enc.add_argument(
+        "--short-side",
+        type=int,
+        default=256,
+        help="shorter side of the re-encoded videos in pixels, never upscaled (default 256)",
+    )
+    enc.add_argument(
+        "--keyframe-interval",
+        type=int,
+        default=8,
+        metavar="FRAMES",
+        help="frames between keyframes (default 8). Training decodes one random "
+        "clip per video and decoding must start at the keyframe before it, so a "
+        "short interval bounds the wasted decoding per clip (x264's default is 250 "
+        "frames); the price is somewhat larger files",
+    )
+    enc.add_argument(
+        "--crf", type=int, default=23, help="x264 quality, lower = better and bigger (default 23)"
+    )
+    enc.add_argument(
+        "--min-frames",
+        type=int,
+        default=8,
+        help="videos with fewer frames are skipped as too short (default 8, the 8-frame clips "
+        "of the GloRe recipes)",
+    )
+    clip = parser.add_argument_group(
+        "clip length (counts only)",
+        "Kept videos shorter than one training clip, (T - 1) x interval + 1 frames, are counted "
+        "per split in the summary (under_one_clip): the loaders loop their frames. Give the "
+        "recipe's data.num_frames and data.frame_interval.",
+    )
+    clip.add_argument(
+        "--clip-frames", type=int, default=8, metavar="T", help="frames per clip (default 8)"
+    )
+    clip.add_argument(
+        "--clip-interval",
+        type=int,
+        default=8,
+        metavar="TAU",
+        help="stride between sampled frames (default 8: one clip spans 57 frames)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"worker processes (default: all {os.cpu_count()} cores)",
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> PrepareOptions:
+    return PrepareOptions(
+        out_dir=args.out_dir,
+        csv_files=list(args.csv_files),
+        video_root=args.video_root,
+        lists=dict(parse_split_path(v) for v in args.lists),
+        folders=dict(parse_split_path(v) for v in args.folders),
+        classes=args.classes,
+        reencode=args.reencode,
+        short_side=args.short_side,
+        keyframe_interval=args.keyframe_interval,
+        crf=args.crf,
+        min_frames=args.min_frames,
+        clip_frames=args.clip_frames,
+        clip_interval=args.clip_interval,
+        workers=args.workers,
+        progress=args.progress,
+    )
