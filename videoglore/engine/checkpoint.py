@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from data_prep.files import first_line
 from videoglore.errors import CheckpointError
+from videoglore.models.weights import read_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +57,16 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint``.
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint`` onto the CPU.
+
+    Only tensors and plain data are read (``models.weights.read_torch_file``, weights_only=True):
+    a file that would run code is refused, never executed.
 
     Raises:
-        CheckpointError: naming the file when it is missing, unreadable or not one of ours.
+        CheckpointError: naming the file when it is missing, unreadable, refused or not ours.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torn zip, pickle errors, truncated files
-        raise CheckpointError(f"{path}: cannot read checkpoint ({first_line(exc)})") from None
+    state = read_torch_file(path)
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a videoglore checkpoint (no 'model' entry)")
     return state
