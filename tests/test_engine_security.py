@@ -2,6 +2,7 @@
 checkpoints, old and new, load as weights for fine-tuning (``model.weights=``)."""
 
 import builtins
+import dataclasses
 import random
 
 import numpy as np
@@ -13,7 +14,8 @@ from tests.helpers import tiny_config, tiny_config_dict
 from videoglore.cli import main
 from videoglore.config import config_to_dict
 from videoglore.engine import checkpoint as ckpt
-from videoglore.models import build_model
+from videoglore.engine.trainer import train
+from videoglore.models import build_model, load_weights
 
 
 class _Payload:
@@ -82,3 +84,53 @@ def test_refusal_names_the_forbidden_object(tiny_videos, tmp_path):
         ckpt.load_checkpoint(evil)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_own_checkpoints_load_as_weights_for_fine_tuning(tiny_videos, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_config(tiny_videos, run, train={"epochs": 1, "val_every": 0})
+    train(cfg)
+    path = run / "checkpoints" / "epoch_0001.pt"
+    # plain data only: a bare weights_only load needs no allow-list
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    warm = build_model(dataclasses.replace(cfg.model, weights=str(path)))
+    for key, value in warm.state_dict().items():
+        assert torch.equal(value, saved["model"][key]), key
+
+
+def test_checkpoints_with_numpy_rng_state_still_load_and_resume(tmp_path):
+    model = build_model("r50", num_classes=2, width=0.0625)
+    random.seed(3)
+    np.random.seed(4)
+    old_rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.ones(2)}
+    path = tmp_path / "old.pt"
+    torch.save({"model": model.state_dict(), "rng": [old_rng]}, path)
+    expected = (random.random(), np.random.random())
+
+    state = ckpt.load_checkpoint(path)
+    random.seed(0)
+    np.random.seed(0)
+    torch_state = torch.get_rng_state()
+    state["rng"][0]["torch"] = torch_state
+    ckpt.set_rng_state(state["rng"][0])
+    assert (random.random(), np.random.random()) == expected
+    warm = build_model("r50", num_classes=2, width=0.0625)
+    load_weights(warm, path)
+    assert torch.equal(
+        warm.state_dict()["classifier.weight"], model.state_dict()["classifier.weight"]
+    )
+
+
+def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
+    random.seed(1)
+    np.random.seed(2)
+    np.random.normal()  # leaves a cached Gaussian in the NumPy state
+    torch.manual_seed(3)
+    path = ckpt.save_checkpoint({"model": {}, "rng": [ckpt.rng_state()]}, tmp_path / "a.pt")
+    expected = (random.random(), np.random.normal(), np.random.random(), torch.rand(2))
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    ckpt.set_rng_state(torch.load(path, weights_only=True)["rng"][0])
+    got = (random.random(), np.random.normal(), np.random.random(), torch.rand(2))
+    assert got[:3] == expected[:3] and torch.equal(got[3], expected[3])

@@ -121,10 +121,17 @@ def iter_path(run_dir: str | Path, epoch: int, iteration: int) -> Path:
 
 
 def rng_state() -> dict[str, Any]:
-    """Every random generator the training loop draws from (Python, NumPy, torch CPU/CUDA)."""
+    """Every random generator the training loop draws from (Python, NumPy, torch CPU/CUDA), as
+    plain data and tensors, so that the checkpoint loads with ``weights_only=True``."""
+    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # MT19937
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": random.getstate(),  # (version, tuple of 625 ints, gauss_next)
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),  # (624,) uint32 values
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -133,8 +140,13 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore ``rng_state()`` (also the NumPy tuple of checkpoints written before 2026-11)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    saved = state["numpy"]
+    if isinstance(saved, dict):
+        keys = saved["keys"].numpy().astype(np.uint32)
+        saved = ("MT19937", keys, saved["pos"], saved["has_gauss"], saved["cached_gaussian"])
+    np.random.set_state(saved)
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
