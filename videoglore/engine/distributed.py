@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
-from videoglore.errors import ConfigError
+from videoglore.errors import ConfigError, VideogloreError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,24 @@ def broadcast_object(obj, rt: Runtime):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def on_main(fn: Callable[[], T], rt: Runtime) -> T:
+    """Run ``fn()`` on rank 0 only and give every rank its result.
+
+    A ``VideogloreError`` raised on rank 0 is raised on every rank, so that all processes stop
+    together with the same message instead of waiting forever in the next collective.
+    """
+    result, error = None, None
+    if rt.is_main:
+        try:
+            result = fn()
+        except VideogloreError as exc:
+            error = exc
+    result, error = broadcast_object((result, error), rt)
+    if error is not None:
+        raise error
+    return result
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:

@@ -39,6 +39,7 @@ from videoglore.engine.distributed import (
     broadcast_object,
     cleanup,
     gather_objects,
+    on_main,
     setup_runtime,
 )
 from videoglore.engine.metrics import topk_correct
@@ -48,6 +49,7 @@ from videoglore.engine.optim import (
     scaled_lr,
     set_schedule_position,
 )
+from videoglore.engine.run_lock import RunLock
 from videoglore.engine.run_log import RunLog, plot_curves
 from videoglore.errors import CheckpointError, ConfigError, TrainingError
 from videoglore.models import build_model
@@ -76,8 +78,13 @@ class TrainState:
 def train(cfg: Config) -> dict:
     """Train (or resume) the run in ``cfg.output.dir``; returns final metrics on every rank."""
     rt = setup_runtime(cfg.train.device)
+    lock = RunLock(cfg.output.dir)  # one trainer per run directory; rank 0 holds it
     try:
-        return _train(cfg, rt)
+        on_main(lock.acquire, rt)
+        try:
+            return _train(cfg, rt)
+        finally:
+            lock.release()
     finally:
         cleanup(rt)
 

@@ -1,0 +1,65 @@
+"""The run directory is trusted with days of work: one trainer at a time, unreadable checkpoints
+never restart a run silently, best.pt only gets better, a full disk is one clear line."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import yaml
+
+from tests.helpers import REPO, tiny_config_dict
+from videoglore.cli import main
+from videoglore.engine.run_log import read_log
+
+
+def _config(tiny_videos, tmp_path, **train) -> tuple:
+    run = tmp_path / "run"
+    raw = tiny_config_dict(tiny_videos, run)
+    raw["train"].update(train)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, run
+
+
+def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"ended before {what}:\n{proc.stdout.read()}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _starts(run) -> list[dict]:
+    log = run / "log.jsonl"
+    return [r for r in read_log(log) if r["kind"] == "start"] if log.is_file() else []
+
+
+def test_a_second_trainer_on_the_same_run_exits_2_and_a_killed_one_blocks_nothing(
+    tiny_videos, tmp_path, capsys
+):
+    config, run = _config(tiny_videos, tmp_path, epochs=200, val_every=0)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: _starts(run), first, "the first trainer started")
+        assert main(["train", "-c", str(config)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert f"PID {first.pid} on {socket.gethostname()}" in err and str(run) in err
+        assert len(_starts(run)) == 1  # the second process logged nothing
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # a killed holder leaves its lock file, but the OS released the lock with the process
+    assert main(["train", "-c", str(config), "train.epochs=1"]) == 0
+    assert len(_starts(run)) == 2
