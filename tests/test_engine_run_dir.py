@@ -12,6 +12,7 @@ import yaml
 
 from tests.helpers import REPO, tiny_config_dict
 from videoglore.cli import main
+from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.run_log import read_log
 
 
@@ -63,3 +64,34 @@ def test_a_second_trainer_on_the_same_run_exits_2_and_a_killed_one_blocks_nothin
     # a killed holder leaves its lock file, but the OS released the lock with the process
     assert main(["train", "-c", str(config), "train.epochs=1"]) == 0
     assert len(_starts(run)) == 2
+
+
+def test_no_readable_checkpoint_refuses_to_restart_and_keeps_every_file(
+    tiny_videos, tmp_path, capsys
+):
+    config, run = _config(tiny_videos, tmp_path, epochs=2)
+    assert main(["train", "-c", str(config)]) == 0
+    capsys.readouterr()
+    folder = run / "checkpoints"
+    # best.pt holds a model better than any a restart could give
+    best = ckpt.load_checkpoint(folder / "best.pt")
+    ckpt.save_checkpoint({**best, "best_acc": 1.0}, folder / "best.pt")
+    for name in ("epoch_0001.pt", "epoch_0002.pt"):
+        (folder / name).write_bytes((folder / name).read_bytes()[:1000])  # torn
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    assert main(["train", "-c", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "none of the 2 checkpoints" in err and "train.start_over_if_unreadable=true" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert len(_starts(run)) == 1
+
+    # the explicit override starts over; the unreadable files are kept, best.pt only improves
+    assert main(["train", "-c", str(config), "train.start_over_if_unreadable=true"]) == 0
+    assert [s["step"] for s in _starts(run)] == [0, 0]
+    for name in ("epoch_0001.pt", "epoch_0002.pt"):
+        assert (folder / "unreadable" / name).read_bytes() == before[name]
+    assert (folder / "best.pt").read_bytes() == before["best.pt"]
+    assert [p.name for p in ckpt.training_checkpoints(run)] == ["epoch_0001.pt", "epoch_0002.pt"]
+    assert ckpt.load_checkpoint(folder / "epoch_0002.pt")["iteration"] == 8

@@ -134,3 +134,17 @@ def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
     ckpt.set_rng_state(torch.load(path, weights_only=True)["rng"][0])
     got = (random.random(), np.random.normal(), np.random.random(), torch.rand(2))
     assert got[:3] == expected[:3] and torch.equal(got[3], expected[3])
+
+
+def test_auto_resume_runs_no_code_from_a_checkpoint(tiny_videos, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    run = tmp_path / "run"
+    _malicious_checkpoint(
+        run / "checkpoints" / "epoch_0001.pt", marker, tiny_config(tiny_videos, run)
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tiny_videos, run)))
+    assert main(["train", "-c", str(config)]) == 2
+    line = _one_line_error(capsys)
+    assert "epoch_0001.pt" in line and "refused" in line
+    assert not marker.exists()

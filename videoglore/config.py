@@ -96,6 +96,9 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
     val_every: int = 1  # epochs between single-clip validations; 0 = never
     keep_last: int = 3  # checkpoints kept besides the best
+    # When a run has checkpoints and none can be read, training refuses to start; true starts
+    # over from epoch 0 instead (the files are kept in checkpoints/unreadable/).
+    start_over_if_unreadable: bool = False
     ckpt_every_iters: int = 0  # extra mid-epoch checkpoints every N iterations; 0 = epoch ends only
     log_every: int = 10  # iterations between log lines
     device: str = "auto"  # "auto", "cpu", "cuda"

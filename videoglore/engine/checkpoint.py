@@ -32,6 +32,8 @@ from videoglore.models.weights import read_torch_file
 log = logging.getLogger(__name__)
 
 CKPT_DIR = "checkpoints"
+BEST_NAME = "best.pt"
+UNREADABLE_DIR = "unreadable"  # under CKPT_DIR: unreadable files, kept for inspection
 _NAME = re.compile(r"^epoch_(\d{4})(?:_iter_(\d{8}))?\.pt$")
 
 
@@ -81,19 +83,71 @@ def training_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=_progress_key)
 
 
-def load_latest(run_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
-    """The newest readable training checkpoint; torn or corrupt ones are skipped with a warning."""
+def load_latest(
+    run_dir: str | Path, start_over_if_unreadable: bool = False
+) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable training checkpoint of a run, or None when there is none to resume.
+
+    Unreadable files (torn, corrupt, refused) newer than the one returned are moved to
+    ``checkpoints/unreadable/``: kept for inspection, out of the way of the names the resumed run
+    writes and of pruning.
+
+    Raises:
+        CheckpointError: the run has checkpoints and none is readable: restarting from epoch 0
+            would silently throw days away, so this needs ``start_over_if_unreadable``.
+    """
+    unreadable: list[tuple[Path, CheckpointError]] = []
     for path in reversed(training_checkpoints(run_dir)):
         try:
-            return load_checkpoint(path), path
+            state = load_checkpoint(path)
         except CheckpointError as exc:
-            log.warning("skipping unreadable checkpoint: %s; trying the previous one", exc)
+            log.warning("skipping unreadable checkpoint: %s", exc)
+            unreadable.append((path, exc))
+            continue
+        for bad, _ in unreadable:
+            set_aside(bad)
+        return state, path
+    if unreadable and not start_over_if_unreadable:
+        raise CheckpointError(
+            f"{checkpoint_dir(run_dir)}: none of the {len(unreadable)} checkpoints can be read "
+            f"(newest: {unreadable[0][1]}); nothing was changed. Check the disk and the files, or "
+            "rerun with train.start_over_if_unreadable=true to train from epoch 0 (the files are "
+            f"then kept in {UNREADABLE_DIR}/ and best.pt is only replaced by a better model)"
+        )
+    for bad, _ in unreadable:
+        set_aside(bad)
     return None
+
+
+def best_bar(run_dir: str | Path) -> float:
+    """The validation top-1 that ``best.pt`` holds (-1 without one): after any restart only a
+    better model replaces it. An unreadable ``best.pt`` is set aside and the bar is -1."""
+    path = checkpoint_dir(run_dir) / BEST_NAME
+    if not path.is_file():
+        return -1.0
+    try:
+        return float(load_checkpoint(path).get("best_acc", -1.0))
+    except CheckpointError as exc:
+        log.warning("best checkpoint unreadable: %s", exc)
+        set_aside(path)
+        return -1.0
+
+
+def set_aside(path: Path) -> Path:
+    """Move an unreadable checkpoint to ``checkpoints/unreadable/`` (never deleted)."""
+    folder = path.parent / UNREADABLE_DIR
+    folder.mkdir(exist_ok=True)
+    target, n = folder / path.name, 1
+    while target.exists():
+        target, n = folder / f"{path.name}.{n}", n + 1
+    os.replace(path, target)
+    log.warning("kept the unreadable %s as %s", path.name, target)
+    return target
 
 
 def find_checkpoint(run_dir: str | Path, prefer_best: bool = True) -> Path:
     """``best.pt`` (if wanted and present) else the newest training checkpoint of a run."""
-    best = checkpoint_dir(run_dir) / "best.pt"
+    best = checkpoint_dir(run_dir) / BEST_NAME
     if prefer_best and best.is_file():
         return best
     found = training_checkpoints(run_dir)

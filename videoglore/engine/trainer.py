@@ -36,7 +36,6 @@ from videoglore.engine.distributed import (
     amp_dtype,
     autocast,
     barrier,
-    broadcast_object,
     cleanup,
     gather_objects,
     on_main,
@@ -121,7 +120,7 @@ def _train(cfg: Config, rt: Runtime) -> dict:
     dtype = amp_dtype(tc.amp, rt.device)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=dtype == torch.float16)
     state = TrainState()
-    _resume(run_dir, model, optimizer, scheduler, scaler, state, rt)
+    _resume(cfg, model, optimizer, scheduler, scaler, state, rt)
     _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, global_batch))
     if state.iteration == 0:  # same init on every rank above; different dropout draws below
         _seed_everything(tc.seed + rt.rank, tc.deterministic)
@@ -308,7 +307,8 @@ class _Loop:
             }
             ckpt.save_checkpoint(payload, path)
             if is_best:
-                ckpt.save_checkpoint(payload, ckpt.checkpoint_dir(self.cfg.output.dir) / "best.pt")
+                best = ckpt.checkpoint_dir(self.cfg.output.dir) / ckpt.BEST_NAME
+                ckpt.save_checkpoint(payload, best)
             ckpt.prune_checkpoints(self.cfg.output.dir, self.cfg.train.keep_last)
             self.run_log.write("checkpoint", state.iteration, path=str(path), best=is_best)
         state.last_checkpoint = str(path)
@@ -338,10 +338,18 @@ def evaluate(net: nn.Module, loader, cfg: Config, rt: Runtime, dtype=None) -> di
     return {"val_loss": loss / count, "val_top1": top1 / count, "val_top5": top5 / count}
 
 
-def _resume(run_dir, model, optimizer, scheduler, scaler, state: TrainState, rt: Runtime):
-    """Load the newest valid checkpoint of ``run_dir`` into the modules and ``state``."""
-    found = ckpt.load_latest(run_dir) if rt.is_main else None
-    path = broadcast_object(str(found[1]) if found else "", rt)
+def _resume(cfg, model, optimizer, scheduler, scaler, state: TrainState, rt: Runtime):
+    """Load the newest valid checkpoint of the run into the modules and ``state``."""
+    run_dir = Path(cfg.output.dir)
+    found = None
+
+    def find() -> tuple[str, float]:
+        nonlocal found
+        found = ckpt.load_latest(run_dir, cfg.train.start_over_if_unreadable)
+        return (str(found[1]) if found else ""), ckpt.best_bar(run_dir)
+
+    path, bar = on_main(find, rt)
+    state.best_acc = bar  # best.pt's own metric: a restart never replaces it by a worse model
     if not path:
         return
     saved = found[0] if rt.is_main else ckpt.load_checkpoint(path)
@@ -356,7 +364,7 @@ def _resume(run_dir, model, optimizer, scheduler, scaler, state: TrainState, rt:
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
     state.epoch, state.iteration = saved["epoch"], saved["iteration"]
-    state.best_acc = saved.get("best_acc", -1.0)
+    state.best_acc = max(bar, saved.get("best_acc", -1.0))
     state.partial = saved.get("metrics", {}).get("partial", {})
     state.last_checkpoint = path
     state.saved_iters_per_epoch = saved.get("iters_per_epoch", 0)

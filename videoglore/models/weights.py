@@ -87,10 +87,8 @@ def read_torch_file(path: str | Path) -> Any:
 
 
 def _unreadable(path: Path, exc: Exception) -> str:
-    return (
-        f"{path}: cannot read checkpoint ({first_line(exc)}); "
-        "is it a .pt/.pth file written by torch.save?"
-    )
+    reason = first_line(exc).split(". ")[0]  # torch's zip errors go on with advice for devs
+    return f"{path}: cannot read checkpoint ({reason}); is it a .pt/.pth file from torch.save?"
 
 
 def _numpy_array_globals() -> list:
