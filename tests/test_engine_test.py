@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from data_prep.lists import VideoRecord, read_video_list, write_video_list
-from tests.helpers import tiny_config
+from tests.helpers import non_finite_in_eval, tiny_config
 from videoglore.config import config_to_dict
 from videoglore.data import build_dataset, normalize
+from videoglore.engine import checkpoint as ckpt
 from videoglore.engine import tester
 from videoglore.engine.checkpoint import save_checkpoint
 from videoglore.engine.metrics import (
@@ -21,7 +22,7 @@ from videoglore.engine.metrics import (
     top_confused_pairs,
     topk_accuracy,
 )
-from videoglore.errors import VideoError
+from videoglore.errors import CheckpointError, VideoError
 from videoglore.models import build_model
 
 
@@ -133,3 +134,24 @@ def test_predict_top_labels_and_bad_file(tested_run, tiny_videos, tmp_path):
         assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(VideoError, match="broken.mp4"):
         tester.predict([videos[0], str(broken)], ckpt_path, topk=1, device="cpu")
+
+
+def test_non_finite_scores_fail_and_leave_no_valid_looking_metrics(tested_run, tmp_path):
+    cfg, model, _, _ = tested_run
+    run = tmp_path / "run"
+    path = run / "checkpoints" / "epoch_0001.pt"
+    state = ckpt.load_checkpoint(path)
+    ckpt.save_checkpoint({**state, "model": non_finite_in_eval(model)}, path)
+    (run / "metrics.json").write_text('{"video_top1": 0.9}\n')  # from an earlier test
+    (run / "predictions.csv").write_text("video,label\n")
+    with pytest.raises(CheckpointError) as info:
+        tester.test(cfg)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "non-finite scores (NaN/Inf) for 4 of 4 videos" in message
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoints",
+        "metrics.json.stale",
+        "predictions.csv.stale",
+    ]
+    assert (run / "metrics.json.stale").read_text() == '{"video_top1": 0.9}\n'

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import REPO, tiny_config
+from tests.helpers import REPO, non_finite_in_eval, tiny_config
 from videoglore.config import TrainConfig, load_config
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine import trainer as trainer_module
@@ -15,6 +15,7 @@ from videoglore.engine.optim import build_optimizer, lr_multiplier, scaled_lr
 from videoglore.engine.run_log import read_log
 from videoglore.engine.trainer import train
 from videoglore.errors import TrainingError
+from videoglore.models import build_model
 
 
 class _Net(nn.Module):
@@ -125,3 +126,21 @@ def test_out_of_memory_becomes_advice(tiny_videos, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "normalize", no_memory)
     with pytest.raises(TrainingError, match="out of GPU memory at iteration 1.*batch_size"):
         train(tiny_config(tiny_videos, tmp_path / "run"))
+
+
+def test_non_finite_validation_scores_stop_training_and_pick_no_best(tiny_videos, tmp_path):
+    cfg = tiny_config(tiny_videos, tmp_path / "run")
+    poisoned = ckpt.save_checkpoint(
+        {"model": non_finite_in_eval(build_model(cfg.model))}, tmp_path / "poisoned.pt"
+    )
+    cfg = tiny_config(tiny_videos, tmp_path / "run", model={"weights": str(poisoned)})
+    with pytest.raises(TrainingError) as info:
+        train(cfg)
+    message = str(info.value)
+    saved = tmp_path / "run" / "checkpoints" / "epoch_0001.pt"
+    assert "\n" not in message and str(saved) in message
+    assert "non-finite scores (NaN/Inf) for 4 of 4 videos" in message
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    assert ckpt.load_checkpoint(saved)["best_acc"] == -1.0
+    epochs = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "epoch"]
+    assert len(epochs) == 1 and "val_top1" not in epochs[0]

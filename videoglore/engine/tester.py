@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ from videoglore.engine.metrics import (
     topk_accuracy,
     topk_correct,
 )
-from videoglore.errors import VideoError
+from videoglore.errors import CheckpointError, VideoError
 from videoglore.models import build_model
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,19 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
     loader = build_loader(cfg, "test", distributed=rt.distributed, batch_size=cfg.test.batch_size)
     part = score_videos(model, loader, cfg, rt.device, dtype)
     parts = gather_objects(part, rt)
+    run_dir = Path(cfg.output.dir)
+    non_finite = sum(p["non_finite"] for p in parts)
+    if non_finite:  # every rank sees every part: all stop together
+        stale = mark_stale(run_dir) if rt.is_main else []
+        note = f"; the earlier {', '.join(stale)} renamed to *.stale" if stale else ""
+        raise CheckpointError(
+            f"{path}: the model gives non-finite scores (NaN/Inf) for {non_finite} of "
+            f"{sum(len(p['indices']) for p in parts)} videos; no metrics written{note}. Test "
+            "another checkpoint (the weights or BatchNorm statistics of this one diverged)"
+        )
     if not rt.is_main:
         return {}
     records = read_video_list(cfg.data.val_list, root=cfg.data.root or None)
-    run_dir = Path(cfg.output.dir)
     metrics = write_results(parts, records, classes, cfg, run_dir)
     metrics["checkpoint"] = str(path)
     log.info(
@@ -89,6 +99,7 @@ def score_videos(model: nn.Module, loader, cfg: Config, device: torch.device, dt
     max_views = max(1, cfg.test.max_views_per_forward)
     indices, labels, scores, skipped = [], [], [], []
     clip_hits = {"top1": 0, "top5": 0, "count": 0}
+    non_finite = 0  # videos with a NaN/Inf score in any view
     for views, batch_labels, batch_indices, batch_skipped in loader:
         skipped.extend(batch_skipped)
         if batch_labels.numel() == 0:
@@ -102,6 +113,7 @@ def score_videos(model: nn.Module, loader, cfg: Config, device: torch.device, dt
         clip_hits["top1"] += int(topk_correct(logits, view_labels, 1).sum())
         clip_hits["top5"] += int(topk_correct(logits, view_labels, 5).sum())
         clip_hits["count"] += B * V
+        non_finite += int((~logits.view(B, -1).isfinite().all(dim=1)).sum())
         scores.append(aggregate_views(logits.view(B, V, -1), cfg.test.aggregate).numpy())
         indices.extend(batch_indices.tolist())
         labels.extend(batch_labels.tolist())
@@ -112,6 +124,7 @@ def score_videos(model: nn.Module, loader, cfg: Config, device: torch.device, dt
         "scores": np.concatenate(scores) if scores else np.zeros((0, k), np.float32),
         "skipped": [int(i) for i in skipped],
         "clip": clip_hits,
+        "non_finite": non_finite,
     }
 
 
@@ -156,6 +169,26 @@ def write_results(
     matrix = confusion_matrix(preds, labels.numpy(), len(classes))
     plot_confusions(matrix, classes, run_dir / "confusion.png")
     return metrics
+
+
+RESULT_FILES = (
+    "metrics.json",
+    "predictions.csv",
+    "scores.npy",
+    "scores_order.txt",
+    "confusion.png",
+)
+
+
+def mark_stale(run_dir: Path) -> list[str]:
+    """Rename the result files of an earlier test to NAME.stale (kept, but never mistaken for
+    the results of a test that failed); returns the names renamed."""
+    renamed = []
+    for name in RESULT_FILES:
+        if (run_dir / name).is_file():
+            os.replace(run_dir / name, run_dir / f"{name}.stale")
+            renamed.append(name)
+    return renamed
 
 
 def _write_predictions(path, order, labels, scores, records, classes, topk: int = 5) -> None:

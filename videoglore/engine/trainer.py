@@ -158,11 +158,22 @@ def _train(cfg: Config, rt: Runtime) -> dict:
                 result.update(evaluate(model, val_loader, cfg, rt, dtype))
             state.epoch += 1
             state.partial = {}
+            non_finite = result.get("val_non_finite", 0)
+            if non_finite:  # NaN/Inf scores: no accuracy to report, never a best model
+                result = {k: v for k, v in result.items() if not k.startswith("val_")}
+                result["val_non_finite"] = non_finite
             is_best = "val_top1" in result and result["val_top1"] > state.best_acc
             if is_best:
                 state.best_acc = result["val_top1"]
-            loop.save(state, ckpt.epoch_path(run_dir, state.epoch), result, is_best)
+            path = ckpt.epoch_path(run_dir, state.epoch)
+            loop.save(state, path, result, is_best)
             run_log.write("epoch", state.iteration, epoch=state.epoch, **result)
+            if non_finite:
+                raise TrainingError(
+                    f"validation of {path} (epoch {state.epoch}): non-finite scores (NaN/Inf) for "
+                    f"{non_finite} of {len(val_loader.dataset)} videos; best.pt was not updated. "
+                    "Lower train.lr or set train.clip_grad"
+                )
             if rt.is_main:
                 plot_curves(run_dir)
                 log.info("epoch %d/%d: %s", state.epoch, tc.epochs, _fmt(result))
@@ -319,7 +330,7 @@ class _Loop:
 def evaluate(net: nn.Module, loader, cfg: Config, rt: Runtime, dtype=None) -> dict:
     """Single centre clip per video (split "val", as the released code validates)."""
     net.eval()
-    loss, top1, top5, count = 0.0, 0.0, 0.0, 0.0
+    loss, top1, top5, count, non_finite = 0.0, 0.0, 0.0, 0.0, 0.0
     for batch in loader:
         clips, labels = batch[0], batch[1]
         if labels.numel() == 0:
@@ -328,14 +339,20 @@ def evaluate(net: nn.Module, loader, cfg: Config, rt: Runtime, dtype=None) -> di
         x = normalize(clips.to(rt.device, non_blocking=True), cfg.data.normalization)
         with autocast(dtype, rt.device):
             logits = net(x).float()  # (B, K)
+        non_finite += (~logits.isfinite().all(dim=1)).sum().item()
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
         top1 += topk_correct(logits, labels, 1).sum().item()
         top5 += topk_correct(logits, labels, 5).sum().item()
         count += len(labels)
-    loss, top1, top5, count = all_reduce_sum([loss, top1, top5, count], rt)
+    loss, top1, top5, count, non_finite = all_reduce_sum([loss, top1, top5, count, non_finite], rt)
     net.train()
     count = max(count, 1.0)
-    return {"val_loss": loss / count, "val_top1": top1 / count, "val_top5": top5 / count}
+    return {
+        "val_loss": loss / count,
+        "val_top1": top1 / count,
+        "val_top5": top5 / count,
+        "val_non_finite": int(non_finite),  # videos whose scores are NaN/Inf: accuracy void
+    }
 
 
 def _resume(cfg, model, optimizer, scheduler, scaler, state: TrainState, rt: Runtime):
