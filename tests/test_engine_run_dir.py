@@ -1,12 +1,16 @@
 """The run directory is trusted with days of work: one trainer at a time, unreadable checkpoints
 never restart a run silently, best.pt only gets better, a full disk is one clear line."""
 
+import builtins
+import errno
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import yaml
 
@@ -95,3 +99,55 @@ def test_no_readable_checkpoint_refuses_to_restart_and_keeps_every_file(
     assert (folder / "best.pt").read_bytes() == before["best.pt"]
     assert [p.name for p in ckpt.training_checkpoints(run)] == ["epoch_0001.pt", "epoch_0002.pt"]
     assert ckpt.load_checkpoint(folder / "epoch_0002.pt")["iteration"] == 8
+
+
+class _FullDisk:
+    """A file that takes ``room`` bytes, then fails like a full disk (ENOSPC)."""
+
+    def __init__(self, file, room: int):
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if size > self.room:
+            self.file.write(bytes(memoryview(data).cast("B")[: self.room]))
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= size
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def test_full_disk_while_saving_a_checkpoint(tiny_videos, tmp_path, monkeypatch, capsys):
+    config, run = _config(tiny_videos, tmp_path, epochs=1, val_every=0)
+    real_open = builtins.open
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and Path(file).name.startswith(".epoch_"):
+            return _FullDisk(handle, room=10_000)
+        return handle
+
+    monkeypatch.setattr(builtins, "open", open_on_a_full_disk)
+    assert main(["train", "-c", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    folder = run / "checkpoints"
+    assert err.startswith(f"error: cannot write to {folder}: ") and "(ENOSPC)" in err, err
+    needed = int(re.search(r"needs (\d+) bytes", err).group(1))
+    assert list(folder.iterdir()) == []  # no temp file left behind
+
+    monkeypatch.setattr(builtins, "open", real_open)
+    stale = folder / ".epoch_0003.pt.999999.tmp"  # left by a writer killed long ago
+    stale.write_bytes(b"partial")
+    assert main(["train", "-c", str(config)]) == 0
+    assert not stale.exists()
+    written = (folder / "epoch_0001.pt").stat().st_size
+    assert abs(needed - written) <= 0.01 * written  # the same model state, a few bytes apart

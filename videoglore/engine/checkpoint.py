@@ -10,12 +10,14 @@ Layout under the run directory::
 A checkpoint is a dict with ``model`` (unwrapped state dict), ``optimizer``, ``scheduler``,
 ``scaler``, ``epoch`` (finished epochs), ``iteration`` (finished optimizer steps), ``rng``,
 ``config`` (config_to_dict), ``classes``, ``best_acc`` and ``metrics``: enough to resume training
-exactly and to rebuild the model for testing (nanoGPT style). Writes are atomic: temp file, fsync,
-rename, so a killed process leaves either the old or the new file, never half of one.
+exactly and to rebuild the model for testing (nanoGPT style), stored as tensors and plain data so
+that it loads with ``weights_only=True``. Writes are atomic (``data_prep.files.atomic_open``): a
+killed process or a full disk leaves either the old or the new file, never half of one.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import random
@@ -26,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from videoglore.errors import CheckpointError
+from data_prep.files import atomic_open
+from videoglore.errors import CheckpointError, OutputError
 from videoglore.models.weights import read_torch_file
 
 log = logging.getLogger(__name__)
@@ -41,22 +44,28 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / CKPT_DIR
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically (temp file + fsync + rename + directory fsync)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+def save_checkpoint(state: dict[str, Any], path: str | Path, *copies: str | Path) -> Path:
+    """Write ``state`` to ``path`` (and the same bytes to each of ``copies``, e.g. best.pt).
+
+    The state is serialised in memory first, so its size is known before the disk is touched;
+    each file goes through ``atomic_open(durable=True)`` (temp file, fsync, rename, folder fsync).
+
+    Raises:
+        OutputError: one line naming the folder, the cause and the bytes the checkpoint needs;
+            the temp file is removed and the previous file of that name is left as it was.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
+    for target in (path, *copies):
+        try:
+            with atomic_open(target, "wb", durable=True) as f:
+                f.write(data)
+        except OutputError as exc:
+            raise OutputError(
+                f"{exc}; the checkpoint needs {data.nbytes} bytes ({data.nbytes / 2**20:.1f} MiB)"
+            ) from None
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from data_prep.files import remove_stale_temps
 from data_prep.lists import read_classes
 from videoglore.config import Config, config_to_dict, save_config
 from videoglore.data import build_loader, normalize
@@ -35,7 +36,6 @@ from videoglore.engine.distributed import (
     all_reduce_sum,
     amp_dtype,
     autocast,
-    barrier,
     cleanup,
     gather_objects,
     on_main,
@@ -79,13 +79,20 @@ def train(cfg: Config) -> dict:
     rt = setup_runtime(cfg.train.device)
     lock = RunLock(cfg.output.dir)  # one trainer per run directory; rank 0 holds it
     try:
-        on_main(lock.acquire, rt)
+        on_main(lambda: _take_run_dir(lock), rt)
         try:
             return _train(cfg, rt)
         finally:
             lock.release()
     finally:
         cleanup(rt)
+
+
+def _take_run_dir(lock: RunLock) -> None:
+    lock.acquire()
+    # Under the lock no other trainer writes here: temp files are leftovers of killed writers.
+    for path in remove_stale_temps(ckpt.checkpoint_dir(lock.run_dir)):
+        log.info("removed %s, left by a writer that was killed", path)
 
 
 def _train(cfg: Config, rt: Runtime) -> dict:
@@ -298,9 +305,11 @@ class _Loop:
         return loss_sum, correct_sum, n
 
     def save(self, state: TrainState, path: Path, metrics: dict, is_best: bool) -> None:
-        """Checkpoint on rank 0 (every rank takes part: RNG states are gathered)."""
+        """Checkpoint on rank 0 (every rank takes part: RNG states are gathered, and a failed
+        write stops every rank)."""
         rng = gather_objects(ckpt.rng_state(), self.rt)
-        if self.rt.is_main:
+
+        def write() -> None:
             payload = {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -316,14 +325,13 @@ class _Loop:
                 "world_size": self.rt.world_size,
                 "metrics": {**metrics, "partial": state.partial},
             }
-            ckpt.save_checkpoint(payload, path)
-            if is_best:
-                best = ckpt.checkpoint_dir(self.cfg.output.dir) / ckpt.BEST_NAME
-                ckpt.save_checkpoint(payload, best)
+            best = ckpt.checkpoint_dir(self.cfg.output.dir) / ckpt.BEST_NAME
+            ckpt.save_checkpoint(payload, path, *([best] if is_best else []))
             ckpt.prune_checkpoints(self.cfg.output.dir, self.cfg.train.keep_last)
             self.run_log.write("checkpoint", state.iteration, path=str(path), best=is_best)
+
+        on_main(write, self.rt)
         state.last_checkpoint = str(path)
-        barrier(self.rt)
 
 
 @torch.no_grad()
