@@ -13,7 +13,7 @@ from tests.helpers import non_finite_in_eval, tiny_config
 from videoglore.config import config_to_dict
 from videoglore.data import build_dataset, normalize
 from videoglore.engine import checkpoint as ckpt
-from videoglore.engine import tester
+from videoglore.engine import inference, tester
 from videoglore.engine.checkpoint import save_checkpoint
 from videoglore.engine.metrics import (
     aggregate_views,
@@ -22,7 +22,7 @@ from videoglore.engine.metrics import (
     top_confused_pairs,
     topk_accuracy,
 )
-from videoglore.errors import CheckpointError, VideoError
+from videoglore.errors import CheckpointError
 from videoglore.models import build_model
 
 
@@ -125,15 +125,15 @@ def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
 def test_predict_top_labels_and_bad_file(tested_run, tiny_videos, tmp_path):
     _, _, records, broken = tested_run
     ckpt_path = str(tmp_path / "run" / "checkpoints" / "epoch_0001.pt")
-    videos = [records[0].path, records[2].path]
-    out = tester.predict(videos, ckpt_path, topk=5, device="cpu")
-    assert [v for v, _ in out] == videos
-    for _, labels in out:
-        assert sorted(name for name, _ in labels) == ["class_0", "class_1"]  # k capped at 2
-        probs = [p for _, p in labels]
+    videos = [records[0].path, str(broken), records[2].path]
+    out = list(inference.predict(videos, ckpt_path, topk=5, device="cpu"))
+    assert [p.video for p in out] == videos
+    for p in (out[0], out[2]):
+        assert p.error == ""
+        assert sorted(name for name, _ in p.labels) == ["class_0", "class_1"]  # k capped at 2
+        probs = [prob for _, prob in p.labels]
         assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
-    with pytest.raises(VideoError, match="broken.mp4"):
-        tester.predict([videos[0], str(broken)], ckpt_path, topk=1, device="cpu")
+    assert out[1].labels == [] and out[1].error.startswith(f"{broken}: cannot open or decode")
 
 
 def test_non_finite_scores_fail_and_leave_no_valid_looking_metrics(tested_run, tmp_path):

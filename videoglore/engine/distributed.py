@@ -41,22 +41,27 @@ class Runtime:
         return self.rank == 0
 
 
+def select_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    """The one device selector: "auto" (CUDA when visible, else CPU), "cpu" or "cuda"; on CUDA
+    the GPU of ``local_rank`` becomes the current device (cuDNN autotuning on)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but no CUDA device is visible; use cpu")
+    if device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    torch.backends.cudnn.benchmark = True
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 def setup_runtime(device: str = "auto") -> Runtime:
     """Pick the device and, under torchrun, join the process group (once per process)."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"train.device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        dev = torch.device("cuda", torch.cuda.current_device())
-        torch.backends.cudnn.benchmark = True
-    else:
-        dev = torch.device("cpu")
+    dev = select_device(device, local_rank)
+    use_cuda = dev.type == "cuda"
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         log.info("rank %d/%d joined the process group on %s", rank, world_size, dev)

@@ -1,4 +1,4 @@
-"""Multi-view testing (``test``) and single-file prediction (``predict``).
+"""Multi-view testing (``test``).
 
 Protocol (paper §4.1, released ``test/``): K temporal clips × C spatial crops per video (10×3 by
 default, 10×5 selectable), softmax scores averaged per video. Flow::
@@ -15,7 +15,6 @@ Unreadable videos are dropped by ``collate_test``, listed in ``metrics.json`` an
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import os
@@ -26,9 +25,8 @@ import torch
 from torch import nn
 
 from data_prep.lists import VideoRecord, read_video_list
-from videoglore.config import Config, config_from_dict
-from videoglore.data import build_dataset, build_loader, normalize
-from videoglore.data.video import open_video
+from videoglore.config import Config
+from videoglore.data import build_loader, normalize
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import (
     Runtime,
@@ -38,6 +36,7 @@ from videoglore.engine.distributed import (
     gather_objects,
     setup_runtime,
 )
+from videoglore.engine.inference import load_model_from_checkpoint
 from videoglore.engine.metrics import (
     aggregate_views,
     confusion_matrix,
@@ -46,8 +45,7 @@ from videoglore.engine.metrics import (
     topk_accuracy,
     topk_correct,
 )
-from videoglore.errors import CheckpointError, VideoError
-from videoglore.models import build_model
+from videoglore.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -227,63 +225,6 @@ def plot_confusions(matrix: np.ndarray, classes: list[str], path: Path, n: int =
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-def load_model_from_checkpoint(
-    path: str | Path, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, list[str], Config]:
-    """Rebuild the network from the config stored in a checkpoint and load its weights."""
-    state = ckpt.load_checkpoint(path)
-    cfg = config_from_dict(state["config"], source=f"{path}:config")
-    # The weights come from the checkpoint itself; do not re-read the files used at train time.
-    model_cfg = dataclasses.replace(cfg.model, pretrained="", weights="")
-    model = build_model(model_cfg)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
-    classes = state.get("classes") or [str(i) for i in range(model.num_classes)]
-    return model, classes, cfg
-
-
-@torch.no_grad()
-def predict(
-    videos: list[str], checkpoint: str, topk: int = 5, device: str = "auto"
-) -> list[tuple[str, list[tuple[str, float]]]]:
-    """Top-``topk`` (label, probability) per video file, with the checkpoint's test settings.
-
-    Raises:
-        VideoError: naming the first file that cannot be opened or decoded.
-        CheckpointError: the checkpoint is missing or corrupt.
-    """
-    dev = torch.device(
-        "cuda"
-        if device == "auto" and torch.cuda.is_available()
-        else ("cpu" if device == "auto" else device)
-    )
-    model, classes, cfg = load_model_from_checkpoint(checkpoint, dev)
-    records = [_probe(video) for video in videos]
-    dataset = build_dataset(cfg, "test", records=records)
-    results = []
-    for i, video in enumerate(videos):
-        views, _, _ = dataset[i]  # uint8 (V, 3, T, S, S) or None
-        if views is None:
-            raise VideoError(f"{video}: cannot decode the frames needed for testing")
-        logits = torch.cat(
-            [
-                _forward(model, chunk, cfg, dev, None)
-                for chunk in views.split(max(1, cfg.test.max_views_per_forward))
-            ]
-        )  # (V, K)
-        probs = aggregate_views(logits[None], "softmax")[0]  # (K,)
-        top = probs.topk(min(topk, len(probs)))
-        names = [classes[c] for c in top.indices.tolist()]
-        results.append((video, list(zip(names, top.values.tolist(), strict=True))))
-    return results
-
-
-def _probe(video: str) -> VideoRecord:
-    reader = open_video(video)  # VideoError naming the file
-    height, width = reader[0].shape[:2]
-    return VideoRecord(str(video), 0, "", len(reader), float(reader.get_avg_fps()), width, height)
 
 
 def _write_json(path: Path, data: dict) -> None:
