@@ -10,7 +10,7 @@ from torch import nn
 from tests.helpers import REPO, non_finite_in_eval, tiny_config
 from videoglore.config import TrainConfig, load_config
 from videoglore.engine import checkpoint as ckpt
-from videoglore.engine import trainer as trainer_module
+from videoglore.engine import forward as forward_module
 from videoglore.engine.optim import build_optimizer, lr_multiplier, scaled_lr
 from videoglore.engine.run_log import read_log
 from videoglore.engine.trainer import train
@@ -102,14 +102,14 @@ def test_training_lowers_loss_and_writes_run_files(tiny_videos, tmp_path):
 
 def test_nan_loss_stops_naming_the_iteration(tiny_videos, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = trainer_module.normalize
+    real = forward_module.normalize
 
     def poisoned(batch, kind="official"):
         calls["n"] += 1
         out = real(batch, kind)
         return out * math.nan if calls["n"] == 3 else out
 
-    monkeypatch.setattr(trainer_module, "normalize", poisoned)
+    monkeypatch.setattr(forward_module, "normalize", poisoned)
     cfg = tiny_config(tiny_videos, tmp_path / "run", train={"ckpt_every_iters": 2})
     with pytest.raises(TrainingError, match=r"loss is nan at iteration 3 \(epoch 1\)") as info:
         train(cfg)
@@ -123,7 +123,7 @@ def test_out_of_memory_becomes_advice(tiny_videos, tmp_path, monkeypatch):
     def no_memory(batch, kind="official"):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(trainer_module, "normalize", no_memory)
+    monkeypatch.setattr(forward_module, "normalize", no_memory)
     with pytest.raises(TrainingError, match="out of GPU memory at iteration 1.*batch_size"):
         train(tiny_config(tiny_videos, tmp_path / "run"))
 

@@ -6,13 +6,16 @@ Layout under the run directory::
     RUN/checkpoints/epoch_0003_iter_00001200.pt  3 epochs + a part of the 4th done, 1200
                                          iterations in all (train.ckpt_every_iters), optional
     RUN/checkpoints/best.pt              best validation top-1 so far
+    RUN/checkpoints/unreadable/          unreadable checkpoints, moved out of the way, kept
 
-A checkpoint is a dict with ``model`` (unwrapped state dict), ``optimizer``, ``scheduler``,
-``scaler``, ``epoch`` (finished epochs), ``iteration`` (finished optimizer steps), ``rng``,
-``config`` (config_to_dict), ``classes``, ``best_acc`` and ``metrics``: enough to resume training
-exactly and to rebuild the model for testing (nanoGPT style), stored as tensors and plain data so
-that it loads with ``weights_only=True``. Writes are atomic (``data_prep.files.atomic_open``): a
-killed process or a full disk leaves either the old or the new file, never half of one.
+A checkpoint (``payload``, read back by ``restore``) is a dict with ``model`` (unwrapped state
+dict), ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (finished epochs), ``iteration``
+(finished optimizer steps), ``rng`` (every rank's generators), ``config`` (config_to_dict),
+``classes``, ``best_acc``, ``iters_per_epoch``, ``world_size`` and ``metrics``: enough to resume
+training exactly and to rebuild the model for testing (nanoGPT style), stored as tensors and
+plain data so that it loads with ``weights_only=True``. Writes are atomic
+(``data_prep.files.atomic_open``): a killed process or a full disk leaves either the old or the
+new file, never half of one.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import logging
 import os
 import random
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from data_prep.files import atomic_open
 from videoglore.errors import CheckpointError, OutputError
@@ -38,6 +43,86 @@ CKPT_DIR = "checkpoints"
 BEST_NAME = "best.pt"
 UNREADABLE_DIR = "unreadable"  # under CKPT_DIR: unreadable files, kept for inspection
 _NAME = re.compile(r"^epoch_(\d{4})(?:_iter_(\d{8}))?\.pt$")
+
+
+@dataclass
+class TrainState:
+    """Everything the training loop mutates besides the modules; saved in every checkpoint."""
+
+    epoch: int = 0  # finished epochs
+    iteration: int = 0  # finished optimizer steps
+    best_acc: float = -1.0  # validation top-1 of best.pt
+    last_checkpoint: str = ""
+    partial: dict = field(default_factory=dict)  # epoch sums of an interrupted epoch
+    saved_iters_per_epoch: int = 0  # of the resumed checkpoint (changes with the world size)
+
+
+def payload(
+    state: TrainState,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    rng: list[dict],
+    config: dict,
+    classes: list[str],
+    iters_per_epoch: int,
+    world_size: int,
+    metrics: dict,
+) -> dict[str, Any]:
+    """The checkpoint dict of a training run (``model`` is the plain, unwrapped module; ``rng``
+    holds every rank's ``rng_state()``)."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": state.epoch,
+        "iteration": state.iteration,
+        "rng": rng,
+        "config": config,
+        "classes": list(classes),
+        "best_acc": state.best_acc,
+        "iters_per_epoch": iters_per_epoch,
+        "world_size": world_size,
+        "metrics": {**metrics, "partial": state.partial},
+    }
+
+
+def restore(
+    saved: dict[str, Any],
+    path: str | Path,
+    state: TrainState,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    rank: int,
+) -> None:
+    """Load a ``payload`` into the modules, ``state`` and this rank's random generators.
+
+    Raises:
+        CheckpointError: the weights do not fit the configured model.
+    """
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: does not fit the configured model ({str(exc).splitlines()[0]}); "
+            "point output.dir at a new folder to start a different model"
+        ) from None
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    scaler.load_state_dict(saved["scaler"])
+    state.epoch, state.iteration = saved["epoch"], saved["iteration"]
+    state.best_acc = max(state.best_acc, saved.get("best_acc", -1.0))
+    state.partial = saved.get("metrics", {}).get("partial", {})
+    state.last_checkpoint = str(path)
+    state.saved_iters_per_epoch = saved.get("iters_per_epoch", 0)
+    rng = saved["rng"]
+    set_rng_state(rng[rank] if rank < len(rng) else rng[0])
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:

@@ -1,4 +1,5 @@
-"""Process group, device and mixed-precision setup shared by the trainer and the tester.
+"""Where a process runs: the one device selector, the process group and the few collectives the
+trainer and the tester use.
 
 Launch several processes with ``torchrun`` (it sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``); a plain ``python run.py ...`` is a world of one. NCCL is used on
@@ -7,7 +8,6 @@ CUDA, gloo on CPU (tests run two gloo processes on one machine).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -68,11 +68,6 @@ def setup_runtime(device: str = "auto") -> Runtime:
     return Runtime(rank, world_size, local_rank, dev)
 
 
-def barrier(rt: Runtime) -> None:
-    if rt.distributed:
-        dist.barrier()
-
-
 def all_reduce_sum(values: list[float], rt: Runtime) -> list[float]:
     """Sum a few numbers over all ranks (float64 on the device)."""
     if not rt.distributed:
@@ -116,24 +111,6 @@ def on_main(fn: Callable[[], T], rt: Runtime) -> T:
     if error is not None:
         raise error
     return result
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``train.amp``; None means full float32."""
-    if amp not in ("auto", "bf16", "fp16", "off"):
-        raise ConfigError(f"train.amp must be auto, bf16, fp16 or off, got {amp!r}")
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs CUDA; use train.amp=bf16 or off on CPU")
-    return torch.float16 if amp == "fp16" else torch.bfloat16
-
-
-def autocast(dtype: torch.dtype | None, device: torch.device):
-    """Autocast context for ``dtype`` (a no-op context when None)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def cleanup(rt: Runtime) -> None:
