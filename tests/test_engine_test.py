@@ -96,9 +96,8 @@ def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
     on_disk = json.loads((run / "metrics.json").read_text())
     assert on_disk["num_videos"] == metrics["num_videos"] == 4
     assert on_disk["num_skipped"] == 1 and on_disk["skipped"] == [str(broken)]
-    for key in ("video_top1", "video_top5", "mean_class_accuracy", "clip_top1", "clip_top5"):
-        assert 0.0 <= on_disk[key] <= 1.0
-    assert on_disk["video_top5"] == 1.0  # 2 classes
+    assert on_disk["video_top5"] == on_disk["clip_top5"] == 1.0  # 2 classes
+    assert on_disk["checkpoint"] == str(run / "checkpoints" / "epoch_0001.pt")
     with open(run / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["video"] for r in rows] == [r.path for r in records if r.path != str(broken)]
@@ -108,6 +107,7 @@ def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
     assert scores.shape == (4, 2) and order == [r["video"] for r in rows]
     # video-level scores equal the hand computation: softmax of every view, averaged
     dataset = build_dataset(cfg, "test")
+    video_hits, view_hits, class_hits = [], [], {0: [], 1: []}
     for i, path in enumerate(order):
         index = [r.path for r in records].index(path)
         views, label, _ = dataset[index]  # (6, 3, T, S, S): 2 clips × 3 crops
@@ -119,6 +119,14 @@ def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
         top1 = "class_0" if scores[i, 0] >= scores[i, 1] else "class_1"
         assert rows[i]["top1"] == top1
         assert float(rows[i]["p1"]) == pytest.approx(scores[i].max(), abs=1e-4)
+        video_hits.append(int(expected.argmax()) == label)
+        class_hits[label].append(video_hits[-1])
+        view_hits += (logits.argmax(dim=1) == label).tolist()
+    # ... and so do the accuracies
+    assert on_disk["video_top1"] == pytest.approx(np.mean(video_hits))
+    assert on_disk["clip_top1"] == pytest.approx(np.mean(view_hits))
+    per_class = [np.mean(hits) for hits in class_hits.values()]
+    assert on_disk["mean_class_accuracy"] == pytest.approx(np.mean(per_class))
     assert (run / "confusion.png").stat().st_size > 1000
 
 

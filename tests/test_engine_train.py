@@ -5,10 +5,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tests.helpers import REPO, non_finite_in_eval, tiny_config
 from videoglore.config import TrainConfig, load_config
+from videoglore.data import build_dataset, normalize
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine import forward as forward_module
 from videoglore.engine.optim import build_optimizer, lr_multiplier, scaled_lr
@@ -77,7 +79,24 @@ def test_training_lowers_loss_and_writes_run_files(tiny_videos, tmp_path):
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2, 3, 4, 5]
     assert epochs[-1]["train_loss"] < 0.5 * epochs[0]["train_loss"]
-    assert all(0.0 <= r["val_top1"] <= 1.0 for r in epochs)
+    # the logged validation is the centre clip of every val video through the epoch's model
+    final = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "epoch_0005.pt")
+    model = build_model(cfg.model)
+    model.load_state_dict(final["model"])
+    model.eval()
+    hits, losses = [], []
+    for clip, label, _ in build_dataset(cfg, "val"):  # (3, T, S, S) centre clip and crop
+        with torch.no_grad():
+            logits = model(normalize(clip[None], cfg.data.normalization))[0]
+        hits.append(int(logits.argmax()) == label)
+        losses.append(float(F.cross_entropy(logits, torch.tensor(label))))
+    assert len(hits) == 4
+    assert epochs[-1]["val_top1"] == pytest.approx(sum(hits) / 4)
+    assert epochs[-1]["val_loss"] == pytest.approx(sum(losses) / 4, rel=1e-4)
+    # best.pt is the first epoch with the highest val top-1
+    best_epoch = max(epochs, key=lambda r: (r["val_top1"], -r["epoch"]))
+    best = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert (best["epoch"], best["best_acc"]) == (best_epoch["epoch"], best_epoch["val_top1"])
     steps = [r for r in records if r["kind"] == "train_step"]
     assert [r["step"] for r in steps] == list(range(1, 21))
     assert all(r["lr"] == pytest.approx(0.02) and r["clips_per_s"] > 0 for r in steps)

@@ -14,7 +14,6 @@ to ``NAME.stale`` (``mark_stale``), so that no file in the folder looks like its
 from __future__ import annotations
 
 import csv
-import io
 import os
 from pathlib import Path
 
@@ -48,10 +47,8 @@ def write_results(
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", merged, records, classes)
     if save_scores:
-        buffer = io.BytesIO()
-        np.save(buffer, merged.scores.numpy())
         with atomic_open(run_dir / "scores.npy", "wb") as f:
-            f.write(buffer.getbuffer())
+            np.save(f, merged.scores.numpy())
         order = "".join(records[i].path + "\n" for i in merged.order)
         atomic_write_text(run_dir / "scores_order.txt", order)
     matrix = confusion_matrix(merged.predictions, merged.labels.numpy(), len(classes))
