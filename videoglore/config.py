@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -89,8 +89,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU), "bf16", "fp16", "off"
-    channels_last: bool = False  # channels_last_3d memory format
-    compile: bool = False  # torch.compile the model
+    # The fast path (engine/forward.py): "auto" = on for CUDA, off on CPU; true/false force it.
+    channels_last: Literal["auto", True, False] = "auto"  # channels_last_3d (train and test)
+    compile: Literal["auto", True, False] = "auto"  # torch.compile the model (train)
     sync_bn: bool = False  # SyncBatchNorm under DDP
     seed: int = 0
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
