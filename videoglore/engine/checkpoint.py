@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_prep.files import atomic_open
+from data_prep.files import atomic_open, output_error
 from videoglore.errors import CheckpointError, OutputError
 from videoglore.models.weights import read_torch_file
 
@@ -230,11 +230,14 @@ def best_bar(run_dir: str | Path) -> float:
 def set_aside(path: Path) -> Path:
     """Move an unreadable checkpoint to ``checkpoints/unreadable/`` (never deleted)."""
     folder = path.parent / UNREADABLE_DIR
-    folder.mkdir(exist_ok=True)
     target, n = folder / path.name, 1
     while target.exists():
         target, n = folder / f"{path.name}.{n}", n + 1
-    os.replace(path, target)
+    try:
+        folder.mkdir(exist_ok=True)
+        os.replace(path, target)
+    except OSError as exc:
+        raise output_error(exc, target) from None
     log.warning("kept the unreadable %s as %s", path.name, target)
     return target
 

@@ -59,15 +59,13 @@ def train(cfg: Config) -> dict:
     lock = RunLock(cfg.output.dir)  # one trainer per run directory; rank 0 holds it
     try:
         on_main(lambda: _take_run_dir(lock), rt)
+        run = build_run(cfg, rt)
         try:
-            run = build_run(cfg, rt)
-            try:
-                result = fit(run)
-            finally:
-                run.log.close()
+            result = fit(run)
         finally:
-            lock.release()
+            run.log.close()
     finally:
+        lock.release()  # a no-op where not held
         cleanup(rt)
     state = run.state
     return {
