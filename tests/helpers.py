@@ -8,6 +8,7 @@ which each class has its own brightness and motion direction, plus prepared ``tr
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,12 @@ def tiny_config(videos: dict[str, Path], out_dir: str | Path, **sections) -> Con
     for section, values in sections.items():
         raw[section].update(values)
     return config_from_dict(raw)
+
+
+def non_finite_in_eval(model) -> dict:
+    """``model``'s state dict with its first BatchNorm's running variance set to NaN: training
+    (batch statistics) is unaffected, every output in eval mode is NaN."""
+    state = dict(model.state_dict())
+    key = next(k for k in state if k.endswith("running_var"))
+    state[key] = state[key].clone().fill_(math.nan)
+    return state

@@ -12,10 +12,11 @@ import yaml
 from data_prep.lists import read_video_list, write_video_list
 from tests.helpers import REPO, tiny_config_dict
 from videoglore.engine import checkpoint as ckpt
+from videoglore.engine.run_lock import RunLock
 from videoglore.engine.run_log import read_log
 
 
-def _torchrun(*args: str) -> subprocess.CompletedProcess:
+def _torchrun(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
@@ -28,7 +29,7 @@ def _torchrun(*args: str) -> subprocess.CompletedProcess:
         *args,
     ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (done.returncode == 0) == ok, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
 
@@ -41,6 +42,12 @@ def test_ddp_train_then_test_on_two_gloo_processes(tiny_videos, tmp_path):
     raw["train"].update({"epochs": 2, "sync_bn": True})
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump(raw))
+
+    # while another process holds the run directory, both ranks stop (none waits forever)
+    with RunLock(tmp_path / "run"):
+        done = _torchrun("train", "-c", str(config), ok=False)
+    assert done.stderr.count(f"PID {os.getpid()} on") == 2, done.stderr[-3000:]
+    assert not (tmp_path / "run" / "log.jsonl").exists()
 
     done = _torchrun("train", "-c", str(config))
     assert done.stdout.count("training finished") == 1  # only rank 0 reports

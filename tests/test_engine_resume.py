@@ -72,10 +72,12 @@ def test_corrupt_newest_checkpoint_falls_back_and_resumes_exactly(tiny_videos, t
     # Pretend the process died while writing epoch 2: its file is torn. The newest readable one
     # is the mid-epoch checkpoint after iteration 6 (epoch 2, batch 2 of 4).
     final = run / "checkpoints" / "epoch_0002.pt"
-    final.write_bytes(final.read_bytes()[:1000])
+    torn = final.read_bytes()[:1000]
+    final.write_bytes(torn)
     (run / "checkpoints" / "best.pt").unlink()
     result = train(cfg)
     assert "skipping unreadable checkpoint" in caplog.text and "epoch_0002.pt" in caplog.text
+    assert (run / "checkpoints" / "unreadable" / "epoch_0002.pt").read_bytes() == torn  # kept
     starts = [r for r in read_log(run / "log.jsonl") if r["kind"] == "start"]
     assert [s["step"] for s in starts] == [0, 6]
     assert result["iteration"] == 8

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from data_prep.lists import VideoRecord, read_video_list, write_video_list
-from tests.helpers import tiny_config
+from tests.helpers import non_finite_in_eval, tiny_config
 from videoglore.config import config_to_dict
 from videoglore.data import build_dataset, normalize
-from videoglore.engine import tester
+from videoglore.engine import checkpoint as ckpt
+from videoglore.engine import inference, tester
 from videoglore.engine.checkpoint import save_checkpoint
 from videoglore.engine.metrics import (
     aggregate_views,
@@ -21,7 +22,7 @@ from videoglore.engine.metrics import (
     top_confused_pairs,
     topk_accuracy,
 )
-from videoglore.errors import VideoError
+from videoglore.errors import CheckpointError
 from videoglore.models import build_model
 
 
@@ -95,9 +96,8 @@ def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
     on_disk = json.loads((run / "metrics.json").read_text())
     assert on_disk["num_videos"] == metrics["num_videos"] == 4
     assert on_disk["num_skipped"] == 1 and on_disk["skipped"] == [str(broken)]
-    for key in ("video_top1", "video_top5", "mean_class_accuracy", "clip_top1", "clip_top5"):
-        assert 0.0 <= on_disk[key] <= 1.0
-    assert on_disk["video_top5"] == 1.0  # 2 classes
+    assert on_disk["video_top5"] == on_disk["clip_top5"] == 1.0  # 2 classes
+    assert on_disk["checkpoint"] == str(run / "checkpoints" / "epoch_0001.pt")
     with open(run / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["video"] for r in rows] == [r.path for r in records if r.path != str(broken)]
@@ -107,6 +107,7 @@ def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
     assert scores.shape == (4, 2) and order == [r["video"] for r in rows]
     # video-level scores equal the hand computation: softmax of every view, averaged
     dataset = build_dataset(cfg, "test")
+    video_hits, view_hits, class_hits = [], [], {0: [], 1: []}
     for i, path in enumerate(order):
         index = [r.path for r in records].index(path)
         views, label, _ = dataset[index]  # (6, 3, T, S, S): 2 clips × 3 crops
@@ -118,18 +119,47 @@ def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
         top1 = "class_0" if scores[i, 0] >= scores[i, 1] else "class_1"
         assert rows[i]["top1"] == top1
         assert float(rows[i]["p1"]) == pytest.approx(scores[i].max(), abs=1e-4)
+        video_hits.append(int(expected.argmax()) == label)
+        class_hits[label].append(video_hits[-1])
+        view_hits += (logits.argmax(dim=1) == label).tolist()
+    # ... and so do the accuracies
+    assert on_disk["video_top1"] == pytest.approx(np.mean(video_hits))
+    assert on_disk["clip_top1"] == pytest.approx(np.mean(view_hits))
+    per_class = [np.mean(hits) for hits in class_hits.values()]
+    assert on_disk["mean_class_accuracy"] == pytest.approx(np.mean(per_class))
     assert (run / "confusion.png").stat().st_size > 1000
 
 
 def test_predict_top_labels_and_bad_file(tested_run, tiny_videos, tmp_path):
     _, _, records, broken = tested_run
     ckpt_path = str(tmp_path / "run" / "checkpoints" / "epoch_0001.pt")
-    videos = [records[0].path, records[2].path]
-    out = tester.predict(videos, ckpt_path, topk=5, device="cpu")
-    assert [v for v, _ in out] == videos
-    for _, labels in out:
-        assert sorted(name for name, _ in labels) == ["class_0", "class_1"]  # k capped at 2
-        probs = [p for _, p in labels]
+    videos = [records[0].path, str(broken), records[2].path]
+    out = list(inference.predict(videos, ckpt_path, topk=5, device="cpu"))
+    assert [p.video for p in out] == videos
+    for p in (out[0], out[2]):
+        assert p.error == ""
+        assert sorted(name for name, _ in p.labels) == ["class_0", "class_1"]  # k capped at 2
+        probs = [prob for _, prob in p.labels]
         assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
-    with pytest.raises(VideoError, match="broken.mp4"):
-        tester.predict([videos[0], str(broken)], ckpt_path, topk=1, device="cpu")
+    assert out[1].labels == [] and out[1].error.startswith(f"{broken}: cannot open or decode")
+
+
+def test_non_finite_scores_fail_and_leave_no_valid_looking_metrics(tested_run, tmp_path):
+    cfg, model, _, _ = tested_run
+    run = tmp_path / "run"
+    path = run / "checkpoints" / "epoch_0001.pt"
+    state = ckpt.load_checkpoint(path)
+    ckpt.save_checkpoint({**state, "model": non_finite_in_eval(model)}, path)
+    (run / "metrics.json").write_text('{"video_top1": 0.9}\n')  # from an earlier test
+    (run / "predictions.csv").write_text("video,label\n")
+    with pytest.raises(CheckpointError) as info:
+        tester.test(cfg)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "non-finite scores (NaN/Inf) for 4 of 4 videos" in message
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoints",
+        "metrics.json.stale",
+        "predictions.csv.stale",
+    ]
+    assert (run / "metrics.json.stale").read_text() == '{"video_top1": 0.9}\n'

@@ -5,16 +5,19 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from tests.helpers import REPO, tiny_config
+from tests.helpers import REPO, non_finite_in_eval, tiny_config
 from videoglore.config import TrainConfig, load_config
+from videoglore.data import build_dataset, normalize
 from videoglore.engine import checkpoint as ckpt
-from videoglore.engine import trainer as trainer_module
+from videoglore.engine import forward as forward_module
 from videoglore.engine.optim import build_optimizer, lr_multiplier, scaled_lr
 from videoglore.engine.run_log import read_log
 from videoglore.engine.trainer import train
 from videoglore.errors import TrainingError
+from videoglore.models import build_model
 
 
 class _Net(nn.Module):
@@ -76,7 +79,24 @@ def test_training_lowers_loss_and_writes_run_files(tiny_videos, tmp_path):
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2, 3, 4, 5]
     assert epochs[-1]["train_loss"] < 0.5 * epochs[0]["train_loss"]
-    assert all(0.0 <= r["val_top1"] <= 1.0 for r in epochs)
+    # the logged validation is the centre clip of every val video through the epoch's model
+    final = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "epoch_0005.pt")
+    model = build_model(cfg.model)
+    model.load_state_dict(final["model"])
+    model.eval()
+    hits, losses = [], []
+    for clip, label, _ in build_dataset(cfg, "val"):  # (3, T, S, S) centre clip and crop
+        with torch.no_grad():
+            logits = model(normalize(clip[None], cfg.data.normalization))[0]
+        hits.append(int(logits.argmax()) == label)
+        losses.append(float(F.cross_entropy(logits, torch.tensor(label))))
+    assert len(hits) == 4
+    assert epochs[-1]["val_top1"] == pytest.approx(sum(hits) / 4)
+    assert epochs[-1]["val_loss"] == pytest.approx(sum(losses) / 4, rel=1e-4)
+    # best.pt is the first epoch with the highest val top-1
+    best_epoch = max(epochs, key=lambda r: (r["val_top1"], -r["epoch"]))
+    best = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert (best["epoch"], best["best_acc"]) == (best_epoch["epoch"], best_epoch["val_top1"])
     steps = [r for r in records if r["kind"] == "train_step"]
     assert [r["step"] for r in steps] == list(range(1, 21))
     assert all(r["lr"] == pytest.approx(0.02) and r["clips_per_s"] > 0 for r in steps)
@@ -101,14 +121,14 @@ def test_training_lowers_loss_and_writes_run_files(tiny_videos, tmp_path):
 
 def test_nan_loss_stops_naming_the_iteration(tiny_videos, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = trainer_module.normalize
+    real = forward_module.normalize
 
     def poisoned(batch, kind="official"):
         calls["n"] += 1
         out = real(batch, kind)
         return out * math.nan if calls["n"] == 3 else out
 
-    monkeypatch.setattr(trainer_module, "normalize", poisoned)
+    monkeypatch.setattr(forward_module, "normalize", poisoned)
     cfg = tiny_config(tiny_videos, tmp_path / "run", train={"ckpt_every_iters": 2})
     with pytest.raises(TrainingError, match=r"loss is nan at iteration 3 \(epoch 1\)") as info:
         train(cfg)
@@ -122,6 +142,24 @@ def test_out_of_memory_becomes_advice(tiny_videos, tmp_path, monkeypatch):
     def no_memory(batch, kind="official"):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(trainer_module, "normalize", no_memory)
+    monkeypatch.setattr(forward_module, "normalize", no_memory)
     with pytest.raises(TrainingError, match="out of GPU memory at iteration 1.*batch_size"):
         train(tiny_config(tiny_videos, tmp_path / "run"))
+
+
+def test_non_finite_validation_scores_stop_training_and_pick_no_best(tiny_videos, tmp_path):
+    cfg = tiny_config(tiny_videos, tmp_path / "run")
+    poisoned = ckpt.save_checkpoint(
+        {"model": non_finite_in_eval(build_model(cfg.model))}, tmp_path / "poisoned.pt"
+    )
+    cfg = tiny_config(tiny_videos, tmp_path / "run", model={"weights": str(poisoned)})
+    with pytest.raises(TrainingError) as info:
+        train(cfg)
+    message = str(info.value)
+    saved = tmp_path / "run" / "checkpoints" / "epoch_0001.pt"
+    assert "\n" not in message and str(saved) in message
+    assert "non-finite scores (NaN/Inf) for 4 of 4 videos" in message
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    assert ckpt.load_checkpoint(saved)["best_acc"] == -1.0
+    epochs = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "epoch"]
+    assert len(epochs) == 1 and "val_top1" not in epochs[0]

@@ -88,14 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "predict",
-        help="top-k labels for video files",
+        help="top-k labels for video files and folders",
         description="Print the top-k labels with probabilities for each video, using the model, "
-        "class names and test settings stored in the checkpoint.",
+        "class names and test settings stored in the checkpoint. A file that cannot be read is "
+        "reported in one line and the others go on; the exit status is 2 if any failed.",
     )
-    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("videos", nargs="+", help="video files, or folders (every video under them)")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `train`")
-    p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--topk", type=_positive_int, default=5, help="labels to print per video (default 5)"
+    )
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
+    p.add_argument("--out", help="also write the results to this .csv or .json file")
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser(
@@ -196,13 +200,36 @@ def cmd_test(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from videoglore.engine.tester import predict
+    from videoglore.engine.inference import (
+        check_output_path,
+        find_videos,
+        predict,
+        write_predictions,
+    )
 
-    for video, labels in predict(args.videos, args.checkpoint, topk=args.topk, device=args.device):
-        print(video)
-        for name, prob in labels:
+    check_output_path(args.out)
+    results = []
+    for result in predict(find_videos(args.videos), args.checkpoint, args.topk, args.device):
+        results.append(result)
+        if result.error:
+            print(f"error: {result.error}", file=sys.stderr)
+            continue
+        print(result.video)
+        for name, prob in result.labels:
             print(f"  {prob:6.1%}  {name}")
-    return 0
+    if args.out:
+        print(f"wrote {write_predictions(args.out, results)}")
+    return 2 if any(r.error for r in results) else 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def cmd_demo(args) -> int:

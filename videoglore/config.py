@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -89,13 +89,17 @@ class TrainConfig:
     label_smoothing: float = 0.0
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU), "bf16", "fp16", "off"
-    channels_last: bool = False  # channels_last_3d memory format
-    compile: bool = False  # torch.compile the model
+    # The fast path (engine/forward.py): "auto" = on for CUDA, off on CPU; true/false force it.
+    channels_last: Literal["auto", True, False] = "auto"  # channels_last_3d (train and test)
+    compile: Literal["auto", True, False] = "auto"  # torch.compile the model (train)
     sync_bn: bool = False  # SyncBatchNorm under DDP
     seed: int = 0
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
     val_every: int = 1  # epochs between single-clip validations; 0 = never
     keep_last: int = 3  # checkpoints kept besides the best
+    # When a run has checkpoints and none can be read, training refuses to start; true starts
+    # over from epoch 0 instead (the files are kept in checkpoints/unreadable/).
+    start_over_if_unreadable: bool = False
     ckpt_every_iters: int = 0  # extra mid-epoch checkpoints every N iterations; 0 = epoch ends only
     log_every: int = 10  # iterations between log lines
     device: str = "auto"  # "auto", "cpu", "cuda"

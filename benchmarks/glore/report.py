@@ -1,4 +1,5 @@
-"""Tables and plot of the GloRe benchmark (``benchmarks.glore.bench``): results.md, val_vs_time.png.
+"""Tables of the GloRe benchmark (``benchmarks.glore.bench``): results.md (its plot,
+val_vs_time.png, is drawn by ``videoglore.engine.plots.plot_val_vs_time``).
 
 Input: the per-run records of ``glore.train_and_test`` (variant, seed, video_top1, per_relation,
 train/test seconds, curve = [(seconds since start, val top-1) per epoch]).
@@ -7,7 +8,6 @@ train/test seconds, curve = [(seconds since start, val top-1) per epoch]).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
@@ -86,42 +86,3 @@ def format_results(report: dict) -> str:
             units = ", ".join(f"{u} {w:.3f}" for u, w in v["glore_usage"].items())
             lines += ["", f"{name} unit use, mean |blocker BN weight| (0 at init): {units}"]
     return "\n".join(lines)
-
-
-def plot_val_vs_time(runs: list[dict], path: Path, num_classes: int = 0) -> Path:
-    """Validation top-1 (single centre clip) against training wall time, one colour per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = COLOURS
-    for variant in dict.fromkeys(r["variant"] for r in runs):
-        curves = [r["curve"] for r in runs if r["variant"] == variant and r["curve"]]
-        for i, curve in enumerate(curves):
-            t, acc = zip(*curve, strict=True)
-            ax.plot(t, acc, "-", color=colours.get(variant), alpha=0.35, lw=1)
-            if i == 0:
-                ax.plot([], [], color=colours.get(variant), label=variant)
-        epochs = min(len(c) for c in curves) if curves else 0
-        if epochs:
-            t = np.mean([[p[0] for p in c[:epochs]] for c in curves], axis=0)
-            acc = np.mean([[p[1] for p in c[:epochs]] for c in curves], axis=0)
-            ax.plot(t, acc, "o-", color=colours.get(variant), lw=2, ms=3)
-    if num_classes:  # chance, and "knows the relation, guesses which of its 2 classes" = 1/2
-        ax.axhline(1 / num_classes, color="grey", ls=":", lw=1, label="chance")
-        ax.axhline(0.5, color="grey", ls="--", lw=1, label="relation type only")
-    ax.set(
-        xlabel="training wall time (s, 1 thread, shared CPU)",
-        ylabel="val top-1 (1 clip)",
-        ylim=(0, 1),
-        title="Does GloRe help? validation accuracy vs training time",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path

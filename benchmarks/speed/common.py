@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from videoglore.engine.distributed import amp_dtype
+from videoglore.engine.forward import amp_dtype
 from videoglore.errors import ConfigError
 from videoglore.models import MODELS, GloRe, build_model
 from videoglore.models.flops import module_flops
@@ -128,7 +128,7 @@ def variants_from_args(args: argparse.Namespace, device: torch.device) -> list[V
 
 
 def set_precision(variant: Variant, device: torch.device) -> torch.dtype | None:
-    """Set TF32 for the variant and return its autocast dtype (``engine.distributed.amp_dtype``)."""
+    """Set TF32 for the variant and return its autocast dtype (``engine.forward.amp_dtype``)."""
     tf32 = variant.precision != "fp32"
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
         torch.backends.cuda.matmul.fp32_precision = "tf32" if tf32 else "ieee"

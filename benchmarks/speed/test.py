@@ -1,7 +1,7 @@
 """Testing speed: videos/s of multi-view testing (10 clips × 3 crops by default), forward only.
 
     synthetic uint8 views (B, K*C, 3, T, S, S) on the device
-      ─▶ engine.tester.score_videos (flatten to (B*V, ...), chunks of test.max_views_per_forward
+      ─▶ engine.scoring.score_videos (flatten to (B*V, ...), chunks of test.max_views_per_forward
          views across videos, normalize, autocast, softmax averaged per video)
 
 The tester's own scoring function runs on a fixed synthetic batch in place of the data loader, so
@@ -20,7 +20,8 @@ from benchmarks.report import BenchmarkResult, finish, markdown_table
 from benchmarks.speed import common as speed
 from videoglore.config import Config
 from videoglore.engine.distributed import setup_runtime
-from videoglore.engine.tester import score_videos
+from videoglore.engine.forward import FastPath
+from videoglore.engine.scoring import score_videos
 
 HELP = "multi-view testing speed per model: videos/s (10x3 views), peak memory, MFU"
 log = logging.getLogger(__name__)
@@ -100,8 +101,10 @@ def measure_testing(
     labels = torch.arange(args.batch) % model.num_classes
     batch = [(views, labels, torch.arange(args.batch), [])]  # what collate_test yields
 
+    fast = FastPath(dtype=dtype, channels_last=variant.channels_last, compile=False)
+
     def step() -> None:
-        score_videos(net, batch, cfg, device, dtype)
+        score_videos(net, batch, cfg, device, fast)
 
     timing = speed.time_steps(step, args.warmup, args.steps, device)
     videos_per_s = args.batch / (timing["step_ms"] / 1000.0)

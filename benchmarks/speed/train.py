@@ -1,10 +1,11 @@
 """Training speed: clips/s, step time, peak memory and MFU per model and setting, and GloRe's cost.
 
-    synthetic uint8 clips (B, 3, T, H, W) on the device ─▶ normalize ─▶ [channels_last_3d]
-      ─▶ model (autocast bf16 or fp32/TF32) ─▶ cross-entropy ─▶ backward ─▶ SGD step
+    synthetic uint8 clips (B, 3, T, H, W) on the device ─▶ engine.forward.forward_batch
+      (normalize, [channels_last_3d], autocast bf16 or fp32/TF32) ─▶ cross-entropy ─▶ backward
+      ─▶ SGD step
 
-The step is the trainer's (``engine.trainer._Loop._step``: same normalisation, memory format,
-autocast and optimizer) without data loading and without the per-step loss/accuracy read-back
+The step is the trainer's (``engine.trainer.train_step``: the same forward_batch and optimizer)
+without data loading and without the per-step loss/accuracy read-back
 (``.item()``, two host syncs). Defaults: the released clips (R50/R101 ± GloRe at 8×224², MF-Net
 ± GloRe at 16×224²).
 
@@ -29,8 +30,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from benchmarks.report import BenchmarkResult, finish, markdown_table
 from benchmarks.speed import common as speed
 from videoglore.config import DataConfig, TrainConfig
-from videoglore.data import normalize
-from videoglore.engine.distributed import autocast, setup_runtime
+from videoglore.engine.distributed import setup_runtime
+from videoglore.engine.forward import FastPath, forward_batch
 from videoglore.engine.optim import build_optimizer
 from videoglore.models import GloRe
 
@@ -120,15 +121,12 @@ def make_train_step(
     clips = torch.randint(0, 256, (batch, 3, *clip), dtype=torch.uint8, device=device)
     labels = torch.randint(0, model.num_classes, (batch,), device=device)
     optimizer = build_optimizer(model, TrainConfig(), global_batch=batch)
-    normalization = DataConfig().normalization
+    data = DataConfig()
+    fast = FastPath(dtype=dtype, channels_last=channels_last, compile=False)  # net is compiled
     net.train()
 
     def step() -> None:
-        x = normalize(clips, normalization)  # float (B, 3, T, H, W)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        with autocast(dtype, device):
-            logits = net(x)  # (B, K)
+        logits = forward_batch(net, clips, data, device, fast)  # (B, K)
         loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

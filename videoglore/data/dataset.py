@@ -104,7 +104,7 @@ class VideoClipDataset(Dataset):
             return self._train_item(index, int(epoch))
         record = self.records[index]
         try:
-            views = self._eval_views(record)
+            views = self.eval_views(record)
         except VideoError as exc:
             _report(record, exc, "skipped")
             return None, record.label, index
@@ -149,7 +149,8 @@ class VideoClipDataset(Dataset):
             f"(last: {self.records[index].path}); check the prepared list and the video files"
         )
 
-    def _eval_views(self, record: VideoRecord) -> torch.Tensor:
+    def eval_views(self, record: VideoRecord) -> torch.Tensor:
+        """The val/test views of ``record``; raises VideoError naming an unreadable file."""
         T, tau, K = self.num_frames, self.frame_interval, self.num_clips
         frames = self.read_clip_frames(record, lambda n: sampling.sample_test_clips(n, T, tau, K))
         views = transforms.test_transform(

@@ -1,13 +1,17 @@
 """Training, testing, checkpoints and logs.
 
-    trainer.train(cfg) -> dict                      run or resume cfg.output.dir (torchrun-aware)
-    tester.test(cfg, checkpoint=None) -> dict       K clips × C crops per video → metrics + files
-    tester.predict(videos, checkpoint, topk, device) top-k (label, probability) per video file
-    checkpoint                                      the one checkpoint writer/reader (atomic)
-    metrics                                         aggregate_views, topk_accuracy, ... (pure)
-    optim                                           SGD + per-iteration warmup/step/cosine lr
-    distributed                                     process group, device, autocast helpers
-    run_log                                         log.jsonl, TensorBoard, curves.png
+    trainer.train(cfg) -> dict               run lock, build or resume, fit (torchrun-aware)
+    run.build_run(cfg, rt) -> Run            model, loaders, optimizer, schedule, resumed state
+    trainer.fit(run)                         epochs: train_one_epoch, evaluate, checkpoint
+    tester.test(cfg, checkpoint=None)        K clips × C crops per video → metrics + files
+    inference.predict(videos, checkpoint)    top-k labels per video file (a bad file: its error)
+    forward                                  the one normalize → autocast → forward; fast path
+    checkpoint                               the one checkpoint writer/reader; payload/restore
+    scoring, results, plots                  test scores and metrics, result files, every plot
+    metrics                                  aggregate_views, topk_accuracy, ... (pure)
+    optim                                    SGD + per-iteration warmup/step/cosine lr
+    distributed                              the one device selector, process group, collectives
+    meter, run_log, run_lock                 speed/ETA, log.jsonl + TensorBoard, one trainer per run
 
 Modules are imported where used so that ``import videoglore.engine`` stays light.
 """

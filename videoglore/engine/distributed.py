@@ -1,4 +1,5 @@
-"""Process group, device and mixed-precision setup shared by the trainer and the tester.
+"""Where a process runs: the one device selector, the process group and the few collectives the
+trainer and the tester use.
 
 Launch several processes with ``torchrun`` (it sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``); a plain ``python run.py ...`` is a world of one. NCCL is used on
@@ -7,17 +8,19 @@ CUDA, gloo on CPU (tests run two gloo processes on one machine).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
-from videoglore.errors import ConfigError
+from videoglore.errors import ConfigError, VideogloreError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,31 +41,31 @@ class Runtime:
         return self.rank == 0
 
 
+def select_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    """The one device selector: "auto" (CUDA when visible, else CPU), "cpu" or "cuda"; on CUDA
+    the GPU of ``local_rank`` becomes the current device (cuDNN autotuning on)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but no CUDA device is visible; use cpu")
+    if device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    torch.backends.cudnn.benchmark = True
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 def setup_runtime(device: str = "auto") -> Runtime:
     """Pick the device and, under torchrun, join the process group (once per process)."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"train.device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        dev = torch.device("cuda", torch.cuda.current_device())
-        torch.backends.cudnn.benchmark = True
-    else:
-        dev = torch.device("cpu")
+    dev = select_device(device, local_rank)
+    use_cuda = dev.type == "cuda"
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         log.info("rank %d/%d joined the process group on %s", rank, world_size, dev)
     return Runtime(rank, world_size, local_rank, dev)
-
-
-def barrier(rt: Runtime) -> None:
-    if rt.distributed:
-        dist.barrier()
 
 
 def all_reduce_sum(values: list[float], rt: Runtime) -> list[float]:
@@ -92,22 +95,22 @@ def broadcast_object(obj, rt: Runtime):
     return box[0]
 
 
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``train.amp``; None means full float32."""
-    if amp not in ("auto", "bf16", "fp16", "off"):
-        raise ConfigError(f"train.amp must be auto, bf16, fp16 or off, got {amp!r}")
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs CUDA; use train.amp=bf16 or off on CPU")
-    return torch.float16 if amp == "fp16" else torch.bfloat16
+def on_main(fn: Callable[[], T], rt: Runtime) -> T:
+    """Run ``fn()`` on rank 0 only and give every rank its result.
 
-
-def autocast(dtype: torch.dtype | None, device: torch.device):
-    """Autocast context for ``dtype`` (a no-op context when None)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    A ``VideogloreError`` raised on rank 0 is raised on every rank, so that all processes stop
+    together with the same message instead of waiting forever in the next collective.
+    """
+    result, error = None, None
+    if rt.is_main:
+        try:
+            result = fn()
+        except VideogloreError as exc:
+            error = exc
+    result, error = broadcast_object((result, error), rt)
+    if error is not None:
+        raise error
+    return result
 
 
 def cleanup(rt: Runtime) -> None:

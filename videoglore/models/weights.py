@@ -19,20 +19,25 @@ Two entry points:
   wrongly shaped keys raise ``CheckpointError`` listing them; ``strict=False`` loads what fits and
   returns the lists instead.
 
-Files are read with ``torch.load(..., weights_only=True)``: no code from a checkpoint is executed.
+Files are read by ``read_torch_file``, the project's one ``torch.load`` (``weights_only=True``):
+no code from a checkpoint is executed; the engine's checkpoint reader uses it too.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from data_prep.files import first_line
 from videoglore.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -52,21 +57,51 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)  # "key: file shape vs model shape"
 
 
+def read_torch_file(path: str | Path) -> Any:
+    """The project's one ``torch.load``: tensors and plain containers only, never code.
+
+    ``weights_only=True`` refuses every Python object outside tensors and plain data, so a
+    checkpoint cannot run code. Also allowed: NumPy arrays of plain dtypes, found in the RNG state
+    of checkpoints written before videoglore stored it as tensors (rebuilding one runs no code).
+
+    Raises:
+        CheckpointError: one line naming the file: missing, unreadable, or refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        forbidden = re.search(r"GLOBAL (\S+)", str(exc))
+        if forbidden:
+            raise CheckpointError(
+                f"{path}: refused: loading it would call {forbidden.group(1)}, which can run "
+                "code; videoglore reads only tensors and plain data (torch.load weights_only="
+                "True). Use checkpoints written by videoglore or the released code"
+            ) from None
+        raise CheckpointError(_unreadable(path, exc)) from None
+    except Exception as exc:  # torn zip, truncated file, not a torch file at all
+        raise CheckpointError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    reason = first_line(exc).split(". ")[0]  # torch's zip errors go on with advice for devs
+    return f"{path}: cannot read checkpoint ({reason}); is it a .pt/.pth file from torch.save?"
+
+
+def _numpy_array_globals() -> list:
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed np.core to np._core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def read_state_dict(source: str | Path | Mapping) -> tuple[dict[str, torch.Tensor], str]:
     """Return (state dict with our key names, detected format) from a file or a loaded dict."""
     if isinstance(source, Mapping):
         obj, where = source, "<dict>"
     else:
-        where = str(source)
-        if not Path(source).is_file():
-            raise CheckpointError(f"{where}: checkpoint file not found")
-        try:
-            obj = torch.load(source, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-            raise CheckpointError(
-                f"{where}: cannot read as a PyTorch checkpoint with weights_only=True ({exc}). "
-                "Is it a .pth/.pt file saved by torch.save?"
-            ) from None
+        obj, where = read_torch_file(source), str(source)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{where}: expected a dict, got {type(obj).__name__}")
     if "model" in obj and isinstance(obj["model"], Mapping):

@@ -1,0 +1,60 @@
+"""The one forward path: normalize → autocast → forward, and the fast path resolved per device."""
+
+import pytest
+import torch
+from torch import nn
+
+from tests.helpers import REPO
+from videoglore.config import DataConfig, TrainConfig, load_config
+from videoglore.data import normalize
+from videoglore.engine.forward import FastPath, fast_path, forward_batch
+from videoglore.errors import ConfigError
+
+CUDA, CPU = torch.device("cuda"), torch.device("cpu")
+
+
+def test_the_fast_path_is_on_for_cuda_and_off_on_cpu_by_default():
+    tc = TrainConfig()
+    assert fast_path(tc, CUDA) == FastPath(dtype=torch.bfloat16, channels_last=True, compile=True)
+    assert fast_path(tc, CPU) == FastPath(dtype=None, channels_last=False, compile=False)
+    # testing and prediction: bf16 + channels_last on CUDA, never compiled
+    assert fast_path(tc, CUDA, training=False) == FastPath(torch.bfloat16, True, False)
+    assert fast_path(tc, CPU, training=False) == FastPath(None, False, False)
+
+
+def test_explicit_settings_win_over_auto():
+    off = TrainConfig(channels_last=False, compile=False, amp="off")
+    assert fast_path(off, CUDA) == FastPath(None, False, False)
+    on = TrainConfig(channels_last=True, compile=True, amp="bf16")
+    assert fast_path(on, CPU) == FastPath(torch.bfloat16, True, True)
+    assert fast_path(on, CPU, training=False) == FastPath(torch.bfloat16, True, False)
+
+
+def test_config_takes_auto_true_or_false():
+    cfg = load_config(None, ["train.channels_last=true", "train.compile=auto"])
+    assert cfg.train.channels_last is True and cfg.train.compile == "auto"
+    with pytest.raises(ConfigError, match="train.compile must be one of auto, True, False.*auto"):
+        load_config(None, ["train.compile=aut"])
+
+
+def test_the_k400_configs_take_the_fast_path():
+    for name in ("k400_r50_glore_8x8", "k400_r101_glore_8x8", "k400_mfnet_glore_16x8"):
+        tc = load_config(REPO / f"configs/{name}.yaml").train
+        assert fast_path(tc, CUDA) == FastPath(torch.bfloat16, True, True), name
+
+
+class _Spy(nn.Module):
+    def forward(self, x):
+        self.seen = (x.dtype, x.is_contiguous(memory_format=torch.channels_last_3d))
+        return nn.functional.linear(x.flatten(1), torch.ones(2, x[0].numel()))  # (B, 2)
+
+
+def test_forward_batch_normalizes_then_runs_under_autocast_in_the_memory_format():
+    batch = torch.randint(0, 256, (2, 3, 4, 8, 8), dtype=torch.uint8)
+    spy = _Spy()
+    logits = forward_batch(spy, batch, DataConfig(), CPU, FastPath(torch.bfloat16, True, False))
+    assert spy.seen == (torch.float32, True) and logits.dtype == torch.bfloat16
+    logits = forward_batch(spy, batch, DataConfig(), CPU, FastPath(None, False, False))
+    assert spy.seen == (torch.float32, False) and logits.dtype == torch.float32
+    expected = normalize(batch, "official").flatten(1).sum(1, keepdim=True).expand(2, 2)
+    torch.testing.assert_close(logits, expected)

@@ -1,0 +1,153 @@
+"""The run directory is trusted with days of work: one trainer at a time, unreadable checkpoints
+never restart a run silently, best.pt only gets better, a full disk is one clear line."""
+
+import builtins
+import errno
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.helpers import REPO, tiny_config_dict
+from videoglore.cli import main
+from videoglore.engine import checkpoint as ckpt
+from videoglore.engine.run_log import read_log
+
+
+def _config(tiny_videos, tmp_path, **train) -> tuple:
+    run = tmp_path / "run"
+    raw = tiny_config_dict(tiny_videos, run)
+    raw["train"].update(train)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, run
+
+
+def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"ended before {what}:\n{proc.stdout.read()}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _starts(run) -> list[dict]:
+    log = run / "log.jsonl"
+    return [r for r in read_log(log) if r["kind"] == "start"] if log.is_file() else []
+
+
+def test_a_second_trainer_on_the_same_run_exits_2_and_a_killed_one_blocks_nothing(
+    tiny_videos, tmp_path, capsys
+):
+    config, run = _config(tiny_videos, tmp_path, epochs=200, val_every=0)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: _starts(run), first, "the first trainer started")
+        assert main(["train", "-c", str(config)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert f"PID {first.pid} on {socket.gethostname()}" in err and str(run) in err
+        assert len(_starts(run)) == 1  # the second process logged nothing
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # a killed holder leaves its lock file, but the OS released the lock with the process
+    assert main(["train", "-c", str(config), "train.epochs=1"]) == 0
+    assert len(_starts(run)) == 2
+
+
+def test_no_readable_checkpoint_refuses_to_restart_and_keeps_every_file(
+    tiny_videos, tmp_path, capsys
+):
+    config, run = _config(tiny_videos, tmp_path, epochs=2)
+    assert main(["train", "-c", str(config)]) == 0
+    capsys.readouterr()
+    folder = run / "checkpoints"
+    # best.pt holds a model better than any a restart could give
+    best = ckpt.load_checkpoint(folder / "best.pt")
+    ckpt.save_checkpoint({**best, "best_acc": 1.0}, folder / "best.pt")
+    for name in ("epoch_0001.pt", "epoch_0002.pt"):
+        (folder / name).write_bytes((folder / name).read_bytes()[:1000])  # torn
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    assert main(["train", "-c", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "none of the 2 checkpoints" in err and "train.start_over_if_unreadable=true" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert len(_starts(run)) == 1
+
+    # the explicit override starts over; the unreadable files are kept, best.pt only improves
+    assert main(["train", "-c", str(config), "train.start_over_if_unreadable=true"]) == 0
+    assert [s["step"] for s in _starts(run)] == [0, 0]
+    for name in ("epoch_0001.pt", "epoch_0002.pt"):
+        assert (folder / "unreadable" / name).read_bytes() == before[name]
+    assert (folder / "best.pt").read_bytes() == before["best.pt"]
+    assert [p.name for p in ckpt.training_checkpoints(run)] == ["epoch_0001.pt", "epoch_0002.pt"]
+    assert ckpt.load_checkpoint(folder / "epoch_0002.pt")["iteration"] == 8
+
+
+class _FullDisk:
+    """A file that takes ``room`` bytes, then fails like a full disk (ENOSPC)."""
+
+    def __init__(self, file, room: int):
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if size > self.room:
+            self.file.write(bytes(memoryview(data).cast("B")[: self.room]))
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= size
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def test_full_disk_while_saving_a_checkpoint(tiny_videos, tmp_path, monkeypatch, capsys):
+    config, run = _config(tiny_videos, tmp_path, epochs=1, val_every=0)
+    real_open = builtins.open
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and Path(file).name.startswith(".epoch_"):
+            return _FullDisk(handle, room=10_000)
+        return handle
+
+    monkeypatch.setattr(builtins, "open", open_on_a_full_disk)
+    assert main(["train", "-c", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    folder = run / "checkpoints"
+    assert err.startswith(f"error: cannot write to {folder}: ") and "(ENOSPC)" in err, err
+    needed = int(re.search(r"needs (\d+) bytes", err).group(1))
+    assert list(folder.iterdir()) == []  # no temp file left behind
+
+    monkeypatch.setattr(builtins, "open", real_open)
+    stale = folder / ".epoch_0003.pt.999999.tmp"  # left by a writer killed long ago
+    stale.write_bytes(b"partial")
+    assert main(["train", "-c", str(config)]) == 0
+    assert not stale.exists()
+    written = (folder / "epoch_0001.pt").stat().st_size
+    assert abs(needed - written) <= 0.01 * written  # the same model state, a few bytes apart

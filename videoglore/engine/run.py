@@ -1,0 +1,194 @@
+"""A training run: ``build_run(cfg, rt)`` makes everything ``trainer.fit`` needs, resumed from the
+newest readable checkpoint of ``cfg.output.dir`` when there is one.
+
+    config ─▶ classes, model (weights, SyncBN, device, channels_last) ─▶ train loader
+      ─▶ SGD + per-iteration schedule (lr scaled to the global batch) ─▶ resume (checkpoint.restore)
+      ─▶ DDP / torch.compile wrapper ─▶ val loader, run log ─▶ Run
+
+Order matters for exact resumes: the model is initialised from ``train.seed`` on every rank, the
+checkpoint then restores every random generator, and a fresh run reseeds per rank (dropout).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from data_prep.lists import read_classes
+from videoglore.config import Config
+from videoglore.data import build_loader
+from videoglore.engine import checkpoint as ckpt
+from videoglore.engine.distributed import Runtime, on_main
+from videoglore.engine.forward import FastPath, fast_path
+from videoglore.engine.optim import (
+    build_optimizer,
+    build_scheduler,
+    scaled_lr,
+    set_schedule_position,
+)
+from videoglore.engine.run_log import RunLog
+from videoglore.errors import ConfigError
+from videoglore.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class Run:
+    """Everything one training process holds for a run."""
+
+    cfg: Config
+    rt: Runtime
+    fast: FastPath  # autocast dtype, channels_last, compile: resolved for rt.device
+    model: nn.Module  # the plain module: its state dict is what checkpoints store
+    net: nn.Module  # what runs forward: DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    classes: list[str]
+    iters_per_epoch: int
+    state: ckpt.TrainState
+    log: RunLog  # writes on rank 0 only
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.output.dir)
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.train.batch_size * self.rt.world_size
+
+
+def build_run(cfg: Config, rt: Runtime) -> Run:
+    """Build (or resume) the run of ``cfg`` in this process; call it under the run lock."""
+    tc = cfg.train
+    seed_everything(tc.seed, tc.deterministic)
+    fast = fast_path(tc, rt.device)
+    classes = read_run_classes(cfg)
+    model = _build_model(cfg, rt, fast, len(classes))
+    train_loader = build_loader(cfg, "train", distributed=rt.distributed, batch_size=tc.batch_size)
+    global_batch = tc.batch_size * rt.world_size
+    iters_per_epoch = len(train_loader)  # before any skip_first
+    if iters_per_epoch == 0:
+        raise ConfigError(
+            f"{len(train_loader.dataset)} training videos are fewer than one global batch of "
+            f"{global_batch}; lower train.batch_size"
+        )
+    optimizer = build_optimizer(model, tc, global_batch)
+    scheduler = build_scheduler(optimizer, iters_per_epoch, tc)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=fast.dtype == torch.float16)
+    state = ckpt.TrainState()
+    modules = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+    _resume(cfg, rt, state, modules)
+    _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, global_batch))
+    if state.iteration == 0:  # same init on every rank above; different dropout draws below
+        seed_everything(tc.seed + rt.rank, tc.deterministic)
+    val_loader = None
+    if tc.val_every > 0 and cfg.data.val_list:
+        val_loader = build_loader(cfg, "val", distributed=rt.distributed, batch_size=tc.batch_size)
+    return Run(
+        cfg=cfg,
+        rt=rt,
+        fast=fast,
+        net=_wrap(model, rt, fast),
+        train_loader=train_loader,
+        val_loader=val_loader,
+        classes=classes,
+        iters_per_epoch=iters_per_epoch,
+        state=state,
+        log=RunLog(cfg.output.dir, enabled=rt.is_main),
+        **modules,
+    )
+
+
+def _build_model(cfg: Config, rt: Runtime, fast: FastPath, num_classes: int) -> nn.Module:
+    model = build_model(cfg.model)  # also loads model.pretrained / model.weights
+    if model.num_classes != num_classes:
+        raise ConfigError(
+            f"model.num_classes={model.num_classes} but {num_classes} classes are listed in the "
+            f"class file; set model.num_classes={num_classes}"
+        )
+    if cfg.train.sync_bn and rt.distributed:
+        if rt.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            log.warning("train.sync_bn needs CUDA; using per-process BatchNorm on CPU")
+    model.to(rt.device)
+    if fast.channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
+def _wrap(model: nn.Module, rt: Runtime, fast: FastPath) -> nn.Module:
+    net = model
+    if rt.distributed:
+        device_ids = [rt.device.index] if rt.device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
+    return torch.compile(net) if fast.compile else net
+
+
+def _resume(cfg: Config, rt: Runtime, state: ckpt.TrainState, modules: dict) -> None:
+    """Restore the newest readable checkpoint of the run (rank 0 finds it, every rank loads it);
+    ``state.best_acc`` starts at best.pt's own metric, so a restart never replaces it by a worse
+    model."""
+    run_dir = Path(cfg.output.dir)
+    found = None
+
+    def find() -> tuple[str, float]:
+        nonlocal found
+        found = ckpt.load_latest(run_dir, cfg.train.start_over_if_unreadable)
+        return (str(found[1]) if found else ""), ckpt.best_bar(run_dir)
+
+    path, state.best_acc = on_main(find, rt)
+    if not path:
+        return
+    saved = found[0] if rt.is_main else ckpt.load_checkpoint(path)
+    ckpt.restore(saved, path, state, rank=rt.rank, **modules)
+    log.info("resumed from %s (epoch %d, iteration %d)", path, state.epoch, state.iteration)
+
+
+def _align_schedule(optimizer, scheduler, state, iters_per_epoch: int, base_lr: float) -> None:
+    """After a resume, put the lr schedule at ``state.iteration`` for *this* run's batch size.
+
+    With the same world size this reproduces what the loaded scheduler state holds. With another
+    one (e.g. 8 → 4 GPUs), the lr is rescaled to the new global batch and an interrupted epoch
+    restarts from its first batch, because its batches were cut for the old world size.
+    """
+    if state.saved_iters_per_epoch and state.saved_iters_per_epoch != iters_per_epoch:
+        log.warning(
+            "resuming with %d iterations per epoch instead of %d (other world size or batch): "
+            "epoch %d restarts from its first batch",
+            iters_per_epoch,
+            state.saved_iters_per_epoch,
+            state.epoch + 1,
+        )
+        state.iteration, state.partial = state.epoch * iters_per_epoch, {}
+    set_schedule_position(optimizer, scheduler, state.iteration, base_lr)
+
+
+def read_run_classes(cfg: Config) -> list[str]:
+    """The class names of the run: ``data.classes``, else classes.json beside the train list."""
+    if cfg.data.classes:
+        return read_classes(cfg.data.classes)
+    if not cfg.data.train_list:
+        raise ConfigError("data.train_list is empty; point it at a prepared train.csv")
+    return read_classes(Path(cfg.data.train_list).parent / "classes.json")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
