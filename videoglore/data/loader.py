@@ -15,6 +15,7 @@ training epoch (and ``skip_first(n)`` to resume in the middle of one).
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 
@@ -79,18 +80,33 @@ class ShardSampler(Sampler[int]):
         return self.stop - self.start
 
 
+# Thread-pool sizes read by OpenMP, BLAS and similar libraries when they start in a worker.
+ONE_THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: seed numpy/random from torch's per-worker seed, one thread.
 
     torch gives each worker ``base_seed + worker_id``, with ``base_seed`` drawn per epoch from the
     loader's generator (once for persistent workers). Our own sampling does not use these global
     RNGs (see ``VideoClipDataset.item_rng``); seeding them keeps any other user reproducible.
+
+    Workers run in parallel already, so each uses one core: torch's intra-op pool gets one
+    thread, and OpenMP/BLAS pools started from here on are told so by the environment. The
+    readers pass one thread to libavcodec, decord and swscale themselves (video.py, pixels.py).
     """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    # Workers run in parallel already: more intra-op threads only oversubscribe the cores.
     torch.set_num_threads(1)
+    for name in ONE_THREAD_ENV:
+        os.environ[name] = "1"
     import decord
 
     decord.bridge.set_bridge("native")
