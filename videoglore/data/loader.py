@@ -140,6 +140,7 @@ def build_dataset(
         num_crops=cfg.test.num_crops,
         seed=cfg.train.seed,
         reader=data.reader,
+        output=data.decode_output,
     )
 
 
