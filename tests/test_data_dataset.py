@@ -238,3 +238,26 @@ def test_worker_init_leaves_one_thread_per_worker(video_list, monkeypatch):
     assert {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"} <= set(ONE_THREAD_ENV)
     loader = build_loader(make_cfg(video_list, workers=1), "train", False, batch_size=1)
     assert loader.worker_init_fn is seed_worker
+
+
+def test_short_videos_are_counted_once_when_the_loader_is_built(video_list, caplog):
+    """Issue 11.13: videos shorter than one clip loop; one warning with their number, from the
+    main process when the dataset is built (not per worker or per item)."""
+    cfg = make_cfg(video_list, workers=1)
+    cfg.data.num_frames, cfg.data.frame_interval = 8, 4  # span 29: the 24-frame video is short
+    with caplog.at_level(logging.WARNING, logger="videoglore.data"):
+        loader = build_loader(cfg, "train", distributed=False, batch_size=1)
+        loader.sampler.set_epoch(0)
+        for _ in loader:
+            pass
+        for _ in loader:  # a second epoch: still one warning
+            pass
+    short = [r for r in caplog.records if "shorter than one clip" in r.getMessage()]
+    assert len(short) == 1
+    message = short[0].getMessage()
+    assert "1 of 5 videos" in message and "29 frames" in message and "train.csv" in message
+    caplog.clear()
+    cfg.data.num_frames, cfg.data.frame_interval = T, TAU  # span 7: none is short
+    with caplog.at_level(logging.WARNING, logger="videoglore.data"):
+        build_loader(cfg, "test", distributed=False, batch_size=1)
+    assert not [r for r in caplog.records if "shorter than one clip" in r.getMessage()]

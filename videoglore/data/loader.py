@@ -15,6 +15,7 @@ training epoch (and ``skip_first(n)`` to resume in the middle of one).
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections.abc import Iterator
@@ -25,8 +26,11 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from data_prep.lists import VideoRecord, read_video_list
 from videoglore.config import Config
+from videoglore.data import sampling
 from videoglore.data.dataset import VideoClipDataset, collate_test
 from videoglore.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SPLITS = {
     "train": ("train_list", "train"),
@@ -127,6 +131,8 @@ def build_dataset(
         records = read_video_list(list_path, root=data.root or None)
     if len(data.train_scale) != 2 or data.train_scale[0] > data.train_scale[1]:
         raise ConfigError(f"data.train_scale must be [low, high], got {data.train_scale}")
+    where = f"data.{key} ({getattr(data, key)})" if getattr(data, key) else f"{split} videos"
+    warn_short_videos(records, data.num_frames, data.frame_interval, where)
     return VideoClipDataset(
         records,
         mode,
@@ -142,6 +148,29 @@ def build_dataset(
         reader=data.reader,
         output=data.decode_output,
     )
+
+
+def warn_short_videos(records: list[VideoRecord], T: int, tau: int, where: str) -> None:
+    """Log once, when a dataset is built, how many videos are shorter than one clip.
+
+    Their clips loop (sampling.py) rather than fail, which is right for a few videos and a sign
+    of a wrong list or clip setting for many. Counted from the list's frame counts in the main
+    process (rank 0 under DDP), so a run says it once per list, never per worker or per item.
+    """
+    span = sampling.clip_span(T, tau)
+    short = sum(1 for record in records if record.num_frames < span)
+    rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    if short and (rank0 or torch.distributed.get_rank() == 0):
+        log.warning(
+            "%s: %d of %d videos are shorter than one clip (%d frames every %d = %d frames); "
+            "their clips loop, repeating frames",
+            where,
+            short,
+            len(records),
+            T,
+            tau,
+            span,
+        )
 
 
 def build_loader(cfg: Config, split: str, distributed: bool, batch_size: int) -> DataLoader:
