@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -171,3 +172,47 @@ def test_pyav_decodes_only_what_the_keyframes_require(tmp_path, monkeypatch, gop
     frames = read_clip(path, lambda n: np.array([1, 8, 11, 23]))
     packets = [p for p in count if p is not None]
     assert len(packets) == decodes and frames.shape[0] == 4
+
+
+def count_demuxed(monkeypatch) -> list:
+    seen: list = []
+    real = video._packets
+    monkeypatch.setattr(video, "_packets", lambda c, s: (seen.append(p) or p for p in real(c, s)))
+    return seen
+
+
+@pytest.mark.parametrize("gop", [1, 4])
+def test_pyav_seeks_to_the_keyframe_before_the_clip(tmp_path, monkeypatch, gop):
+    """Constant-rate files: no packet before the first needed frame's keyframe is read, none
+    after the last needed one but the one that ends the scan."""
+    path = tmp_path / "v.mp4"
+    write_video(path, moving_video(), keyframe_interval=gop)
+    seen = count_demuxed(monkeypatch)
+    indices = np.array([21, 25, 29])
+    frames = read_clip(path, lambda n: indices)
+    positions = [p.pts // 512 for p in seen if p.size]  # 25 fps in a 1/12800 time base
+    assert positions == list(range(21 // gop * gop, 31))
+    assert np.abs(frames.astype(int) - read_frames(path, indices).astype(int)).mean() < 3
+
+
+def test_pyav_scans_from_the_start_when_timestamps_are_irregular(tmp_path, monkeypatch):
+    """A frame missing from the time grid (variable rate): positions are counted, not computed
+    from timestamps, so frame n is still the n-th frame, as decord has it."""
+    path = tmp_path / "vfr.mp4"
+    frames = moving_video(30)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"bf": "0", "g": "4", "keyint_min": "4", "sc_threshold": "0"}
+        stream.codec_context.time_base = Fraction(1, 25)
+        for t, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = t + (t >= 10), Fraction(1, 25)  # no frame at 10/25 s
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    seen = count_demuxed(monkeypatch)
+    indices = np.array([12, 20, 28])
+    pyav = read_clip(path, lambda n: indices)
+    assert np.abs(pyav.astype(int) - read_frames(path, indices).astype(int)).mean() < 3
+    assert np.abs(pyav.astype(int) - frames[indices].astype(int)).mean() < 12
+    assert len([p for p in seen if p.size]) > 29  # scanned from the first packet

@@ -208,7 +208,12 @@ def _decode_pyav(path: Path, indices_for, put: Put) -> bool:
                 )
             unique, slots = _slots(indices)
             wanted = dict(zip(unique.tolist(), slots, strict=True))
-            found = _decode_positions(container, stream, wanted, put)
+            grid = _time_grid(stream, length)
+            found = _decode_positions(container, stream, wanted, put, grid) if grid else None
+        if found is None:  # no constant frame rate after all: count packets from the start
+            container, stream = open_pyav(path)
+            with container:
+                found = _decode_positions(container, stream, wanted, put, None)
     except VideoError:
         raise
     except Exception as exc:  # FFmpeg errors carry no path: name the file here
@@ -225,17 +230,43 @@ def _decode_pyav(path: Path, indices_for, put: Put) -> bool:
     return True
 
 
+def _time_grid(stream, length: int) -> tuple[int, int] | None:
+    """(pts of frame 0, pts step) when the header describes ``length`` equally long frames.
+
+    Then frame n has pts ``start + n * step`` and the reader can seek straight to the keyframe
+    before a clip (every packet it reads is checked against this grid). None otherwise.
+    """
+    rate, base, duration = stream.average_rate, stream.time_base, stream.duration
+    if not rate or not base or duration is None:
+        return None
+    step = 1 / (rate * base)
+    if step.denominator != 1 or duration != length * step:
+        return None
+    return int(stream.start_time or 0), int(step)
+
+
+def _packets(container, stream):
+    """Packets of ``stream`` in decode order; a seam for tests that count what is read."""
+    return container.demux(stream)
+
+
 def _decode(codec, packet) -> list:
     """One packet (None: drain) through the decoder; a seam for tests that count decodes."""
     return codec.decode(packet)
 
 
-def _decode_positions(container, stream, wanted: dict[int, list[int]], put: Put) -> set | None:
+def _decode_positions(
+    container, stream, wanted: dict[int, list[int]], put: Put, grid: tuple[int, int] | None
+) -> set | None:
     """Hand the frames at decode positions ``wanted`` to ``put``; returns the positions found.
 
-    None if packet timestamps are not increasing (B-frames or untimed packets): positions are
-    then not frames, and the caller reads the clip again with decord, whose frames overwrite
-    any handed over here.
+    With a time ``grid`` (constant frame rate), seek to the keyframe before the first wanted
+    frame and take each packet's position from its pts; every packet must sit on the grid, one
+    after the other, so decode order is presentation order up to the last wanted frame. Without
+    one, count packets from the start and check that pts increase, reading ``REORDER_CHECK``
+    packets past the last wanted one to rule out B-frames. None when a check fails: positions
+    are then not frames (the caller scans again or asks decord; their frames overwrite any
+    handed over here).
     """
     codec = stream.codec_context
     last = max(wanted)
@@ -243,6 +274,10 @@ def _decode_positions(container, stream, wanted: dict[int, list[int]], put: Put)
     wanted_pts: dict[int, int] = {}  # pts -> position of the needed frames met so far
     buffered: list = []  # packets since the last keyframe, not decoded yet (at most one GOP)
     position, previous_pts = -1, None
+    if grid:
+        start, step = grid
+        container.seek(start + min(wanted) * step, stream=stream, backward=True)
+        landed = False  # on a keyframe at or before the first wanted frame
 
     def hand_over(frames) -> None:  # matched by pts: a decoder may hand frames out late
         for frame in frames:
@@ -251,17 +286,29 @@ def _decode_positions(container, stream, wanted: dict[int, list[int]], put: Put)
                 found.add(at)
                 put(frame, wanted[at])
 
-    for packet in container.demux(stream):
+    for packet in _packets(container, stream):
         if packet.size == 0:  # end-of-stream marker
             continue
-        position += 1
         if packet.pts is None or (previous_pts is not None and packet.pts <= previous_pts):
             return None
-        previous_pts = packet.pts
-        if position > last:
-            if position > last + REORDER_CHECK:
+        if grid:
+            at, off = divmod(packet.pts - start, step)
+            if not landed:
+                landed = packet.is_keyframe and at <= min(wanted)
+                position = at - 1
+            if off or not landed or at != position + 1:
+                return None
+            position = at
+            if position > last:
                 break
-            continue
+        else:
+            position += 1
+            if position > last:
+                if position > last + REORDER_CHECK:
+                    break
+                previous_pts = packet.pts
+                continue
+        previous_pts = packet.pts
         if packet.is_keyframe:
             buffered = []
         buffered.append(packet)
