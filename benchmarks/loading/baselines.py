@@ -5,8 +5,10 @@ All are ``VideoClipDataset`` subclasses that replace ``train_clip`` only (same s
 the transform of the earlier releases, whole frames to RGB, ``np.stack`` of the frames,
 torch's antialiased bilinear resize of the crop box, permute to (3, T, S, S)::
 
-    today (pyav)         video.decode_clip (same decoding as ours) ─▶ to_ndarray("rgb24") per
-                         kept frame with PyAV's default swscale threads (0 = one per core)
+    today (pyav)         the PyAV reader of main before issue 13 (``read_clip_today``): packets
+                         from the start of the file, decode from the keyframe before each kept
+                         frame, to_ndarray("rgb24") per kept frame with PyAV's default swscale
+                         threads (0 = one per core)
     today + threads=1    the same with swscale single-threaded (issue 13, step 1 alone)
     reference            torchvision ``read_video(start, end)`` / PySlowFast ``pyav_decode``: seek
                          to the keyframe before the clip start, decode to the clip end, convert
@@ -24,6 +26,7 @@ from data_prep.lists import VideoRecord
 from videoglore.data import sampling
 from videoglore.data.dataset import VideoClipDataset
 from videoglore.data.transforms import short_side_size
+from videoglore.data.video import read_clip
 
 
 def torch_train_transform(frames, scale_range, crop_size: int, flip: bool, rng) -> torch.Tensor:
@@ -52,21 +55,17 @@ def _resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class TodayClipDataset(VideoClipDataset):
-    """Our PyAV decoding with the earlier conversion and transform (the reader before issue 13)."""
+    """The reader and transform before issue 13 (PyAV reader; decord if ``reader="decord"``)."""
 
     swscale_threads = 0  # PyAV's default: one swscale thread per core
 
     def train_clip(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
         T, tau = self.num_frames, self.frame_interval
-        found: dict[int, np.ndarray] = {}
-
-        def put(frame, slots: list[int]) -> None:
-            if not isinstance(frame, np.ndarray):
-                frame = frame.to_ndarray(format="rgb24", threads=self.swscale_threads)
-            found.update((slot, frame) for slot in slots)
-
-        self.decode(record, lambda n: sampling.sample_train_clip(n, T, tau, rng), put)
-        frames = np.stack([found[slot] for slot in sorted(found)])  # (T, H, W, 3)
+        indices_for = lambda n: sampling.sample_train_clip(n, T, tau, rng)  # noqa: E731
+        if self.reader == "pyav":
+            frames = read_clip_today(record.path, indices_for, self.swscale_threads)
+        else:
+            frames = read_clip(record.path, indices_for, self.reader)
         return torch_train_transform(frames, self.train_scale, self.crop_size, self.flip, rng)
 
 
@@ -74,6 +73,54 @@ class TodayThreads1ClipDataset(TodayClipDataset):
     """Today's reader with swscale single-threaded (step 1 alone)."""
 
     swscale_threads = 1
+
+
+def read_clip_today(path: str, indices_for, swscale_threads: int) -> np.ndarray:
+    """main's PyAV reader before issue 13, kept as the benchmark's "today" (B-frames: error).
+
+    One pass over the packets from the start; decode from the keyframe before each needed
+    frame, convert each needed frame to a whole RGB array, ``np.stack`` and index the copies.
+    """
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_count = 1
+        codec = stream.codec_context
+        indices = np.asarray(indices_for(stream.frames), dtype=np.int64).reshape(-1)
+        unique, inverse = np.unique(indices, return_inverse=True)
+        wanted, last = set(unique.tolist()), int(unique[-1])
+        found: dict[int, np.ndarray] = {}
+        wanted_pts: dict[int, int] = {}
+        buffered: list = []
+        position = -1
+
+        def convert(frames) -> None:
+            for frame in frames:
+                if frame.pts in wanted_pts:
+                    rgb = frame.to_ndarray(format="rgb24", threads=swscale_threads)
+                    found[wanted_pts[frame.pts]] = rgb
+
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            position += 1
+            if position > last:
+                if position > last + 16:  # the reorder check of that reader
+                    break
+                continue
+            if packet.is_keyframe:
+                buffered = []
+            buffered.append(packet)
+            if position in wanted:
+                wanted_pts[packet.pts] = position
+                for pending in buffered:
+                    convert(codec.decode(pending))
+                buffered = []
+        if len(found) < len(wanted_pts):
+            convert(codec.decode(None))
+    frames = np.stack([found[i] for i in unique.tolist()])  # (U, H, W, 3)
+    return frames[inverse.reshape(-1)]
 
 
 class ReferenceClipDataset(VideoClipDataset):
