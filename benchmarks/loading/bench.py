@@ -15,9 +15,11 @@ With ``--workers 0`` (run under ``taskset -c 0``) clips/s are per core and measu
 of the one process, which a shared machine disturbs much less than wall time. With workers,
 wall time. Loaders are run interleaved ``--repeats`` times; the table gives the min–max range.
 
-``--decord2 DIR``: decord2 (a maintained fork that installs the same ``decord`` module) installed
-with ``pip install --target DIR decord2`` is measured in the same run as decord 0.6: its workers
-are spawned with DIR first on their path (so it needs ``--workers`` >= 1).
+decord2 (a maintained fork) installs the same ``decord`` module as decord 0.6, so one process
+holds one of them: ``pip install --target DIR decord2`` and run with ``PYTHONPATH=DIR:.``,
+interleaving such runs with plain ones (benchmarks/RESULTS.md). Spawning workers with DIR on
+their path instead halves every reader's measured speed (spawned workers measured slower for
+decord 0.6 too), so it is not offered.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -43,7 +44,6 @@ from data_prep.codec import write_video
 from data_prep.lists import VideoRecord
 from videoglore.data.dataset import VideoClipDataset
 from videoglore.data.loader import seed_worker
-from videoglore.errors import ConfigError
 
 HELP = "training-clip loading speed: ours vs today's reader vs the reference loaders' decoding"
 log = logging.getLogger(__name__)
@@ -61,7 +61,6 @@ LOADERS = {
     REFERENCE: (ReferenceClipDataset, {}),
     "PyAV kept-only": (KeptOnlyClipDataset, {}),
 }
-DECORD2 = "ours decord2 rgb"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-raw", action="store_true", help="prepared videos only")
     parser.add_argument("--loaders", nargs="+", choices=list(LOADERS), help="default: all of them")
-    parser.add_argument("--decord2", default="", help="folder where decord2 is pip-installed")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     parser.add_argument(
         "--cache",
@@ -98,24 +96,21 @@ def run(args: argparse.Namespace) -> BenchmarkResult:
         if getattr(args, key):
             setup[key] = getattr(args, key)
     workers = 0 if args.quick and args.workers == 2 else args.workers
-    if args.decord2 and workers == 0:
-        raise ConfigError("--decord2 needs --workers >= 1 (it installs the same module as decord)")
     T, tau = args.num_frames, args.frame_interval
-    names = list(args.loaders or LOADERS) + ([DECORD2] if args.decord2 else [])
+    names = list(args.loaders or LOADERS)
     rows, ceiling = [], None
     for name, gop, tune in video_kinds(args):
         records = generate_videos(Path(args.cache), setup, gop, tune)
         datasets = {}
         for loader in names:
-            cls, kw = LOADERS.get(loader, (VideoClipDataset, {"reader": "decord"}))
+            cls, kw = LOADERS[loader]
             datasets[loader] = cls(
                 records, "train", T, tau, setup["crop"], setup["scale"], seed=0, **kw
             )
         results: dict[str, list[float]] = {loader: [] for loader in datasets}
         for _ in range(args.repeats):  # interleaved: load drifts hit every loader alike
             for loader, dataset in datasets.items():
-                site = args.decord2 if loader == DECORD2 else ""
-                speed = measure_loader(dataset, setup["clips"], workers, args.batch_size, site)
+                speed = measure_loader(dataset, setup["clips"], workers, args.batch_size)
                 results[loader].append(speed)
         size = sum(Path(r.path).stat().st_size for r in records) / len(records)
         rows.append(
@@ -152,33 +147,25 @@ def video_kinds(args: argparse.Namespace) -> list[tuple[str, int, str]]:
     return kinds
 
 
-def measure_loader(
-    dataset: VideoClipDataset, clips: int, workers: int, batch_size: int, site: str = ""
-) -> float:
-    """Clips/s over ``clips`` training clips, after the first batch (worker start-up excluded).
+def measure_loader(dataset: VideoClipDataset, clips: int, workers: int, batch_size: int) -> float:
+    """Clips/s over ``clips`` training clips, after one batch per worker (start-up excluded).
 
     Without workers, all decoding happens in this process: CPU time (clips/s per core).
-    ``site``: a folder put first on the path of the (spawned) workers, e.g. decord2's.
     """
     n = len(dataset)
-    keys = [(i % n, i // n) for i in range(clips + batch_size)]
+    warmup = max(1, workers)
+    keys = [(i % n, i // n) for i in range(clips + warmup * batch_size)]
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=keys,
         num_workers=workers,
         worker_init_fn=seed_worker if workers else None,
-        multiprocessing_context="spawn" if site else None,
     )
     clock = time.process_time if workers == 0 else time.perf_counter
-    if site:
-        sys.path.insert(0, site)  # spawned workers start with this process's path
-    try:
-        iterator = iter(loader)
+    iterator = iter(loader)
+    for _ in range(warmup):
         next(iterator)
-    finally:
-        if site:
-            sys.path.remove(site)
     start, loaded = clock(), 0
     for batch in iterator:
         loaded += len(batch[1])
