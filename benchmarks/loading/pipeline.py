@@ -59,7 +59,7 @@ COLUMNS = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="take data lists, model and clip from this YAML")
-    parser.add_argument("--model", default="r50_glore", choices=list(MODELS))
+    parser.add_argument("--model", default="r50_glore", choices=list(MODELS), help="no --config")
     parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (tiny: 1/16)")
     parser.add_argument("--num-classes", type=int, default=400)
     parser.add_argument("--clip", default="8x8x224", help="T x tau x crop (default 8x8x224)")
@@ -94,7 +94,11 @@ def run(args: argparse.Namespace) -> BenchmarkResult:
     dtype = speed.set_precision(speed.Variant(args.precision, False, False), device)
     channels_last = (args.channels_last or ("on" if device.type == "cuda" else "off")) == "on"
     torch.manual_seed(0)
-    model = build_model(args.model, num_classes=args.num_classes, width=args.width).to(device)
+    if args.config:  # the config's network, classes and width
+        model = build_model(cfg.model).to(device)
+        args.model, args.width = f"model of {args.config}", cfg.model.width
+    else:
+        model = build_model(args.model, num_classes=args.num_classes, width=args.width).to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last_3d)
     net = model if args.compile == "off" else torch.compile(model, mode=args.compile)
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> BenchmarkResult:
         "device": speed.device_info(device, peak),
         "model": args.model,
         "setup": {
-            "clip": args.clip,
+            "clip": f"{cfg.data.num_frames}x{cfg.data.frame_interval}x{cfg.data.crop_size}",
             "width": args.width,
             "precision": args.precision,
             "channels_last": channels_last,
