@@ -156,3 +156,16 @@ def test_loaders_ship_yuv420_batches(tmp_path):
     views, labels, indices, skipped = next(iter(build_loader(cfg, "test", False, batch_size=2)))
     assert isinstance(views, YuvClips) and views.geometry.shape[:2] == (2, 2)  # K=2, C=1
     assert model_input(views, cfg.data).shape == (2, 2, 3, 8, 32, 32)
+
+
+def test_yuv420_needs_frame_sizes_and_names_a_stale_list(smooth_record, caplog):
+    import logging
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="decode_output=yuv420 needs the frame sizes"):
+        VideoClipDataset([replace(smooth_record[0], width=0, height=0)], "train", output="yuv420")
+    stale = [replace(smooth_record[0], width=64, height=48)]  # the file is 128x96
+    ds = VideoClipDataset(stale, "test", 4, 3, 32, test_scale=40, num_clips=1, output="yuv420")
+    with caplog.at_level(logging.WARNING, logger="videoglore.data.dataset"):
+        assert ds[0] == (None, 0, 0)
+    assert "smooth.mp4" in caplog.text and "larger than the list says" in caplog.text

@@ -103,6 +103,11 @@ class VideoClipDataset(Dataset):
         if output == "yuv420":
             short = min(self.train_scale) if mode == "train" else test_scale
             sizes = [(r.height, r.width) for r in self.records if r.height > 0 and r.width > 0]
+            if not sizes:
+                raise ConfigError(
+                    "data.decode_output=yuv420 needs the frame sizes of the list (its width "
+                    "and height columns are 0); run prepare again or use decode_output=rgb"
+                )
             self.pad = transforms.yuv420_pad(sizes, max(short, crop_size), crop_size)
         self.epoch = 0  # used when a plain int index comes in (no TrainSampler)
         self._bad: set[int] = set()  # train: unreadable indices met by this process

@@ -151,8 +151,11 @@ def decode_clip(
         handle.seek(0)  # drop decord's buffered frames before the reader goes (#208)
     finally:
         del handle
-    for frame, where in zip(frames, slots, strict=True):
-        put(frame, where)
+    try:
+        for frame, where in zip(frames, slots, strict=True):
+            put(frame, where)
+    except ValueError as exc:  # the transform cannot use the frame (size, buffer)
+        raise VideoError(f"{path}: {exc}") from None
 
 
 def read_clip(
