@@ -181,15 +181,13 @@ def test_benchmark_quick_mode_writes_table(tmp_path):
     bench_data.add_arguments(parser)
     out = tmp_path / "result" / "data"
     args = parser.parse_args(
-        ["--quick", "--repeats", "2", "--keyframe-intervals", "8", "1"]
+        ["--quick", "--repeats", "2", "--no-raw", "--keyframe-intervals", "8", "1"]
         + ["--cache", str(tmp_path / "cache"), "--out", str(out)]
     )
     result = bench_data.run(args)
     assert result.files == [out.with_suffix(".json"), out.with_suffix(".md")]
     report = json.loads(out.with_suffix(".json").read_text())
     assert [row["video"] for row in report["rows"]] == [
-        "raw (GOP 250)",
-        "re-encoded (GOP 8, default tuning)",
         "prepared, keyframe interval 8",
         "prepared, keyframe interval 1",
     ]
@@ -199,12 +197,25 @@ def test_benchmark_quick_mode_writes_table(tmp_path):
     for row in report["rows"]:
         assert sorted(row["clips_per_s"]) == sorted(names)
         assert all(len(v) == 2 and min(v) > 0 for v in row["clips_per_s"].values())
-    sizes = {row["keyframe_interval"]: row["mb_per_video"] for row in report["rows"][2:]}
+    sizes = {row["keyframe_interval"]: row["mb_per_video"] for row in report["rows"]}
     assert sizes[1] > sizes[8] > 0  # all-intra files are larger
     table = out.with_suffix(".md").read_text()
     assert "| prepared, keyframe interval 1 |" in table and "decode ceiling" in table
     assert "ours rgb / today (pyav)" in table and "ours rgb / reference (read_video)" in table
     assert table.strip() == result.table.strip()
+
+
+def test_benchmark_video_sets():
+    parser = argparse.ArgumentParser()
+    bench_data.add_arguments(parser)
+    kinds = bench_data.video_kinds(parser.parse_args([]))
+    assert kinds == [
+        ("raw (GOP 250)", 250, "none"),
+        ("re-encoded (GOP 8, default tuning)", 8, "none"),
+        ("prepared, keyframe interval 8", 8, "fastdecode"),
+        ("prepared, keyframe interval 4", 4, "fastdecode"),
+        ("prepared, keyframe interval 1", 1, "fastdecode"),
+    ]
 
 
 def test_benchmark_loaders_produce_the_same_kind_of_item(video_list):
