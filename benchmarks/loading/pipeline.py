@@ -33,7 +33,7 @@ from data_prep.lists import write_video_list
 from videoglore.config import Config, load_config
 from videoglore.data import build_loader
 from videoglore.data.transforms import model_input
-from videoglore.engine.distributed import autocast, setup_runtime
+from videoglore.engine.distributed import setup_runtime
 from videoglore.engine.optim import build_optimizer
 from videoglore.errors import ConfigError
 from videoglore.models import MODELS, build_model
@@ -146,7 +146,7 @@ def train_step(net, optimizer, clips, labels, cfg: Config, dtype, channels_last:
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)
     labels = labels.to(device, non_blocking=True)
-    with autocast(dtype, device):
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         logits = net(x)  # (B, K)
     loss = F.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
