@@ -122,7 +122,7 @@ class VideoClipDataset(Dataset):
             return self._train_item(index, int(epoch))
         record = self.records[index]
         try:
-            views = self._eval_views(record)
+            views = self.eval_views(record)
         except VideoError as exc:
             _report(record, exc, "skipped")
             return None, record.label, index
@@ -169,7 +169,8 @@ class VideoClipDataset(Dataset):
             f"(last: {self.records[index].path}); check the prepared list and the video files"
         )
 
-    def _eval_views(self, record: VideoRecord):
+    def eval_views(self, record: VideoRecord):
+        """The val/test views of ``record``; raises VideoError naming an unreadable file."""
         T, tau, K = self.num_frames, self.frame_interval, self.num_clips
         views = transforms.EvalViews(
             K, T, self.test_scale, self.crop_size, self.num_crops, self.output, self.pad
