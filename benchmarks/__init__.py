@@ -12,6 +12,7 @@ Every benchmark module has ``HELP``, ``add_arguments(parser)`` and ``run(args)``
 
 from benchmarks.glore import bench as glore
 from benchmarks.loading import bench as data
+from benchmarks.loading import pipeline
 from benchmarks.speed import test, train
 
-BENCHMARKS = {"data": data, "glore": glore, "train": train, "test": test}
+BENCHMARKS = {"data": data, "glore": glore, "train": train, "test": test, "pipeline": pipeline}

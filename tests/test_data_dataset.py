@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -180,21 +181,94 @@ def test_benchmark_quick_mode_writes_table(tmp_path):
     bench_data.add_arguments(parser)
     out = tmp_path / "result" / "data"
     args = parser.parse_args(
-        ["--quick", "--repeats", "2", "--cache", str(tmp_path / "cache"), "--out", str(out)]
+        ["--quick", "--repeats", "2", "--no-raw", "--keyframe-intervals", "8", "1"]
+        + ["--cache", str(tmp_path / "cache"), "--out", str(out)]
     )
     result = bench_data.run(args)
     assert result.files == [out.with_suffix(".json"), out.with_suffix(".md")]
     report = json.loads(out.with_suffix(".json").read_text())
     assert [row["video"] for row in report["rows"]] == [
-        "raw (GOP 250)",
-        "re-encoded (GOP 8)",
-        "re-encoded (GOP 8, fastdecode) = prepared",
+        "prepared, keyframe interval 8",
+        "prepared, keyframe interval 1",
     ]
-    names = [name for name, _, _ in bench_data.LOADERS]
-    assert names[0] == "ours (pyav)" and names[2] == "reference (read_video)"
+    names = list(bench_data.LOADERS)
+    assert report["loaders"] == names and names[0] == "today (pyav)"
+    assert {"ours rgb", "ours yuv420", "reference (read_video)"} <= set(names)
     for row in report["rows"]:
         assert sorted(row["clips_per_s"]) == sorted(names)
         assert all(len(v) == 2 and min(v) > 0 for v in row["clips_per_s"].values())
+    sizes = {row["keyframe_interval"]: row["mb_per_video"] for row in report["rows"]}
+    assert sizes[1] > sizes[8] > 0  # all-intra files are larger
     table = out.with_suffix(".md").read_text()
-    assert "| re-encoded (GOP 8, fastdecode) = prepared |" in table and "decode ceiling" in table
+    assert "| prepared, keyframe interval 1 |" in table and "decode ceiling" in table
+    assert "ours rgb / today (pyav)" in table and "ours rgb / reference (read_video)" in table
     assert table.strip() == result.table.strip()
+
+
+def test_benchmark_video_sets():
+    parser = argparse.ArgumentParser()
+    bench_data.add_arguments(parser)
+    kinds = bench_data.video_kinds(parser.parse_args([]))
+    assert kinds == [
+        ("raw (GOP 250)", 250, "none"),
+        ("re-encoded (GOP 8, default tuning)", 8, "none"),
+        ("prepared, keyframe interval 8", 8, "fastdecode"),
+        ("prepared, keyframe interval 4", 4, "fastdecode"),
+        ("prepared, keyframe interval 1", 1, "fastdecode"),
+    ]
+
+
+def test_benchmark_loaders_produce_the_same_kind_of_item(video_list):
+    """Every benchmarked loader returns a training clip of the same shape for the same key."""
+    records = read_video_list(video_list)[:3]
+    for name, (cls, kwargs) in bench_data.LOADERS.items():
+        ds = cls(records, "train", T, TAU, S, (36, 48), seed=0, **kwargs)
+        clip, label, index = ds[(1, 2)]
+        if kwargs.get("output") == "yuv420":
+            _, rows, pad = clip.planes.shape
+            assert clip.planes.shape[0] == T and rows == pad * 3 // 2 and pad >= S, name
+        else:
+            assert clip.shape == (3, T, S, S), name
+        assert (label, index) == (1, 1)
+
+
+def test_worker_init_leaves_one_thread_per_worker(video_list, monkeypatch):
+    """Issue 13.1: torch, OpenMP/BLAS pools started in a worker get one thread each."""
+    from videoglore.data.loader import ONE_THREAD_ENV, seed_worker
+
+    for name in ONE_THREAD_ENV:
+        monkeypatch.setenv(name, "8")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        seed_worker(0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert {os.environ[name] for name in ONE_THREAD_ENV} == {"1"}
+    assert {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"} <= set(ONE_THREAD_ENV)
+    loader = build_loader(make_cfg(video_list, workers=1), "train", False, batch_size=1)
+    assert loader.worker_init_fn is seed_worker
+
+
+def test_short_videos_are_counted_once_when_the_loader_is_built(video_list, caplog):
+    """Issue 11.13: videos shorter than one clip loop; one warning with their number, from the
+    main process when the dataset is built (not per worker or per item)."""
+    cfg = make_cfg(video_list, workers=1)
+    cfg.data.num_frames, cfg.data.frame_interval = 8, 4  # span 29: the 24-frame video is short
+    with caplog.at_level(logging.WARNING, logger="videoglore.data"):
+        loader = build_loader(cfg, "train", distributed=False, batch_size=1)
+        loader.sampler.set_epoch(0)
+        for _ in loader:
+            pass
+        for _ in loader:  # a second epoch: still one warning
+            pass
+    short = [r for r in caplog.records if "shorter than one clip" in r.getMessage()]
+    assert len(short) == 1
+    message = short[0].getMessage()
+    assert "1 of 5 videos" in message and "29 frames" in message and "train.csv" in message
+    caplog.clear()
+    cfg.data.num_frames, cfg.data.frame_interval = T, TAU  # span 7: none is short
+    with caplog.at_level(logging.WARNING, logger="videoglore.data"):
+        build_loader(cfg, "test", distributed=False, batch_size=1)
+    assert not [r for r in caplog.records if "shorter than one clip" in r.getMessage()]

@@ -1,13 +1,18 @@
-"""The PyAV clip reader against decord on the same files, its fallback and its errors."""
+"""The readers: PyAV against decord on the same files, threads, decoding work, fallback, errors."""
 
 from __future__ import annotations
+
+import os
+from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
+from av.codec.context import ThreadType
 
 from data_prep.codec import write_video
-from videoglore.data.video import read_clip, read_frames
+from videoglore.data import video
+from videoglore.data.video import decode_clip, open_pyav, read_clip, read_frames
 from videoglore.errors import VideoError
 
 
@@ -86,3 +91,128 @@ def test_truncated_file_names_the_file(tmp_path):
 def test_unknown_reader(tmp_path):
     with pytest.raises(ValueError, match="unknown video reader"):
         read_clip(tmp_path / "x.mp4", lambda n: np.arange(1), reader="opencv")
+
+
+def test_pyav_decoder_is_single_threaded(tmp_path):
+    """libavcodec would start one thread per core in every DataLoader worker (issue 13.1)."""
+    path = tmp_path / "v.mp4"
+    write_video(path, moving_video(8))
+    container, stream = open_pyav(path)
+    with container:
+        assert stream.codec_context.thread_count == 1
+        assert stream.codec_context.thread_type == ThreadType.NONE
+        next(container.decode(stream))  # the settings survive opening the decoder
+
+
+def test_decord_reader_is_single_threaded(tmp_path, monkeypatch):
+    import decord
+
+    path = tmp_path / "v.mp4"
+    write_video(path, moving_video(8))
+    seen = []
+    real = decord.VideoReader
+    monkeypatch.setattr(decord, "VideoReader", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    read_clip(path, lambda n: np.array([1, 5]), reader="decord")
+    assert seen and all(kw["num_threads"] == 1 for kw in seen)
+
+
+def test_every_swscale_call_is_single_threaded(tmp_path, monkeypatch):
+    """All colour conversions of the data path go through pixels.reformat with threads=1."""
+    from av.video.reformatter import VideoReformatter
+
+    from videoglore.data import pixels
+    from videoglore.data.transforms import EvalViews, TrainClip
+
+    class Spy:
+        def __init__(self):
+            self.calls, self.real = [], VideoReformatter()
+
+        def reformat(self, frame, **kwargs):
+            self.calls.append(kwargs)
+            return self.real.reformat(frame, **kwargs)
+
+    spy = Spy()
+    monkeypatch.setattr(pixels, "_reformatters", {os.getpid(): spy})
+    path = tmp_path / "v.mp4"
+    write_video(path, moving_video(24))
+    read_clip(path, lambda n: np.array([1, 5]))
+    clip = TrainClip(2, 32, (40, 48), True, np.random.default_rng(0))
+    decode_clip(path, lambda n: np.array([2, 9]), clip.put)
+    views = EvalViews(2, 2, 40, 32, 3)
+    decode_clip(path, lambda n: np.array([[1, 3], [10, 12]]), views.put)
+    assert len(spy.calls) == 2 + 2 + 4
+    assert all(call["threads"] == 1 for call in spy.calls)
+
+
+def test_decode_clip_hands_each_frame_over_once_with_its_slots(tmp_path):
+    path = tmp_path / "v.mp4"
+    write_video(path, moving_video(), keyframe_interval=4)
+    indices = np.array([[9, 3], [3, 30]])
+    for reader in ("pyav", "decord"):
+        calls: list = []
+        decode_clip(path, lambda n: indices, lambda f, s, seen=calls: seen.append((f, s)), reader)
+        assert [slots for _, slots in calls] == [[1, 2], [0], [3]]  # frames 3, 9, 30
+        heights = {f.shape[0] if isinstance(f, np.ndarray) else f.height for f, _ in calls}
+        assert heights == {48}
+    frames = read_clip(path, lambda n: indices)
+    assert frames.shape == (4, 48, 64, 3) and np.array_equal(frames[1], frames[2])
+
+
+@pytest.mark.parametrize("gop, decodes", [(1, 4), (4, 2 + 1 + 3 + 4), (8, 2 + 1 + 3 + 8)])
+def test_pyav_decodes_only_what_the_keyframes_require(tmp_path, monkeypatch, gop, decodes):
+    """All-intra files (keyframe interval 1) decode the kept frames only (issue 13.3)."""
+    path = tmp_path / "v.mp4"
+    write_video(path, moving_video(), keyframe_interval=gop)
+    with av.open(str(path)) as container:
+        keys = [p.is_keyframe for p in container.demux(container.streams.video[0]) if p.size]
+    assert keys == [i % gop == 0 for i in range(40)]  # x264 keeps the interval, also at 1
+    count = []
+    real = video._decode
+    monkeypatch.setattr(video, "_decode", lambda c, p: count.append(p) or real(c, p))
+    frames = read_clip(path, lambda n: np.array([1, 8, 11, 23]))
+    packets = [p for p in count if p is not None]
+    assert len(packets) == decodes and frames.shape[0] == 4
+
+
+def count_demuxed(monkeypatch) -> list:
+    seen: list = []
+    real = video._packets
+    monkeypatch.setattr(video, "_packets", lambda c, s: (seen.append(p) or p for p in real(c, s)))
+    return seen
+
+
+@pytest.mark.parametrize("gop", [1, 4])
+def test_pyav_seeks_to_the_keyframe_before_the_clip(tmp_path, monkeypatch, gop):
+    """Constant-rate files: no packet before the first needed frame's keyframe is read, none
+    after the last needed one but the one that ends the scan."""
+    path = tmp_path / "v.mp4"
+    write_video(path, moving_video(), keyframe_interval=gop)
+    seen = count_demuxed(monkeypatch)
+    indices = np.array([21, 25, 29])
+    frames = read_clip(path, lambda n: indices)
+    positions = [p.pts // 512 for p in seen if p.size]  # 25 fps in a 1/12800 time base
+    assert positions == list(range(21 // gop * gop, 31))
+    assert np.abs(frames.astype(int) - read_frames(path, indices).astype(int)).mean() < 3
+
+
+def test_pyav_scans_from_the_start_when_timestamps_are_irregular(tmp_path, monkeypatch):
+    """A frame missing from the time grid (variable rate): positions are counted, not computed
+    from timestamps, so frame n is still the n-th frame, as decord has it."""
+    path = tmp_path / "vfr.mp4"
+    frames = moving_video(30)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"bf": "0", "g": "4", "keyint_min": "4", "sc_threshold": "0"}
+        stream.codec_context.time_base = Fraction(1, 25)
+        for t, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = t + (t >= 10), Fraction(1, 25)  # no frame at 10/25 s
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    seen = count_demuxed(monkeypatch)
+    indices = np.array([12, 20, 28])
+    pyav = read_clip(path, lambda n: indices)
+    assert np.abs(pyav.astype(int) - read_frames(path, indices).astype(int)).mean() < 3
+    assert np.abs(pyav.astype(int) - frames[indices].astype(int)).mean() < 12
+    assert len([p for p in seen if p.size]) > 29  # scanned from the first packet

@@ -44,6 +44,7 @@ class DataConfig:
     # Frame reader: "pyav" (decodes from the keyframe before each needed frame, converts only
     # the needed frames; ~1.6-2x decord's clips/s per core on prepared videos) or "decord".
     reader: str = "pyav"
+    decode_output: typing.Literal["rgb", "yuv420"] = "rgb"  # yuv420: the device converts (13.4)
 
 
 @dataclass

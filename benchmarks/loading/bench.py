@@ -1,20 +1,25 @@
-"""Data-loading benchmark: training clips/s of our readers against the reference loaders' decoding.
+"""Data-loading benchmark: training clips/s of our readers, today's reader and the references.
 
     generated videos (cached) ─┬─ raw (GOP 250, x264 default tuning)
                                ├─ re-encoded, GOP 8, default tuning (the earlier prepared format)
-                               └─ re-encoded, GOP 8, tune=fastdecode (prepared format now)
-    loaders (same sampler, transforms, DataLoader; only the frame reader differs):
-      ours (pyav)     video.read_clip: decode from the keyframe before each needed frame,
-                      convert only the needed frames to RGB
-      ours (decord)   decord get_batch (converts every decoded frame)
-      reference       torchvision ``read_video(start, end)`` / PySlowFast ``pyav_decode``: seek to
-                      the keyframe before the clip start, decode to the clip end, convert EVERY
-                      frame of the span to RGB, then keep T of them
-      PyAV kept-only  the reference with conversion of the T kept frames only (stronger baseline)
+                               └─ prepared: keyframe interval k (8, 4, 1), tune=fastdecode
+    loaders (same sampler, draws and DataLoader; only decoding + transform differ):
+      ours rgb          video.decode_clip + transforms.TrainClip: one swscale call per kept frame
+                        (crop box → S×S RGB, written into the item)
+      ours yuv420       the same decoding, the boxes' YUV planes copied (the device converts;
+                        its cost is not in this table, see ``benchmark pipeline``)
+      ours decord rgb   decord get_batch (converts every decoded frame) + TrainClip
+      today, reference, PyAV kept-only: baselines.py
 
 With ``--workers 0`` (run under ``taskset -c 0``) clips/s are per core and measured in CPU time
-of the one process, which a shared machine disturbs much less than wall time. Loaders are run
-interleaved ``--repeats`` times; the table gives the min–max range.
+of the one process, which a shared machine disturbs much less than wall time. With workers,
+wall time. Loaders are run interleaved ``--repeats`` times; the table gives the min–max range.
+
+decord2 (a maintained fork) installs the same ``decord`` module as decord 0.6, so one process
+holds one of them: ``pip install --target DIR decord2`` and run with ``PYTHONPATH=DIR:.``,
+interleaving such runs with plain ones (benchmarks/RESULTS.md). Spawning workers with DIR on
+their path instead halves every reader's measured speed (spawned workers measured slower for
+decord 0.6 too), so it is not offered.
 """
 
 from __future__ import annotations
@@ -28,17 +33,34 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
+from benchmarks.loading.baselines import (
+    KeptOnlyClipDataset,
+    ReferenceClipDataset,
+    TodayClipDataset,
+    TodayThreads1ClipDataset,
+)
 from benchmarks.report import BenchmarkResult, finish
 from data_prep.codec import write_video
 from data_prep.lists import VideoRecord
 from videoglore.data.dataset import VideoClipDataset
 from videoglore.data.loader import seed_worker
 
-HELP = "training-clip loading speed: ours (PyAV/decord) vs the reference loaders' decoding"
+HELP = "training-clip loading speed: ours vs today's reader vs the reference loaders' decoding"
 log = logging.getLogger(__name__)
 
 FULL = dict(videos=16, width=340, height=256, seconds=10.0, clips=96, crop=224, scale=(256, 320))
 QUICK = dict(videos=3, width=128, height=96, seconds=3.0, clips=12, crop=64, scale=(96, 112))
+
+TODAY, OURS, REFERENCE = "today (pyav)", "ours rgb", "reference (read_video)"
+LOADERS = {
+    TODAY: (TodayClipDataset, {}),
+    "today + threads=1": (TodayThreads1ClipDataset, {}),
+    OURS: (VideoClipDataset, {"reader": "pyav"}),
+    "ours yuv420": (VideoClipDataset, {"reader": "pyav", "output": "yuv420"}),
+    "ours decord rgb": (VideoClipDataset, {"reader": "decord"}),
+    REFERENCE: (ReferenceClipDataset, {}),
+    "PyAV kept-only": (KeptOnlyClipDataset, {}),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-frames", type=int, default=8, help="T (default 8)")
     parser.add_argument("--frame-interval", type=int, default=8, help="tau (default 8)")
     parser.add_argument("--raw-gop", type=int, default=250, help="keyframe interval of raw videos")
-    parser.add_argument("--gop", type=int, default=8, help="keyframe interval after re-encoding")
+    parser.add_argument(
+        "--keyframe-intervals",
+        type=int,
+        nargs="+",
+        default=[8, 4, 1],
+        help="keyframe intervals of the prepared (fastdecode) videos (default 8 4 1)",
+    )
+    parser.add_argument("--no-raw", action="store_true", help="prepared videos only")
+    parser.add_argument("--loaders", nargs="+", choices=list(LOADERS), help="default: all of them")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     parser.add_argument(
         "--cache",
@@ -67,30 +97,32 @@ def run(args: argparse.Namespace) -> BenchmarkResult:
             setup[key] = getattr(args, key)
     workers = 0 if args.quick and args.workers == 2 else args.workers
     T, tau = args.num_frames, args.frame_interval
-    videos = (
-        (f"raw (GOP {args.raw_gop})", args.raw_gop, ""),
-        (f"re-encoded (GOP {args.gop})", args.gop, "none"),
-        (f"re-encoded (GOP {args.gop}, fastdecode) = prepared", args.gop, "fastdecode"),
-    )
+    names = list(args.loaders or LOADERS)
     rows, ceiling = [], None
-    for name, gop, tune in videos:
+    for name, gop, tune in video_kinds(args):
         records = generate_videos(Path(args.cache), setup, gop, tune)
-        datasets = {
-            name: cls(records, "train", T, tau, setup["crop"], setup["scale"], seed=0, **kw)
-            for name, cls, kw in LOADERS
-        }
-        results = {name: [] for name in datasets}
+        datasets = {}
+        for loader in names:
+            cls, kw = LOADERS[loader]
+            datasets[loader] = cls(
+                records, "train", T, tau, setup["crop"], setup["scale"], seed=0, **kw
+            )
+        results: dict[str, list[float]] = {loader: [] for loader in datasets}
         for _ in range(args.repeats):  # interleaved: load drifts hit every loader alike
-            for loader_name, dataset in datasets.items():
+            for loader, dataset in datasets.items():
                 speed = measure_loader(dataset, setup["clips"], workers, args.batch_size)
-                results[loader_name].append(speed)
-        rows.append(dict(video=name, clips_per_s=results))
+                results[loader].append(speed)
+        size = sum(Path(r.path).stat().st_size for r in records) / len(records)
+        rows.append(
+            dict(video=name, keyframe_interval=gop, mb_per_video=size / 1e6, clips_per_s=results)
+        )
         if ceiling is None:
             ceiling = decode_ceiling(records) / T
     report = dict(
         setup=dict(
             setup, workers=workers, T=T, tau=tau, batch_size=args.batch_size, repeats=args.repeats
         ),
+        loaders=names,
         timing="CPU time, one process" if workers == 0 else "wall time",
         rows=rows,
         ceiling_clips_per_s_per_core=ceiling,
@@ -100,59 +132,29 @@ def run(args: argparse.Namespace) -> BenchmarkResult:
     return finish(report, format_table(report), args.out)
 
 
-class ReferenceClipDataset(VideoClipDataset):
-    """Frames read as torchvision ``read_video(start, end)`` and PySlowFast's ``pyav_decode`` do.
-
-    Both seek (backward) to the keyframe before the clip's start time, decode forward until the
-    clip's end time and turn every decoded frame of the span into an RGB array
-    (``frame.to_rgb().to_ndarray()``); the clip's T frames are picked afterwards. The released
-    GloRe code (OpenCV ``VideoIter``) likewise converts every frame it reads.
-    """
-
-    convert_all = True
-
-    def read_clip_frames(self, record: VideoRecord, indices_for) -> np.ndarray:
-        import av
-
-        indices = np.asarray(indices_for(record.num_frames), dtype=np.int64).reshape(-1)
-        first, last = int(indices.min()), int(indices.max())
-        wanted = set(indices.tolist())
-        span: dict[int, np.ndarray] = {}
-        with av.open(record.path) as container:
-            stream = container.streams.video[0]
-            stream.thread_count = 1  # one core per worker, as our readers
-            rate = float(stream.average_rate)
-            container.seek(int(first / rate / stream.time_base), stream=stream, backward=True)
-            for frame in container.decode(stream):
-                position = round(float(frame.pts * stream.time_base) * rate)
-                if position >= first and (self.convert_all or position in wanted):
-                    span[position] = frame.to_ndarray(format="rgb24")
-                if position >= last:
-                    break
-        return np.stack([span[i] for i in indices.tolist()])
-
-
-class KeptOnlyClipDataset(ReferenceClipDataset):
-    """The reference decoding, converting only the T kept frames (a stronger baseline)."""
-
-    convert_all = False
-
-
-LOADERS = (
-    ("ours (pyav)", VideoClipDataset, {"reader": "pyav"}),
-    ("ours (decord)", VideoClipDataset, {"reader": "decord"}),
-    ("reference (read_video)", ReferenceClipDataset, {}),
-    ("PyAV kept-only", KeptOnlyClipDataset, {}),
-)
+def video_kinds(args: argparse.Namespace) -> list[tuple[str, int, str]]:
+    """(row name, keyframe interval, x264 tuning) of each generated video set."""
+    kinds = (
+        []
+        if args.no_raw
+        else [
+            (f"raw (GOP {args.raw_gop})", args.raw_gop, "none"),
+            ("re-encoded (GOP 8, default tuning)", 8, "none"),
+        ]
+    )
+    for k in args.keyframe_intervals:
+        kinds.append((f"prepared, keyframe interval {k}", k, "fastdecode"))
+    return kinds
 
 
 def measure_loader(dataset: VideoClipDataset, clips: int, workers: int, batch_size: int) -> float:
-    """Clips/s over ``clips`` training clips, after the first batch (worker start-up excluded).
+    """Clips/s over ``clips`` training clips, after one batch per worker (start-up excluded).
 
     Without workers, all decoding happens in this process: CPU time (clips/s per core).
     """
     n = len(dataset)
-    keys = [(i % n, i // n) for i in range(clips + batch_size)]
+    warmup = max(1, workers)
+    keys = [(i % n, i // n) for i in range(clips + warmup * batch_size)]
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -162,10 +164,11 @@ def measure_loader(dataset: VideoClipDataset, clips: int, workers: int, batch_si
     )
     clock = time.process_time if workers == 0 else time.perf_counter
     iterator = iter(loader)
-    next(iterator)
+    for _ in range(warmup):
+        next(iterator)
     start, loaded = clock(), 0
-    for clip, _, _ in iterator:
-        loaded += clip.shape[0]
+    for batch in iterator:
+        loaded += len(batch[1])
     return loaded / (clock() - start)
 
 
@@ -186,7 +189,7 @@ def _decode_all(path: str) -> int:
         stream = container.streams.video[0]
         stream.thread_count = 1
         for frame in container.decode(stream):
-            frame.to_ndarray(format="rgb24")
+            frame.to_ndarray(format="rgb24", threads=1)
             frames += 1
     return frames
 
@@ -232,27 +235,31 @@ def moving_frames(num_frames: int, height: int, width: int, seed: int) -> np.nda
 
 
 def format_table(report: dict) -> str:
-    setup = report["setup"]
+    setup, names = report["setup"], report["loaders"]
     clip = f"clips {setup['T']}x{setup['tau']}, crop {setup['crop']}, scale {list(setup['scale'])}"
     machine = f"{report['cpu_count']} CPUs, load average {report['load_average'][0]:.1f}"
-    names = [name for name, _, _ in LOADERS]
+    ratios = [(a, b) for a, b in ((OURS, TODAY), (OURS, REFERENCE)) if a in names and b in names]
     lines = [
         f"Data loading: {setup['videos']} videos {setup['width']}x{setup['height']}, "
         f"{setup['seconds']:g} s at 25 fps; {clip}; {setup['workers']} workers "
-        f"({report['timing']}); min-max of {setup['repeats']} interleaved runs; {machine}",
+        f"({report['timing']}); clips/s, min-max of {setup['repeats']} interleaved runs; "
+        f"{machine}",
         "",
-        "| video | " + " | ".join(f"{n} clips/s" for n in names) + " | ours / reference |",
-        "|---|" + "---:|" * (len(names) + 1),
+        "| video | MB/video | " + " | ".join(names + [f"{a} / {b}" for a, b in ratios]) + " |",
+        "|---|" + "---:|" * (len(names) + len(ratios) + 1),
     ]
     for row in report["rows"]:
         speeds = row["clips_per_s"]
         cells = [f"{min(speeds[n]):.1f}-{max(speeds[n]):.1f}" for n in names]
-        ours, ref = speeds[names[0]], speeds[names[2]]
-        ratio = f"{min(ours) / max(ref):.2f}-{max(ours) / min(ref):.2f}x"
-        ratio += f" (medians {np.median(ours) / np.median(ref):.2f}x)"
-        lines.append(f"| {row['video']} | " + " | ".join(cells) + f" | {ratio} |")
+        for a, b in ratios:
+            ours, base = speeds[a], speeds[b]
+            cells.append(
+                f"{min(ours) / max(base):.2f}-{max(ours) / min(base):.2f}x "
+                f"(medians {np.median(ours) / np.median(base):.2f}x)"
+            )
+        lines.append(f"| {row['video']} | {row['mb_per_video']:.2f} | " + " | ".join(cells) + " |")
     lines.append(
-        f"| decode ceiling (1 process, full decode of raw ÷ {setup['T']} frames) | "
-        f"{report['ceiling_clips_per_s_per_core']:.1f} |" + " |" * len(names)
+        f"| decode ceiling (1 process, full decode of the first set ÷ {setup['T']} frames) | | "
+        f"{report['ceiling_clips_per_s_per_core']:.1f} |" + " |" * (len(names) + len(ratios) - 1)
     )
     return "\n".join(lines)

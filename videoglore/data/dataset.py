@@ -1,12 +1,12 @@
 """Prepared list → uint8 clips: the dataset the loaders iterate.
 
     VideoRecord (path, label, num_frames, ...)
-      │ video.read_clip (PyAV or decord, fresh per item): sample indices (sampling.py)
-      │ decode only the needed frames, once each (sorted, unique)
-      │ transforms.py: train / val / test views
+      │ sampling.py: frame indices of the clip(s)
+      │ video.decode_clip (PyAV or decord, fresh per item): each needed frame decoded once
+      │ transforms.TrainClip / EvalViews: crop, resize, convert only the kept pixels
       ▼
-    train, val: (clip uint8 (3, T, S, S), label, index)
-    test:       (views uint8 (K*C, 3, T, S, S), label, index)
+    train, val: (clip, label, index)     clip uint8 (3, T, S, S) or YuvClips
+    test:       (views, label, index)    views uint8 (K*C, 3, T, S, S) or YuvClips
 
 Randomness: every random choice of a training item (clip start, scale, crop, flip, the
 replacement of an unreadable video) comes from a generator seeded with (seed, epoch, index), not
@@ -33,7 +33,8 @@ from torch.utils.data import Dataset
 
 from data_prep.lists import VideoRecord
 from videoglore.data import sampling, transforms
-from videoglore.data.video import READERS, read_clip
+from videoglore.data.video import READERS, decode_clip
+from videoglore.data.yuv420 import YuvClips
 from videoglore.errors import ConfigError, DataError, VideoError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class VideoClipDataset(Dataset):
             "test" (``num_clips`` × ``num_crops`` views).
         num_frames, frame_interval: T and τ of a clip (8×8 in the paper).
         seed: base seed of the (seed, epoch, index) generators of training items.
-        reader: "pyav" or "decord" (``video.read_clip``; both return the same frames).
+        reader: "pyav" or "decord" (``video.decode_clip``; both give the same frames).
+        output: "rgb" or "yuv420" (``data.decode_output``, see transforms.py).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class VideoClipDataset(Dataset):
         num_crops: int = 3,
         seed: int = 0,
         reader: str = "pyav",
+        output: str = "rgb",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"dataset mode must be one of {MODES}, got {mode!r}")
@@ -79,6 +82,10 @@ class VideoClipDataset(Dataset):
             raise ValueError(f"test.num_crops must be one of {transforms.CROP_COUNTS}")
         if reader not in READERS:
             raise ConfigError(f"data.reader must be one of {READERS}, got {reader!r}")
+        if output not in transforms.OUTPUTS:
+            raise ConfigError(
+                f"data.decode_output must be one of {transforms.OUTPUTS}, got {output!r}"
+            )
         self.records = list(records)
         self.mode = mode
         self.num_frames = num_frames
@@ -91,6 +98,17 @@ class VideoClipDataset(Dataset):
         self.num_crops = num_crops if mode == "test" else 1
         self.seed = seed
         self.reader = reader
+        self.output = output
+        self.pad = 0  # yuv420: side of the buffer that holds any crop box of this list
+        if output == "yuv420":
+            short = min(self.train_scale) if mode == "train" else test_scale
+            sizes = [(r.height, r.width) for r in self.records if r.height > 0 and r.width > 0]
+            if not sizes:
+                raise ConfigError(
+                    "data.decode_output=yuv420 needs the frame sizes of the list (its width "
+                    "and height columns are 0); run prepare again or use decode_output=rgb"
+                )
+            self.pad = transforms.yuv420_pad(sizes, max(short, crop_size), crop_size)
         self.epoch = 0  # used when a plain int index comes in (no TrainSampler)
         self._bad: set[int] = set()  # train: unreadable indices met by this process
 
@@ -114,65 +132,77 @@ class VideoClipDataset(Dataset):
         """The generator behind every random choice of training item ``index`` in ``epoch``."""
         return np.random.default_rng([self.seed, epoch, index])
 
-    def read_clip_frames(self, record: VideoRecord, indices_for) -> np.ndarray:
-        """Decode the frames chosen by ``indices_for(num_frames)`` (any int array shape).
+    def train_clip(self, record: VideoRecord, rng: np.random.Generator):
+        """Decode and transform one training clip of ``record`` with the item's generator.
 
-        Returns uint8 (indices.size, H, W, 3) in the order of the flattened indices, through
-        ``video.read_clip`` with this dataset's reader (nothing stays open between items).
-        The benchmark overrides this with the reference loaders' PyAV decoding.
+        Raises ``VideoError`` when the video cannot be read. The loading benchmark overrides
+        this with the reference loaders.
         """
-        return read_clip(record.path, indices_for, self.reader)
+        T, tau = self.num_frames, self.frame_interval
+        clip = transforms.TrainClip(
+            T, self.crop_size, self.train_scale, self.flip, rng, self.output, self.pad
+        )
+        self.decode(record, lambda n: sampling.sample_train_clip(n, T, tau, rng), clip.put)
+        return clip.result()
+
+    def decode(self, record: VideoRecord, indices_for, put) -> None:
+        """``video.decode_clip`` of ``record`` with this dataset's reader."""
+        decode_clip(record.path, indices_for, put, self.reader)
 
     def _train_item(self, index: int, epoch: int):
         rng = self.item_rng(index, epoch)
-        T, tau = self.num_frames, self.frame_interval
         for _ in range(MAX_REPLACEMENTS):
             record = self.records[index]
             if index in self._bad:  # known unreadable in this process: draw again, same as a miss
                 index = int(rng.integers(len(self.records)))
                 continue
             try:
-                frames = self.read_clip_frames(
-                    record, lambda n: sampling.sample_train_clip(n, T, tau, rng)
-                )
+                clip = self.train_clip(record, rng)
             except VideoError as exc:
                 _report(record, exc, "replaced by another video")
                 self._bad.add(index)
                 index = int(rng.integers(len(self.records)))
                 continue
-            clip = transforms.train_transform(
-                frames, self.train_scale, self.crop_size, self.flip, rng
-            )
-            return clip, record.label, index  # (3, T, S, S)
+            return clip, record.label, index  # (3, T, S, S) or YuvClips
         raise DataError(
             f"{MAX_REPLACEMENTS} unreadable videos in a row in the train list "
             f"(last: {self.records[index].path}); check the prepared list and the video files"
         )
 
-    def eval_views(self, record: VideoRecord) -> torch.Tensor:
+    def eval_views(self, record: VideoRecord):
         """The val/test views of ``record``; raises VideoError naming an unreadable file."""
         T, tau, K = self.num_frames, self.frame_interval, self.num_clips
-        frames = self.read_clip_frames(record, lambda n: sampling.sample_test_clips(n, T, tau, K))
-        views = transforms.test_transform(
-            frames, K, self.test_scale, self.crop_size, self.num_crops
-        )  # (K*C, 3, T, S, S)
-        return views[0] if self.mode == "val" else views
+        views = transforms.EvalViews(
+            K, T, self.test_scale, self.crop_size, self.num_crops, self.output, self.pad
+        )
+        self.decode(record, lambda n: sampling.sample_test_clips(n, T, tau, K), views.put)
+        result = views.result()  # (K*C, 3, T, S, S) or YuvClips
+        if self.mode == "test":
+            return result
+        return YuvClips(*(part[0] for part in result)) if self.output == "yuv420" else result[0]
 
 
 def collate_test(items):
     """Batch val/test items, dropping unreadable videos.
 
     Returns ``(views, labels, indices, skipped)``: views uint8 (B, K*C, 3, T, S, S) for test or
-    (B, 3, T, S, S) for val, labels int64 (B,), indices int64 (B,), ``skipped`` the dataset
-    indices of the dropped items (list of int). When every item was dropped, views, labels and
-    indices are empty tensors (check ``labels.numel()``).
+    (B, 3, T, S, S) for val (``YuvClips`` with the same leading shape for yuv420), labels int64
+    (B,), indices int64 (B,), ``skipped`` the dataset indices of the dropped items (list of
+    int). When every item was dropped, views, labels and indices are empty tensors (check
+    ``labels.numel()``).
     """
     kept = [item for item in items if item[0] is not None]
     skipped = [int(item[2]) for item in items if item[0] is None]
     if not kept:
         empty = torch.empty(0, dtype=torch.int64)
         return torch.empty(0, dtype=torch.uint8), empty, empty.clone(), skipped
-    views = torch.stack([item[0] for item in kept])
+    if isinstance(kept[0][0], YuvClips):
+        views = YuvClips(
+            torch.stack([item[0].planes for item in kept]),
+            torch.stack([item[0].geometry for item in kept]),
+        )
+    else:
+        views = torch.stack([item[0] for item in kept])
     labels = torch.tensor([int(item[1]) for item in kept], dtype=torch.int64)
     indices = torch.tensor([int(item[2]) for item in kept], dtype=torch.int64)
     return views, labels, indices, skipped

@@ -15,6 +15,8 @@ training epoch (and ``skip_first(n)`` to resume in the middle of one).
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from collections.abc import Iterator
 
@@ -24,8 +26,11 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from data_prep.lists import VideoRecord, read_video_list
 from videoglore.config import Config
+from videoglore.data import sampling
 from videoglore.data.dataset import VideoClipDataset, collate_test
 from videoglore.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SPLITS = {
     "train": ("train_list", "train"),
@@ -79,18 +84,33 @@ class ShardSampler(Sampler[int]):
         return self.stop - self.start
 
 
+# Thread-pool sizes read by OpenMP, BLAS and similar libraries when they start in a worker.
+ONE_THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: seed numpy/random from torch's per-worker seed, one thread.
 
     torch gives each worker ``base_seed + worker_id``, with ``base_seed`` drawn per epoch from the
     loader's generator (once for persistent workers). Our own sampling does not use these global
     RNGs (see ``VideoClipDataset.item_rng``); seeding them keeps any other user reproducible.
+
+    Workers run in parallel already, so each uses one core: torch's intra-op pool gets one
+    thread, and OpenMP/BLAS pools started from here on are told so by the environment. The
+    readers pass one thread to libavcodec, decord and swscale themselves (video.py, pixels.py).
     """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    # Workers run in parallel already: more intra-op threads only oversubscribe the cores.
     torch.set_num_threads(1)
+    for name in ONE_THREAD_ENV:
+        os.environ[name] = "1"
     import decord
 
     decord.bridge.set_bridge("native")
@@ -111,6 +131,8 @@ def build_dataset(
         records = read_video_list(list_path, root=data.root or None)
     if len(data.train_scale) != 2 or data.train_scale[0] > data.train_scale[1]:
         raise ConfigError(f"data.train_scale must be [low, high], got {data.train_scale}")
+    where = f"data.{key} ({getattr(data, key)})" if getattr(data, key) else f"{split} videos"
+    warn_short_videos(records, data.num_frames, data.frame_interval, where)
     return VideoClipDataset(
         records,
         mode,
@@ -124,7 +146,31 @@ def build_dataset(
         num_crops=cfg.test.num_crops,
         seed=cfg.train.seed,
         reader=data.reader,
+        output=data.decode_output,
     )
+
+
+def warn_short_videos(records: list[VideoRecord], T: int, tau: int, where: str) -> None:
+    """Log once, when a dataset is built, how many videos are shorter than one clip.
+
+    Their clips loop (sampling.py) rather than fail, which is right for a few videos and a sign
+    of a wrong list or clip setting for many. Counted from the list's frame counts in the main
+    process (rank 0 under DDP), so a run says it once per list, never per worker or per item.
+    """
+    span = sampling.clip_span(T, tau)
+    short = sum(1 for record in records if record.num_frames < span)
+    rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    if short and (rank0 or torch.distributed.get_rank() == 0):
+        log.warning(
+            "%s: %d of %d videos are shorter than one clip (%d frames every %d = %d frames); "
+            "their clips loop, repeating frames",
+            where,
+            short,
+            len(records),
+            T,
+            tau,
+            span,
+        )
 
 
 def build_loader(cfg: Config, split: str, distributed: bool, batch_size: int) -> DataLoader:

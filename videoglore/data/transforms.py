@@ -1,19 +1,23 @@
-"""Spatial transforms of the paper's recipe on uint8 clips, and the on-device normalisation.
+"""Spatial transforms of the paper's recipe, done while decoding, and the input of the model.
 
-    decoded frames uint8 (N, H, W, 3)
+    video.decode_clip ─▶ put(frame, slots): each kept frame once, still YUV
       │ train: random short-side scale in [lo, hi], random S×S crop, horizontal flip
-      │ test:  short side → test_scale, centre / 3 / 5 crops of S×S
+      │ test:  short side → test_scale, centre / 3 / 5 crops of S×S, K clips
       ▼
-    uint8 (3, T, S, S) or (K*C, 3, T, S, S)      ← what DataLoader workers ship (4× less than float)
-      │ normalize(batch, kind) on the device, batched
+    data.decode_output = "rgb":    one swscale call per kept frame (pixels.py) writes the
+        resized RGB crop straight into uint8 (3, T, S, S) / (K*C, 3, T, S, S)
+    data.decode_output = "yuv420": the crops' YUV planes as they are (``YuvClips``), half the
+        bytes of RGB; no colour conversion or resize in the worker
+      │ DataLoader (uint8 until the device)
       ▼
-    float32, same shape
+    model_input(clips, data_cfg, device): [YUV → RGB, resize, flip] → normalise, batched
+      ▼
+    float32 (N, 3, T, S, S) or (N, V, 3, T, S, S)
 
-Everything stays uint8 until ``normalize``: torch's antialiased bilinear resize has a fast uint8
-path for channels-last images, so the frames of a clip are resized in one call and never
-converted to float on the CPU. Training crops first (in source coordinates) and then resizes
-only the cropped box to S×S, which equals scale-then-crop up to rounding of the box edges but
-touches fewer pixels.
+Training draws the crop in the scaled frame and maps the box back to source pixels, so only the
+box is resized (scale-then-crop up to rounding of the box edges). The random choices are drawn
+in a fixed order from the item's generator (clip start in sampling.py, then short side, top,
+left, flip here), so (seed, epoch, index) fixes the item.
 
 Recipe: §4.1 of the paper (scale jitter, 224² crop, flip; 256 short side at test) and the
 released code's ``data/iterator_factory.py``.
@@ -21,9 +25,14 @@ released code's ``data/iterator_factory.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from videoglore.data import pixels
+from videoglore.data.pixels import Box
+from videoglore.data.yuv420 import YuvClips, yuv420_to_rgb
 
 # Mean and std on the [0, 1] scale, RGB order. "official" is what the released GloRe and MF-Net
 # code use for their 3D networks (``network/config.py`` in facebookresearch/GloRe and
@@ -35,10 +44,28 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 CROP_COUNTS = (1, 3, 5)
+OUTPUTS = ("rgb", "yuv420")
+
+
+def model_input(clips, data, device: torch.device | str | None = None) -> torch.Tensor:
+    """A loader batch of clips (either ``data.decode_output``) → normalised float32 on ``device``.
+
+    Args:
+        clips: uint8 (N, 3, T, S, S) / (N, V, 3, T, S, S), or ``YuvClips`` of the same N (, V).
+        data: the ``DataConfig`` (``crop_size``, ``normalization``).
+        device: where the model runs; None keeps the clips' device.
+    """
+    if isinstance(clips, YuvClips):
+        planes = clips.planes.to(device, non_blocking=True)
+        geometry = clips.geometry.to(device, non_blocking=True)
+        x = yuv420_to_rgb(planes, geometry, data.crop_size)  # float (..., 3, T, S, S), 0..255
+    else:
+        x = clips.to(device, non_blocking=True)
+    return normalize(x, data.normalization)
 
 
 def normalize(batch: torch.Tensor, kind: str = "official") -> torch.Tensor:
-    """uint8 (N, 3, T, H, W) or (N, V, 3, T, H, W) → float32 normalised, on the batch's device.
+    """uint8 (or float on the 0..255 scale) (N, 3, T, H, W) / (N, V, 3, T, H, W) → float32.
 
     The channel axis is the fourth from the end in both layouts.
     """
@@ -55,23 +82,6 @@ def normalize(batch: torch.Tensor, kind: str = "official") -> torch.Tensor:
     return (batch.to(torch.float32) - mean_255) * scale
 
 
-def to_channels_first(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, 3) → uint8 (N, 3, H, W) view (channels-last memory, no copy)."""
-    frames = torch.as_tensor(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
-        raise ValueError(
-            f"expected uint8 frames (N, H, W, 3), got {frames.dtype} {tuple(frames.shape)}"
-        )
-    return frames.permute(0, 3, 1, 2)
-
-
-def resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bilinear resize of uint8 (N, 3, H, W) to (N, 3, *size), all frames at once."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
-
-
 def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
     """(h, w) with the shorter side equal to ``short`` and the aspect ratio kept."""
     if height <= width:
@@ -79,36 +89,35 @@ def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
     return max(short, round(height * short / width)), short
 
 
-def train_transform(
-    frames: np.ndarray | torch.Tensor,
-    scale_range: tuple[int, int] | list[int],
+def source_box(height: int, width: int, scaled: tuple[int, int], top: int, left: int, crop: int):
+    """The ``crop``² window at (top, left) of the frame scaled to ``scaled``, in source pixels."""
+    scaled_h, scaled_w = scaled
+    box_h = min(height, max(1, round(crop * height / scaled_h)))
+    box_w = min(width, max(1, round(crop * width / scaled_w)))
+    y0 = min(round(top * height / scaled_h), height - box_h)
+    x0 = min(round(left * width / scaled_w), width - box_w)
+    return pixels.snap(Box(y0, x0, box_h, box_w), height, width)
+
+
+def train_box(
+    height: int,
+    width: int,
+    scale_range: Sequence[int],
     crop_size: int,
     flip: bool,
     rng: np.random.Generator,
-) -> torch.Tensor:
-    """Random short-side scale, random square crop, random flip: uint8 (T, H, W, 3) → (3, T, S, S).
+) -> tuple[Box, bool]:
+    """Random short side in ``scale_range`` (inclusive, clamped to >= crop), random crop, flip.
 
-    The short side is drawn uniformly from ``scale_range`` (inclusive, clamped to >= crop_size);
-    the crop box is drawn in the scaled frame and mapped back to source pixels, then only that
-    box is resized to ``crop_size``².
+    Returns the crop's box in source pixels and whether to mirror it.
     """
-    x = to_channels_first(frames)  # (T, 3, H, W)
-    height, width = x.shape[-2:]
     lo, hi = (max(int(v), crop_size) for v in scale_range)
     short = int(rng.integers(lo, max(lo, hi) + 1))
-    scaled_h, scaled_w = short_side_size(height, width, short)
-    top = int(rng.integers(0, scaled_h - crop_size + 1))
-    left = int(rng.integers(0, scaled_w - crop_size + 1))
+    scaled = short_side_size(height, width, short)
+    top = int(rng.integers(0, scaled[0] - crop_size + 1))
+    left = int(rng.integers(0, scaled[1] - crop_size + 1))
     do_flip = bool(flip and rng.random() < 0.5)
-    # Same box in source pixels.
-    box_h = min(height, max(1, round(crop_size * height / scaled_h)))
-    box_w = min(width, max(1, round(crop_size * width / scaled_w)))
-    y0 = min(round(top * height / scaled_h), height - box_h)
-    x0 = min(round(left * width / scaled_w), width - box_w)
-    x = resize(x[:, :, y0 : y0 + box_h, x0 : x0 + box_w], (crop_size, crop_size))
-    x = x.permute(1, 0, 2, 3)  # (3, T, S, S)
-    x = x.contiguous()
-    return x.flip(-1) if do_flip else x
+    return source_box(height, width, scaled, top, left, crop_size), do_flip
 
 
 def crop_boxes(height: int, width: int, crop_size: int, num_crops: int) -> list[tuple[int, int]]:
@@ -133,27 +142,182 @@ def crop_boxes(height: int, width: int, crop_size: int, num_crops: int) -> list[
     return [(0, 0), (0, right), (bottom, 0), (bottom, right), centre]
 
 
-def test_transform(
-    frames: np.ndarray | torch.Tensor,
-    num_clips: int,
-    scale: int,
-    crop_size: int,
-    num_crops: int,
-) -> torch.Tensor:
-    """Short side → ``scale``, then crops: uint8 (K*T, H, W, 3) → (K*C, 3, T, S, S).
+def yuv420_pad(sizes: Sequence[tuple[int, int]], short: int, crop_size: int) -> int:
+    """Side of the square buffer that holds any crop box of frames of these (h, w) sizes.
 
-    ``frames`` holds the K clips one after another; views are ordered clip-major
-    (view ``k * C + c`` is clip k, crop c). All K*T frames are resized in one call.
+    ``short``: the smallest short side the frames are scaled to (the largest boxes).
     """
-    x = to_channels_first(frames)  # (K*T, 3, H, W)
-    total, _, height, width = x.shape
-    if total % num_clips:
-        raise ValueError(f"{total} frames cannot be split into {num_clips} clips")
-    T = total // num_clips
-    x = resize(x, short_side_size(height, width, max(scale, crop_size)))
-    views = []
-    for top, left in crop_boxes(x.shape[-2], x.shape[-1], crop_size, num_crops):
-        view = x[:, :, top : top + crop_size, left : left + crop_size]
-        views.append(view.reshape(num_clips, T, 3, crop_size, crop_size).transpose(1, 2))
-    out = torch.stack(views, dim=1)  # (K, C, 3, T, S, S)
-    return out.reshape(num_clips * len(views), 3, T, crop_size, crop_size)
+    side = 4
+    for height, width in sizes:
+        box = source_box(height, width, short_side_size(height, width, short), 0, 0, crop_size)
+        side = max(side, box.height, box.width)
+    return side + side % 4
+
+
+class TrainClip:
+    """One training item, built frame by frame as ``video.decode_clip`` hands frames over.
+
+    The crop is drawn from ``rng`` when the first frame arrives (its size is then known).
+    ``result()``: rgb uint8 (3, T, S, S); yuv420 ``YuvClips`` (planes (T, 3P/2, P), geometry (4,)).
+    """
+
+    def __init__(
+        self,
+        num_frames: int,
+        crop_size: int,
+        scale_range: Sequence[int],
+        flip: bool,
+        rng: np.random.Generator,
+        output: str = "rgb",
+        pad: int = 0,
+    ) -> None:
+        self.crop_size, self.scale_range, self.flip, self.rng = crop_size, scale_range, flip, rng
+        self.box: Box | None = None
+        self.size: tuple[int, int] | None = None
+        self.mirror = False
+        self.views = _Views(1, num_frames, crop_size, output, pad)
+
+    def put(self, frame, slots: list[int]) -> None:
+        size = pixels.frame_size(frame)
+        if self.box is None:
+            self.size = size
+            self.box, self.mirror = train_box(
+                *size, self.scale_range, self.crop_size, self.flip, self.rng
+            )
+        elif size != self.size:
+            raise ValueError(f"frame size changes inside the video ({self.size} then {size})")
+        self.views.put_box(frame, 0, slots, self.box, self.mirror)
+
+    def result(self):
+        return self.views.result(single=True)
+
+
+class EvalViews:
+    """The K clips × C crops of a val/test item, built frame by frame (see ``TrainClip``).
+
+    Slot ``k * T + t`` is frame t of clip k; view ``k * C + c`` is clip k, crop c.
+    ``result()``: rgb uint8 (K*C, 3, T, S, S); yuv420 ``YuvClips`` ((K*C, T, 3P/2, P), (K*C, 4)).
+    """
+
+    def __init__(
+        self,
+        num_clips: int,
+        num_frames: int,
+        scale: int,
+        crop_size: int,
+        num_crops: int,
+        output: str = "rgb",
+        pad: int = 0,
+    ) -> None:
+        if num_crops not in CROP_COUNTS:
+            raise ValueError(f"number of test crops must be one of {CROP_COUNTS}, got {num_crops}")
+        self.num_frames, self.scale, self.crop_size, self.num_crops = (
+            num_frames,
+            scale,
+            crop_size,
+            num_crops,
+        )
+        self.size: tuple[int, int] | None = None
+        self.views = _Views(num_clips * num_crops, num_frames, crop_size, output, pad)
+
+    def put(self, frame, slots: list[int]) -> None:
+        size = pixels.frame_size(frame)
+        if self.size is None:
+            self.size = size
+            self.scaled = short_side_size(*size, max(self.scale, self.crop_size))
+            self.corners = crop_boxes(*self.scaled, self.crop_size, self.num_crops)
+        elif size != self.size:
+            raise ValueError(f"frame size changes inside the video ({self.size} then {size})")
+        C, S = self.num_crops, self.crop_size
+        if self.views.output == "yuv420":
+            for c, (top, left) in enumerate(self.corners):
+                box = source_box(*size, self.scaled, top, left, S)
+                for slot in slots:
+                    k, t = divmod(slot, self.num_frames)
+                    self.views.put_box(frame, k * C + c, [t], box, False)
+            return
+        scaled = pixels.scale_frame(frame, *self.scaled)  # (3, h, w): one swscale call
+        out = self.views.out
+        for slot in slots:
+            k, t = divmod(slot, self.num_frames)
+            for c, (top, left) in enumerate(self.corners):
+                out[k * C + c, :, t] = scaled[:, top : top + S, left : left + S]
+
+    def result(self):
+        return self.views.result(single=False)
+
+
+class _Views:
+    """The output arrays of V views × T frames, rgb or yuv420, filled slot by slot."""
+
+    def __init__(self, num_views: int, T: int, crop_size: int, output: str, pad: int) -> None:
+        if output not in OUTPUTS:
+            raise ValueError(f"decode output must be one of {OUTPUTS}, got {output!r}")
+        self.output, self.pad = output, pad
+        if output == "rgb":
+            self.out = np.zeros((num_views, 3, T, crop_size, crop_size), np.uint8)
+        else:
+            if pad < 4 or pad % 4:
+                raise ValueError(f"yuv420 output needs a pad side that is a multiple of 4: {pad}")
+            self.out = np.zeros((num_views, T, pad * 3 // 2, pad), np.uint8)
+            self.geometry = np.zeros((num_views, 4), np.int32)
+
+    def put_box(self, frame, view: int, slots: list[int], box: Box, mirror: bool) -> None:
+        first, *others = slots
+        if self.output == "rgb":
+            pixels.scale_into(frame, box, self.out[view, :, first], flip=mirror)
+            for slot in others:
+                self.out[view, :, slot] = self.out[view, :, first]
+            return
+        if max(box.height, box.width) > self.pad:
+            raise ValueError(
+                f"crop box {box.height}x{box.width} exceeds the {self.pad}px yuv420 buffer: the "
+                f"frame is larger than the list says; run prepare again"
+            )
+        y, u, v, colour = pixels.yuv420_box(frame, box)
+        P, (h, w) = self.pad, y.shape
+        for slot in slots:
+            planes = self.out[view, slot]  # (3P/2, P): Y on top, then U | V side by side
+            planes[:h, :w] = y
+            planes[P : P + h // 2, : w // 2] = u
+            planes[P : P + h // 2, P // 2 : P // 2 + w // 2] = v
+        self.geometry[view] = (h, w, int(mirror), colour)
+
+    def result(self, single: bool):
+        out = torch.from_numpy(self.out[0] if single else self.out)
+        if self.output == "rgb":
+            return out
+        geometry = torch.from_numpy(self.geometry[0] if single else self.geometry)
+        return YuvClips(out, geometry)
+
+
+def _feed(builder, frames: np.ndarray) -> None:
+    """Hand RGB frames (N, H, W, 3) to a builder as ``decode_clip`` would, one slot each."""
+    for t, frame in enumerate(frames):
+        builder.put(np.ascontiguousarray(frame), [t])
+
+
+def train_transform(
+    frames: np.ndarray,
+    scale_range: Sequence[int],
+    crop_size: int,
+    flip: bool,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    """``TrainClip`` on decoded RGB frames: uint8 (T, H, W, 3) → (3, T, S, S)."""
+    frames = np.asarray(frames)
+    builder = TrainClip(len(frames), crop_size, scale_range, flip, rng)
+    _feed(builder, frames)
+    return builder.result()
+
+
+def test_transform(
+    frames: np.ndarray, num_clips: int, scale: int, crop_size: int, num_crops: int
+) -> torch.Tensor:
+    """``EvalViews`` on decoded RGB frames: uint8 (K*T, H, W, 3) → (K*C, 3, T, S, S)."""
+    frames = np.asarray(frames)
+    if len(frames) % num_clips:
+        raise ValueError(f"{len(frames)} frames cannot be split into {num_clips} clips")
+    builder = EvalViews(num_clips, len(frames) // num_clips, scale, crop_size, num_crops)
+    _feed(builder, frames)
+    return builder.result()

@@ -1,20 +1,28 @@
-"""The one place that opens and writes video files.
+"""Decoding the frames of a clip (writing videos is ``data_prep/codec.py``).
 
-Two readers sit behind :func:`read_clip` (``DataConfig.reader``):
+:func:`decode_clip` hands every needed frame, once, to a callback ``put(frame, slots)`` of the
+transforms (transforms.py), which convert only the part of it they keep::
 
-* ``"pyav"`` (default): one forward pass over the packets, decoding from the keyframe before
-  each needed frame and converting only the needed frames to RGB. Needs decode order =
-  presentation order (no B-frames, true for every prepared video); other streams fall back to
-  decord.
-* ``"decord"``: decord's random access by frame index. decord converts every frame it decodes to
-  RGB, including the frames decoded only to reach a target after a keyframe.
+    indices_for(video length) ─▶ frame indices (any shape, repeats allowed)
+      pyav:   packets in decode order ─┬─ keyframe: forget the packets buffered so far
+                                       ├─ buffer the packet (at most one GOP is held)
+                                       └─ needed frame: decode the buffer ─▶ put(VideoFrame, slots)
+      decord: get_batch(sorted unique indices) ─▶ put(RGB array, slots)
 
-On prepared videos (256 px, keyframe every 8 frames, no B-frames) the PyAV path loads about
-1.6–2× as many training clips per core as decord (benchmarks/RESULTS.md, "Data loading").
+``frame`` is a PyAV ``VideoFrame`` as decoded (YUV, nothing converted) or a uint8 (H, W, 3) RGB
+array (decord); ``slots`` are the positions in the flattened indices that this frame fills.
+
+* ``"pyav"`` (default): without B-frames the n-th packet is the n-th frame, so indices need no
+  timestamps, no seeking and no index of the file; frames between a keyframe and a needed frame
+  are decoded (they are references) but never converted. With one keyframe per frame
+  (``prepare --keyframe-interval 1``) only the needed frames are decoded at all. Streams with
+  B-frames (decode order != presentation order) or without a frame count fall back to decord.
+* ``"decord"``: decord's random access by frame index; decord converts every frame it decodes
+  to RGB, including the frames decoded only to reach a target after a keyframe.
+
 Frame indices are presentation-order positions in both readers, so they return the same frames.
-
-Writing goes through PyAV's bundled FFmpeg (libx264), so no system ffmpeg is needed;
-:func:`x264_options` holds the encoder settings shared with ``data_prep/encode.py``.
+Every library runs single-threaded here (libavcodec ``thread_count=1``, decord
+``num_threads=1``; swscale in transforms.py): a DataLoader worker owns one core.
 """
 
 from __future__ import annotations
@@ -27,12 +35,16 @@ import numpy as np
 
 from data_prep.codec import open_decord, quiet_video_libraries
 from data_prep.files import first_line
+from videoglore.data import pixels
 from videoglore.errors import VideoError
 
 log = logging.getLogger(__name__)
 
 READERS = ("pyav", "decord")
 REORDER_CHECK = 16  # packets demuxed past the last needed one to confirm there are no B-frames
+CODEC_THREADS = 1  # libavcodec / decord decoding threads per reader: one core per worker
+
+Put = Callable[[object, list[int]], None]  # put(frame, slots)
 
 
 def _check_file(path: Path) -> None:
@@ -42,7 +54,7 @@ def _check_file(path: Path) -> None:
         raise VideoError(f"{path}: video file is empty (0 bytes)")
 
 
-def open_video(path: str | Path, num_threads: int = 1):
+def open_video(path: str | Path, num_threads: int = CODEC_THREADS):
     """Open ``path`` with decord and check that it has frames.
 
     Raises:
@@ -59,8 +71,26 @@ def open_video(path: str | Path, num_threads: int = 1):
     return reader
 
 
+def open_pyav(path: str | Path):
+    """Open ``path`` with PyAV; returns ``(container, stream)`` with a single-threaded decoder.
+
+    The caller closes the container. libavcodec would otherwise start one thread per core in
+    every DataLoader worker (frame threading), oversubscribing the machine.
+    """
+    import av
+
+    container = av.open(str(path))
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.codec_context.thread_type = "NONE"
+    stream.codec_context.thread_count = CODEC_THREADS
+    return container, stream
+
+
 def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) -> np.ndarray:
-    """Decode the frames at ``indices``; returns uint8 (T, H, W, 3) RGB.
+    """Decode the frames at ``indices`` with decord; returns uint8 (T, H, W, 3) RGB.
 
     Pass an already opened ``reader`` to avoid reopening the file for several clips. Without
     one, a fresh single-threaded reader is opened and released here: one reader per item keeps
@@ -91,15 +121,16 @@ def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) 
     return frames
 
 
-def read_clip(
+def decode_clip(
     path: str | Path,
     indices_for: Callable[[int], np.ndarray],
+    put: Put,
     reader: str = "pyav",
-) -> np.ndarray:
-    """Decode the frames chosen by ``indices_for(num_frames)`` (any int array shape).
+) -> None:
+    """Decode the frames chosen by ``indices_for(video length)`` and hand each to ``put``.
 
-    Returns uint8 (indices.size, H, W, 3) RGB in the order of the flattened indices; each frame
-    is decoded once however often it is asked for. Nothing stays open afterwards (one reader
+    ``put(frame, slots)`` is called once per distinct index, in increasing index order, with the
+    positions of that index in the flattened indices. Nothing stays open afterwards (one reader
     per call keeps memory bounded over long runs).
 
     Raises:
@@ -107,106 +138,188 @@ def read_clip(
     """
     if reader not in READERS:
         raise ValueError(f"unknown video reader {reader!r}; choose from {READERS}")
-    if reader == "pyav":
-        frames = _read_clip_pyav(Path(path), indices_for)
-        if frames is not None:
-            return frames
-        # B-frames (decode order != presentation order): decord handles the reordering.
+    path = Path(path)
+    if reader == "pyav" and _decode_pyav(path, indices_for, put):
+        return
+    # decord, or a stream the PyAV path cannot index (B-frames, no frame count)
     handle = open_video(path)
     try:
         indices = np.asarray(indices_for(len(handle)), dtype=np.int64).reshape(-1)
-        unique, inverse = np.unique(indices, return_inverse=True)
-        frames = read_frames(path, unique, reader=handle)
+        unique, slots = _slots(indices)
+        frames = read_frames(path, unique, reader=handle)  # (U, H, W, 3)
         handle.seek(0)  # drop decord's buffered frames before the reader goes (#208)
     finally:
         del handle
-    return frames if np.array_equal(unique, indices) else frames[inverse.reshape(-1)]
+    try:
+        for frame, where in zip(frames, slots, strict=True):
+            put(frame, where)
+    except ValueError as exc:  # the transform cannot use the frame (size, buffer)
+        raise VideoError(f"{path}: {exc}") from None
 
 
-def _read_clip_pyav(path: Path, indices_for) -> np.ndarray | None:
-    """PyAV reader of :func:`read_clip`; None when the stream has B-frames.
+def read_clip(
+    path: str | Path, indices_for: Callable[[int], np.ndarray], reader: str = "pyav"
+) -> np.ndarray:
+    """The frames chosen by ``indices_for`` as uint8 (indices.size, H, W, 3) RGB, in index order.
 
-        packets in decode order ─┬─ keyframe: forget the packets buffered so far
-                                 ├─ buffer the packet (at most one GOP is held)
-                                 └─ needed frame: decode the buffer, convert this frame only
-
-    Without B-frames the n-th packet is the n-th frame, so indices need no timestamps, no
-    seeking and no index of the file; frames between a keyframe and a needed frame are decoded
-    (they are references) but never converted to RGB. Decoding stops after the last needed
-    frame (plus ``REORDER_CHECK`` packets demuxed, not decoded, to confirm the order).
+    Whole frames converted to RGB: for tools and tests. Training and testing use
+    :func:`decode_clip` with the transforms, which convert only what they keep.
     """
-    import av
+    out: dict[int, np.ndarray] = {}  # slot -> frame (a fallback to decord overwrites)
 
+    def put(frame, slots: list[int]) -> None:
+        rgb = frame if isinstance(frame, np.ndarray) else to_rgb(frame)
+        out.update((slot, rgb) for slot in slots)
+
+    decode_clip(path, indices_for, put, reader)
+    if not out:
+        return np.empty((0, 0, 0, 3), np.uint8)
+    return np.stack([out[slot] for slot in sorted(out)])
+
+
+def to_rgb(frame) -> np.ndarray:
+    """A decoded PyAV frame as uint8 (H, W, 3) RGB (swscale, single-threaded)."""
+    return pixels.reformat(frame, format="rgb24").to_ndarray()
+
+
+def _slots(indices: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
+    """Sorted distinct indices and, for each, its positions in ``indices``."""
+    unique, inverse = np.unique(indices, return_inverse=True)
+    slots: list[list[int]] = [[] for _ in range(len(unique))]
+    for position, k in enumerate(inverse.reshape(-1).tolist()):
+        slots[k].append(position)
+    return unique, slots
+
+
+def _decode_pyav(path: Path, indices_for, put: Put) -> bool:
+    """PyAV reader of :func:`decode_clip`; False when the stream needs decord (see module doc)."""
     quiet_video_libraries()
     _check_file(path)
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_count = 1  # one core per DataLoader worker
-            num_frames = stream.frames
-            if num_frames <= 0:  # no frame count in the header (webm/mkv): let decord count
-                return None
-            indices = np.asarray(indices_for(num_frames), dtype=np.int64).reshape(-1)
+        container, stream = open_pyav(path)
+        with container:
+            length = stream.frames
+            if length <= 0:  # no frame count in the header (webm/mkv): let decord count
+                return False
+            indices = np.asarray(indices_for(length), dtype=np.int64).reshape(-1)
             if indices.size == 0:
-                return np.empty((0, stream.height, stream.width, 3), np.uint8)
-            if indices.min() < 0 or indices.max() >= num_frames:
+                return True
+            if indices.min() < 0 or indices.max() >= length:
                 raise VideoError(
-                    f"{path}: frame index out of range 0..{num_frames - 1} "
+                    f"{path}: frame index out of range 0..{length - 1} "
                     f"(asked {indices.min()}..{indices.max()})"
                 )
-            unique, inverse = np.unique(indices, return_inverse=True)
-            found = _decode_positions(container, stream, set(unique.tolist()), int(unique[-1]))
+            unique, slots = _slots(indices)
+            wanted = dict(zip(unique.tolist(), slots, strict=True))
+            grid = _time_grid(stream, length)
+            found = _decode_positions(container, stream, wanted, put, grid) if grid else None
+        if found is None:  # no constant frame rate after all: count packets from the start
+            container, stream = open_pyav(path)
+            with container:
+                found = _decode_positions(container, stream, wanted, put, None)
     except VideoError:
         raise
     except Exception as exc:  # FFmpeg errors carry no path: name the file here
         reason = getattr(exc, "strerror", None) or first_line(exc)
         raise VideoError(f"{path}: cannot decode frames ({reason})") from None
     if found is None:
-        return None
+        return False
     missing = [i for i in unique.tolist() if i not in found]
     if missing:
         raise VideoError(
             f"{path}: frames {missing[0]}..{missing[-1]} could not be decoded "
             f"(truncated or corrupt file?)"
         )
-    frames = np.stack([found[i] for i in unique.tolist()])  # (U, H, W, 3)
-    return frames[inverse.reshape(-1)]
+    return True
 
 
-def _decode_positions(container, stream, wanted: set[int], last: int) -> dict | None:
-    """Frames at decode positions ``wanted`` as RGB arrays; None if pts are not increasing."""
+def _time_grid(stream, length: int) -> tuple[int, int] | None:
+    """(pts of frame 0, pts step) when the header describes ``length`` equally long frames.
+
+    Then frame n has pts ``start + n * step`` and the reader can seek straight to the keyframe
+    before a clip (every packet it reads is checked against this grid). None otherwise.
+    """
+    rate, base, duration = stream.average_rate, stream.time_base, stream.duration
+    if not rate or not base or duration is None:
+        return None
+    step = 1 / (rate * base)
+    if step.denominator != 1 or duration != length * step:
+        return None
+    return int(stream.start_time or 0), int(step)
+
+
+def _packets(container, stream):
+    """Packets of ``stream`` in decode order; a seam for tests that count what is read."""
+    return container.demux(stream)
+
+
+def _decode(codec, packet) -> list:
+    """One packet (None: drain) through the decoder; a seam for tests that count decodes."""
+    return codec.decode(packet)
+
+
+def _decode_positions(
+    container, stream, wanted: dict[int, list[int]], put: Put, grid: tuple[int, int] | None
+) -> set | None:
+    """Hand the frames at decode positions ``wanted`` to ``put``; returns the positions found.
+
+    With a time ``grid`` (constant frame rate), seek to the keyframe before the first wanted
+    frame and take each packet's position from its pts; every packet must sit on the grid, one
+    after the other, so decode order is presentation order up to the last wanted frame. Without
+    one, count packets from the start and check that pts increase, reading ``REORDER_CHECK``
+    packets past the last wanted one to rule out B-frames. None when a check fails: positions
+    are then not frames (the caller scans again or asks decord; their frames overwrite any
+    handed over here).
+    """
     codec = stream.codec_context
-    found: dict[int, np.ndarray] = {}
+    last = max(wanted)
+    found: set[int] = set()
     wanted_pts: dict[int, int] = {}  # pts -> position of the needed frames met so far
     buffered: list = []  # packets since the last keyframe, not decoded yet (at most one GOP)
     position, previous_pts = -1, None
+    if grid:
+        start, step = grid
+        container.seek(start + min(wanted) * step, stream=stream, backward=True)
+        landed = False  # on a keyframe at or before the first wanted frame
 
-    def convert(frames) -> None:  # matched by pts: a decoder may hand frames out late
+    def hand_over(frames) -> None:  # matched by pts: a decoder may hand frames out late
         for frame in frames:
-            if frame.pts in wanted_pts:
-                found[wanted_pts[frame.pts]] = frame.to_ndarray(format="rgb24")
+            at = wanted_pts.pop(frame.pts, None)
+            if at is not None:
+                found.add(at)
+                put(frame, wanted[at])
 
-    for packet in container.demux(stream):
+    for packet in _packets(container, stream):
         if packet.size == 0:  # end-of-stream marker
             continue
-        position += 1
         if packet.pts is None or (previous_pts is not None and packet.pts <= previous_pts):
-            return None  # reordered (B-frames) or untimed packets: positions are not frames
-        previous_pts = packet.pts
-        if position > last:
-            if position > last + REORDER_CHECK:
+            return None
+        if grid:
+            at, off = divmod(packet.pts - start, step)
+            if not landed:
+                landed = packet.is_keyframe and at <= min(wanted)
+                position = at - 1
+            if off or not landed or at != position + 1:
+                return None
+            position = at
+            if position > last:
                 break
-            continue
+        else:
+            position += 1
+            if position > last:
+                if position > last + REORDER_CHECK:
+                    break
+                previous_pts = packet.pts
+                continue
+        previous_pts = packet.pts
         if packet.is_keyframe:
             buffered = []
         buffered.append(packet)
         if position in wanted:
             wanted_pts[packet.pts] = position
             for pending in buffered:
-                convert(codec.decode(pending))
+                hand_over(_decode(codec, pending))
             buffered = []
-    if len(found) < len(wanted_pts):
-        convert(codec.decode(None))  # drain frames the decoder still holds
+    if wanted_pts:
+        hand_over(_decode(codec, None))  # drain frames the decoder still holds
     return found

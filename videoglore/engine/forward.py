@@ -1,11 +1,12 @@
 """normalize → autocast → forward, written once: training, validation, testing, prediction and
 the speed benchmark all call ``forward_batch``.
 
-    uint8 batch (B, 3, T, S, S) from the loader ──to(device)──▶ normalize (data.normalization)
-      ──▶ float (B, 3, T, S, S) [channels_last_3d] ──model under autocast(dtype)──▶ logits (B, K)
+    loader batch: uint8 (B, 3, T, S, S) or YuvClips (data.decode_output)
+      ──videoglore.data.model_input: to(device), [YUV420 → RGB, resize], normalize──▶
+      float (B, 3, T, S, S) [channels_last_3d] ──model under autocast(dtype)──▶ logits (B, K)
 
-``model_input`` is the one place where the loader's batch format becomes the network's input, so
-a device-side conversion of another batch format belongs there and nowhere else.
+``videoglore.data.model_input`` is the one place where the loader's batch format becomes the
+network's input; this module adds only the memory format and the autocast around the model.
 
 The fast path (``FastPath``): bf16 autocast, channels_last_3d and torch.compile. ``train.amp``,
 ``train.channels_last`` and ``train.compile`` default to "auto": on for CUDA, off on CPU (where
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from videoglore.config import DataConfig, TrainConfig
-from videoglore.data.transforms import normalize
+from videoglore.data import YuvClips, model_input
 from videoglore.errors import ConfigError
 
 
@@ -66,20 +67,16 @@ def autocast(dtype: torch.dtype | None, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def model_input(
-    batch: torch.Tensor, data: DataConfig, device: torch.device, channels_last: bool = False
-) -> torch.Tensor:
-    """The loader's uint8 batch (B, 3, T, S, S) → the network's float input on ``device``."""
-    x = normalize(batch.to(device, non_blocking=True), data.normalization)  # float (B, 3, T, S, S)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    return x
-
-
 def forward_batch(
-    model: nn.Module, batch: torch.Tensor, data: DataConfig, device: torch.device, fast: FastPath
+    model: nn.Module,
+    batch: torch.Tensor | YuvClips,
+    data: DataConfig,
+    device: torch.device,
+    fast: FastPath,
 ) -> torch.Tensor:
-    """Logits (B, K) of a uint8 batch, in the autocast dtype (callers take ``.float()``)."""
-    x = model_input(batch, data, device, fast.channels_last)
+    """Logits (B, K) of a loader batch, in the autocast dtype (callers take ``.float()``)."""
+    x = model_input(batch, data, device)  # float (B, 3, T, S, S)
+    if fast.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     with autocast(fast.dtype, device):
         return model(x)  # (B, K)
