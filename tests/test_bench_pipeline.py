@@ -21,7 +21,8 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_pipeline_quick_on_cpu(tmp_path, monkeypatch):
     steps = []
     real = pipeline.train_step
-    monkeypatch.setattr(pipeline, "train_step", lambda *a: steps.append(a[2]) or real(*a))
+    # train_step(run, clips, labels): the engine's own step
+    monkeypatch.setattr(pipeline, "train_step", lambda *a: steps.append(a[1]) or real(*a))
     out = tmp_path / "pipeline"
     args = parse(
         "--quick",

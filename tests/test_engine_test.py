@@ -163,3 +163,38 @@ def test_non_finite_scores_fail_and_leave_no_valid_looking_metrics(tested_run, t
         "predictions.csv.stale",
     ]
     assert (run / "metrics.json.stale").read_text() == '{"video_top1": 0.9}\n'
+
+
+def test_yuv420_batches_score_like_rgb_through_test_predict_and_training(tested_run, tmp_path):
+    """data.decode_output=yuv420 end to end: the tester's view chunks, predict and a training
+    epoch with validation take YuvClips batches and give the RGB path's scores (within the
+    resampling tolerance of the device-side conversion)."""
+    cfg, _, records, _ = tested_run
+    rgb = tester.test(cfg)
+    rgb_scores = np.load(tmp_path / "run" / "scores.npy")
+    cfg.data.decode_output = "yuv420"
+    yuv = tester.test(cfg)
+    yuv_scores = np.load(tmp_path / "run" / "scores.npy")
+    assert yuv["num_videos"] == rgb["num_videos"] == 4 and yuv["num_skipped"] == 1
+    assert yuv_scores.shape == rgb_scores.shape == (4, 2)
+    assert np.abs(yuv_scores - rgb_scores).max() < 0.05
+    # predict runs with the config stored in the checkpoint: one that asks for yuv420
+    state = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "epoch_0001.pt")
+    checkpoint = tmp_path / "yuv.pt"
+    save_checkpoint(state | {"config": config_to_dict(cfg)}, checkpoint)
+    [prediction] = inference.predict([records[0].path], str(checkpoint), topk=2, device="cpu")
+    assert prediction.error == "" and len(prediction.labels) == 2
+    assert sum(p for _, p in prediction.labels) == pytest.approx(1.0, abs=1e-5)
+    # records[0] is the first scored video (the broken one is records[1])
+    assert max(p for _, p in prediction.labels) == pytest.approx(yuv_scores[0].max(), abs=1e-4)
+
+    from videoglore.engine.trainer import train
+
+    videos = {"train": cfg.data.train_list, "val": cfg.data.val_list}
+    result = train(
+        tiny_config(
+            videos, tmp_path / "yuv_run", data={"decode_output": "yuv420"}, train={"epochs": 1}
+        )
+    )
+    assert result["epoch"] == 1 and math.isfinite(result["train_loss"])
+    assert "val_top1" in result

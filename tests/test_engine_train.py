@@ -121,14 +121,14 @@ def test_training_lowers_loss_and_writes_run_files(tiny_videos, tmp_path):
 
 def test_nan_loss_stops_naming_the_iteration(tiny_videos, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = forward_module.normalize
+    real = forward_module.model_input
 
-    def poisoned(batch, kind="official"):
+    def poisoned(batch, data, device=None):
         calls["n"] += 1
-        out = real(batch, kind)
+        out = real(batch, data, device)
         return out * math.nan if calls["n"] == 3 else out
 
-    monkeypatch.setattr(forward_module, "normalize", poisoned)
+    monkeypatch.setattr(forward_module, "model_input", poisoned)
     cfg = tiny_config(tiny_videos, tmp_path / "run", train={"ckpt_every_iters": 2})
     with pytest.raises(TrainingError, match=r"loss is nan at iteration 3 \(epoch 1\)") as info:
         train(cfg)
@@ -139,10 +139,10 @@ def test_nan_loss_stops_naming_the_iteration(tiny_videos, tmp_path, monkeypatch)
 
 
 def test_out_of_memory_becomes_advice(tiny_videos, tmp_path, monkeypatch):
-    def no_memory(batch, kind="official"):
+    def no_memory(batch, data, device=None):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(forward_module, "normalize", no_memory)
+    monkeypatch.setattr(forward_module, "model_input", no_memory)
     with pytest.raises(TrainingError, match="out of GPU memory at iteration 1.*batch_size"):
         train(tiny_config(tiny_videos, tmp_path / "run"))
 
