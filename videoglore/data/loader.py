@@ -109,8 +109,6 @@ def build_dataset(
         if not list_path:
             raise ConfigError(f"data.{key} is not set: point it at a prepared {split} list")
         records = read_video_list(list_path, root=data.root or None)
-    if len(data.train_scale) != 2 or data.train_scale[0] > data.train_scale[1]:
-        raise ConfigError(f"data.train_scale must be [low, high], got {data.train_scale}")
     return VideoClipDataset(
         records,
         mode,
