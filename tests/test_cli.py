@@ -71,3 +71,39 @@ def test_bad_config_values_stop_before_any_work(tmp_path, capsys, command, overr
     err = capsys.readouterr().err
     assert err.startswith(f"error: {cfg}: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+def test_config_that_is_a_folder(tmp_path, capsys):
+    assert main(["train", "-c", str(tmp_path)]) == 2
+    assert f"error: {tmp_path}: is a folder, not a YAML config file" in _one_error_line(capsys)
+
+
+def test_config_that_is_not_utf8(tmp_path, capsys):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("train:\n  epochs: 3  # café\n".encode("latin-1"))
+    assert main(["test", "-c", str(bad)]) == 2
+    err = _one_error_line(capsys)
+    assert f"error: {bad}: not UTF-8 text" in err
+    assert "byte 0xe9 on line 2" in err and "save it as UTF-8" in err
+
+
+def test_demo_out_that_is_a_file(tmp_path, capsys):
+    out = tmp_path / "results.txt"
+    out.write_text("keep me\n")
+    assert main(["demo", "--out", str(out)]) == 2
+    assert f"error: demo --out {out}: is a file, not a folder" in _one_error_line(capsys)
+    assert out.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("topk", ["-3", "0"])
+def test_predict_topk_below_one(tmp_path, capsys, topk):
+    ckpt = tmp_path / "best.pt"
+    assert main(["predict", "clip.mp4", "--checkpoint", str(ckpt), "--topk", topk]) == 2
+    assert f"error: predict --topk must be >= 1, got {topk}" in _one_error_line(capsys)

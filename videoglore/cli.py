@@ -20,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
-from videoglore.errors import VideogloreError
+from videoglore.errors import ConfigError, VideogloreError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES_HELP = "config overrides as dotted keys, e.g. train.epochs=3 model.depth=101"
@@ -189,6 +189,8 @@ def cmd_test(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    if args.topk < 1:
+        raise ConfigError(f"predict --topk must be >= 1, got {args.topk}")
     from videoglore.engine.tester import predict
 
     for video, labels in predict(args.videos, args.checkpoint, topk=args.topk, device=args.device):

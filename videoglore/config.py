@@ -192,9 +192,7 @@ def load_config(
     if path is not None:
         source = str(path)
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{source}: config file not found") from None
+            raw = yaml.safe_load(_read_text(Path(path))) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
@@ -203,6 +201,26 @@ def load_config(
         key, value = _parse_override(item)
         _set_dotted(raw, key, value)
     return config_from_dict(raw, source)
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of a config file, or a ConfigError that says what is wrong with it."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a YAML config file; pass the .yaml file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({exc.reason}: byte 0x{data[exc.start]:02x} on line {line}); "
+            "save it as UTF-8"
+        ) from None
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
