@@ -178,3 +178,9 @@ def test_valid_edge_values_load():
         ],
     )
     assert (cfg.data.crop_size, cfg.test.num_crops, cfg.model.arch) == (256, 5, "mfnet")
+
+
+def test_shipped_config_in_a_checkout_is_the_top_level_file():
+    from videoglore.config import shipped_config
+
+    assert shipped_config("demo.yaml") == REPO / "configs" / "demo.yaml"

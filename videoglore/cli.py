@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
+from videoglore.config import shipped_config
 from videoglore.errors import ConfigError, VideogloreError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES_HELP = "config overrides as dotted keys, e.g. train.epochs=3 model.depth=101"
 
 
@@ -105,9 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "directions) as H.264 videos, prepare it with the same code as Kinetics, train a small "
         "3D ResNet with GloRe units, test it with the multi-clip tester, and print the top-1.",
     )
-    p.add_argument(
-        "-c", "--config", default=str(REPO_ROOT / "configs" / "demo.yaml"), help="demo config"
-    )
+    p.add_argument("-c", "--config", default=str(shipped_config("demo.yaml")), help="demo config")
     p.add_argument("--out", default="demo_run", help="folder for videos, lists and the run")
     p.add_argument(
         "--videos-per-class", type=int, default=24, help="videos per class, a quarter held out"

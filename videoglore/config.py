@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import operator
 import types
 import typing
@@ -181,6 +182,19 @@ class Config:
                 f"{MAX_VIDEO_VIEW_GIB} GiB); lower test.num_clips, test.num_crops, "
                 "data.num_frames or data.crop_size",
             )
+
+
+def shipped_config(name: str) -> Path:
+    """The path of a config that ships with videoglore, e.g. ``shipped_config("demo.yaml")``.
+
+    ``configs/`` at the top of the checkout is the one copy; a wheel installs it as the package
+    ``videoglore.configs`` (``package-dir`` in pyproject.toml). Running from a checkout (plain or
+    editable install), the checkout's file is used; otherwise the installed one.
+    """
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "configs").is_dir():
+        return checkout / "configs" / name
+    return Path(str(importlib.resources.files("videoglore.configs").joinpath(name)))
 
 
 def load_config(
