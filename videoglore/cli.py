@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
 from videoglore.config import shipped_config
 from videoglore.errors import ConfigError, VideogloreError
@@ -51,18 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Video action recognition with GloRe (Graph-based Global Reasoning) networks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    from data_prep import prepare
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_LazyParser
+    )
 
     p = commands.add_parser(
         "prepare",
         help="check and re-encode videos, write train/val lists and the class index",
-        description=prepare.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    prepare.add_arguments(p)
-    p.set_defaults(func=prepare.run)
+    p.fill = _add_prepare_arguments
 
     p = commands.add_parser(
         "train",
@@ -130,6 +129,31 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
 
 
+class _LazyParser(argparse.ArgumentParser):
+    """A subcommand parser that adds its arguments (``fill(parser)``) only when it parses.
+
+    Building the CLI then imports no module a subcommand needs (torch, numpy, PyAV), so
+    ``run.py --help`` and a mistyped command answer at once; ``run.py prepare ...`` pays for
+    ``data_prep.prepare`` and ``run.py benchmark ...`` for the benchmark modules.
+    """
+
+    fill: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.fill is not None:
+            fill, self.fill = self.fill, None
+            fill(self)
+        return super().parse_known_args(args, namespace)
+
+
+def _add_prepare_arguments(p: argparse.ArgumentParser) -> None:
+    from data_prep import prepare
+
+    p.description = prepare.__doc__
+    prepare.add_arguments(p)
+    p.set_defaults(func=prepare.run)
+
+
 def _add_benchmark_parser(commands) -> None:
     from benchmarks import BENCHMARKS
 
@@ -138,8 +162,15 @@ def _add_benchmark_parser(commands) -> None:
         help="benchmarks: " + ", ".join(BENCHMARKS),
         description="Measure speed or accuracy; each writes its results into its output folder.",
     )
+    p.fill = _add_benchmarks
+
+
+def _add_benchmarks(p: argparse.ArgumentParser) -> None:
+    from benchmarks import BENCHMARKS, load_benchmark
+
     kinds = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for name, module in BENCHMARKS.items():
+    for name in BENCHMARKS:
+        module = load_benchmark(name)
         sub = kinds.add_parser(
             name,
             help=module.HELP,
