@@ -7,12 +7,24 @@ Each benchmark has one folder holding its code, its data generator and its recor
     glore/     does GloRe help? relational videos (relational.py), runs (bench.py), report.py,
                RESULTS.md, results.json, val_vs_time.png
 
-Every benchmark module has ``HELP``, ``add_arguments(parser)`` and ``run(args)``.
+Every benchmark module has ``HELP``, ``add_arguments(parser)`` and ``run(args)``. They import
+torch; ``BENCHMARKS`` names them without importing them, so the CLI starts fast.
 """
 
-from benchmarks.glore import bench as glore
-from benchmarks.loading import bench as data
-from benchmarks.loading import pipeline
-from benchmarks.speed import test, train
+from __future__ import annotations
 
-BENCHMARKS = {"data": data, "glore": glore, "train": train, "test": test, "pipeline": pipeline}
+import importlib
+from types import ModuleType
+
+BENCHMARKS = {
+    "data": "benchmarks.loading.bench",
+    "glore": "benchmarks.glore.bench",
+    "train": "benchmarks.speed.train",
+    "test": "benchmarks.speed.test",
+    "pipeline": "benchmarks.loading.pipeline",
+}
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The module of benchmark ``name`` (a key of ``BENCHMARKS``)."""
+    return importlib.import_module(BENCHMARKS[name])

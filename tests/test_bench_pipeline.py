@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks import BENCHMARKS
+from benchmarks import load_benchmark
 from benchmarks.loading import pipeline
 from videoglore.data.yuv420 import YuvClips
 
@@ -36,7 +36,7 @@ def test_pipeline_quick_on_cpu(tmp_path, monkeypatch):
         str(out),
     )
     result = pipeline.run(args)
-    assert BENCHMARKS["pipeline"] is pipeline
+    assert load_benchmark("pipeline") is pipeline
     report = json.loads(out.with_suffix(".json").read_text())
     rows = report["rows"]
     assert [row["decode_output"] for row in rows] == ["rgb", "yuv420"]

@@ -1,5 +1,6 @@
 """The command line: every subcommand explains itself, user errors are one clear line."""
 
+import json
 import subprocess
 import sys
 
@@ -52,3 +53,90 @@ def test_config_error_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "did you mean train.epochs?" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "command,override,message",
+    [
+        ("train", "data.num_frames=0", "data.num_frames must be >= 1, got 0"),
+        ("test", "test.num_clips=0", "test.num_clips must be >= 1, got 0"),
+        ("test", "test.num_clips=1000000", "GiB of uint8 pixels per video (limit 2 GiB)"),
+    ],
+)
+def test_bad_config_values_stop_before_any_work(tmp_path, capsys, command, override, message):
+    """Caught when the config loads: not 20 'unreadable videos', not 0 % with exit 0, not a
+    46 GiB allocation."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"output:\n  dir: {tmp_path / 'run'}\n")
+    assert main([command, "-c", str(cfg), override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {cfg}: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+def test_config_that_is_a_folder(tmp_path, capsys):
+    assert main(["train", "-c", str(tmp_path)]) == 2
+    assert f"error: {tmp_path}: is a folder, not a YAML config file" in _one_error_line(capsys)
+
+
+def test_config_that_is_not_utf8(tmp_path, capsys):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("train:\n  epochs: 3  # café\n".encode("latin-1"))
+    assert main(["test", "-c", str(bad)]) == 2
+    err = _one_error_line(capsys)
+    assert f"error: {bad}: not UTF-8 text" in err
+    assert "byte 0xe9 on line 2" in err and "save it as UTF-8" in err
+
+
+def test_demo_out_that_is_a_file(tmp_path, capsys):
+    out = tmp_path / "results.txt"
+    out.write_text("keep me\n")
+    assert main(["demo", "--out", str(out)]) == 2
+    assert f"error: demo --out {out}: is a file, not a folder" in _one_error_line(capsys)
+    assert out.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("topk", ["-3", "0"])
+def test_predict_topk_below_one(tmp_path, capsys, topk):
+    ckpt = tmp_path / "best.pt"
+    assert main(["predict", "clip.mp4", "--checkpoint", str(ckpt), "--topk", topk]) == 2
+    assert f"error: predict --topk must be >= 1, got {topk}" in _one_error_line(capsys)
+
+
+# Builds the parser and prints the top-level --help, then each subcommand's but `benchmark` (whose
+# parsers come from the benchmark modules); reports the heavy modules loaded after each step.
+HELP_PROBE = """
+import contextlib, io, json, sys
+from videoglore.cli import build_parser, main
+build_parser()
+loaded = {}
+for argv in ([], *([c] for c in sys.argv[1:])):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        main([*argv, "--help"])
+    heavy = ("torch", "numpy", "av", "decord")
+    loaded[" ".join(argv)] = sorted(m for m in heavy if m in sys.modules)
+print(json.dumps(loaded))
+"""
+
+
+def test_help_imports_no_torch():
+    """`run.py --help` loads no torch, numpy, PyAV or decord (it answers in ~0.1 s, not 1.4 s);
+    no subcommand's --help but benchmark's loads torch."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE, *sorted(SUBCOMMANDS)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = json.loads(done.stdout)
+    assert loaded[""] == []
+    assert set(loaded) == {"", *SUBCOMMANDS}
+    assert all("torch" not in modules for modules in loaded.values()), loaded

@@ -25,7 +25,8 @@ def test_defaults_without_file():
 
 def test_yaml_values_and_overrides(tmp_path):
     path = write_yaml(tmp_path, {"train": {"epochs": 5, "lr": 0.2}, "model": {"depth": 101}})
-    cfg = load_config(path, ["train.epochs=3", "model.depth=50", "data.train_scale=[128, 160]"])
+    overrides = ["train.epochs=3", "model.depth=50", "data.train_scale=[128, 160]"]
+    cfg = load_config(path, overrides + ["data.crop_size=112"])
     assert cfg.train.epochs == 3
     assert cfg.train.lr == pytest.approx(0.2)
     assert cfg.model.depth == 50
@@ -91,3 +92,95 @@ def test_shipped_configs_load(path):
     cfg = load_config(path)
     assert cfg.model.num_classes > 1
     assert cfg.data.num_frames >= 1
+
+
+# One bad value per row: the override, then what the one-line error must say after the file name.
+BAD_VALUES = [
+    ("data.num_frames=0", "data.num_frames must be >= 1, got 0"),
+    ("data.frame_interval=0", "data.frame_interval must be >= 1, got 0"),
+    ("data.normalization=imagnet", "data.normalization must be one of official, imagenet, got "
+     "'imagnet'; did you mean imagenet?"),
+    ("data.reader=decrd", "data.reader must be one of pyav, decord, got 'decrd'; did you mean "
+     "decord?"),
+    ("data.num_workers=-1", "data.num_workers must be >= 0, got -1"),
+    ("data.train_scale=[320, 256]", "data.train_scale must be [low, high] with 1 <= low <= high, "
+     "got [320, 256]"),
+    ("data.train_scale=[256]", "data.train_scale must be [low, high]"),
+    ("data.crop_size=300", "data.crop_size 300 is larger than the smallest scale 256 "
+     "(data.train_scale[0] 256, data.test_scale 256)"),
+    ("data.test_scale=200", "data.crop_size 224 is larger than the smallest scale 200"),
+    ("model.arch=resnt", "model.arch must be one of resnet, mfnet, got 'resnt'; did you mean "
+     "resnet?"),
+    ("model.depth=34", "model.depth must be one of 50, 101, got 34"),
+    ("model.width=0", "model.width must be > 0, got 0.0"),
+    ("model.dropout=1", "model.dropout must be >= 0 and < 1, got 1.0"),
+    ("model.glore_nodes=0", "model.glore_nodes must be > 0, got 0.0"),
+    ("model.num_classes=0", "model.num_classes must be >= 1, got 0"),
+    ("train.schedule=cosin", "train.schedule must be one of step, cosine, got 'cosin'; did you "
+     "mean cosine?"),
+    ("train.amp=bf15", "train.amp must be one of auto, bf16, fp16, off, got 'bf15'; did you mean "
+     "bf16?"),
+    ("train.device=gpu", "train.device must be one of auto, cpu, cuda, got 'gpu'"),
+    ("train.batch_size=0", "train.batch_size must be >= 1, got 0"),
+    ("train.lr=0", "train.lr must be > 0, got 0.0"),
+    ("train.lr=-0.1", "train.lr must be > 0, got -0.1"),
+    ("train.epochs=-1", "train.epochs must be >= 0, got -1"),
+    ("train.lr_steps=[65, 45]", "train.lr_steps must be increasing epochs >= 0, got [65.0, 45.0]"),
+    ("test.num_clips=0", "test.num_clips must be >= 1, got 0"),
+    ("test.num_crops=2", "test.num_crops must be one of 1, 3, 5, got 2"),
+    ("test.aggregate=softmx", "test.aggregate must be one of softmax, logits, got 'softmx'; did "
+     "you mean softmax?"),
+    ("test.batch_size=0", "test.batch_size must be >= 1, got 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("override,message", BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
+def test_bad_values_fail_at_load_with_file_and_key(tmp_path, override, message):
+    path = write_yaml(tmp_path, {"train": {"epochs": 3}})
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [override])
+    text = str(err.value)
+    assert text.startswith(f"{path}: ") and message in text
+    assert "\n" not in text
+
+
+def test_a_bad_value_in_the_file_names_the_file(tmp_path):
+    path = write_yaml(tmp_path, {"data": {"num_frames": 0}})
+    with pytest.raises(ConfigError, match=rf"^{path}: data\.num_frames must be >= 1, got 0$"):
+        load_config(path)
+
+
+def test_too_many_test_views_fail_at_load_with_the_size():
+    """10^6 clips x 3 crops of 8x224x224 frames: 3364.6 GiB of uint8 pixels for one video."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["test.num_clips=1000000"])
+    text = str(err.value)
+    assert text.startswith("<defaults>: test.num_clips 1000000 x test.num_crops 3 views")
+    assert "3364.6 GiB" in text and "limit 2 GiB" in text
+    # the released 10 x 3 views of 8 x 224² (36 MB) and a large 30 x 5 x 32 x 256² setting load
+    assert load_config(None).test.num_clips == 10
+    big = ["test.num_clips=30", "test.num_crops=5", "data.num_frames=32", "data.crop_size=256"]
+    assert load_config(None, big + ["data.train_scale=[256, 320]"]).test.num_crops == 5
+
+
+def test_valid_edge_values_load():
+    cfg = load_config(
+        None,
+        [
+            "data.crop_size=256",  # == the smallest scale
+            "data.train_scale=[256, 256]",
+            "model.dropout=0",
+            "train.epochs=0",
+            "train.schedule=cosine",
+            "train.lr_steps=[9, 3]",  # ignored by the cosine schedule
+            "test.num_crops=5",
+            "model.arch=mfnet",
+        ],
+    )
+    assert (cfg.data.crop_size, cfg.test.num_crops, cfg.model.arch) == (256, 5, "mfnet")
+
+
+def test_shipped_config_in_a_checkout_is_the_top_level_file():
+    from videoglore.config import shipped_config
+
+    assert shipped_config("demo.yaml") == REPO / "configs" / "demo.yaml"

@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
-from videoglore.errors import VideogloreError
+from videoglore.config import shipped_config
+from videoglore.errors import ConfigError, VideogloreError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES_HELP = "config overrides as dotted keys, e.g. train.epochs=3 model.depth=101"
 
 
@@ -52,18 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Video action recognition with GloRe (Graph-based Global Reasoning) networks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    from data_prep import prepare
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_LazyParser
+    )
 
     p = commands.add_parser(
         "prepare",
         help="check and re-encode videos, write train/val lists and the class index",
-        description=prepare.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    prepare.add_arguments(p)
-    p.set_defaults(func=cmd_prepare)
+    p.fill = _add_prepare_arguments
 
     p = commands.add_parser(
         "train",
@@ -95,9 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("videos", nargs="+", help="video files, or folders (every video under them)")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `train`")
-    p.add_argument(
-        "--topk", type=_positive_int, default=5, help="labels to print per video (default 5)"
-    )
+    p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
     p.add_argument("--out", help="also write the results to this .csv or .json file")
     p.set_defaults(func=cmd_predict)
@@ -109,9 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "directions) as H.264 videos, prepare it with the same code as Kinetics, train a small "
         "3D ResNet with GloRe units, test it with the multi-clip tester, and print the top-1.",
     )
-    p.add_argument(
-        "-c", "--config", default=str(REPO_ROOT / "configs" / "demo.yaml"), help="demo config"
-    )
+    p.add_argument("-c", "--config", default=str(shipped_config("demo.yaml")), help="demo config")
     p.add_argument("--out", default="demo_run", help="folder for videos, lists and the run")
     p.add_argument(
         "--videos-per-class", type=int, default=24, help="videos per class, a quarter held out"
@@ -137,6 +131,31 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
 
 
+class _LazyParser(argparse.ArgumentParser):
+    """A subcommand parser that adds its arguments (``fill(parser)``) only when it parses.
+
+    Building the CLI then imports no module a subcommand needs (torch, numpy, PyAV), so
+    ``run.py --help`` and a mistyped command answer at once; ``run.py prepare ...`` pays for
+    ``data_prep.prepare`` and ``run.py benchmark ...`` for the benchmark modules.
+    """
+
+    fill: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.fill is not None:
+            fill, self.fill = self.fill, None
+            fill(self)
+        return super().parse_known_args(args, namespace)
+
+
+def _add_prepare_arguments(p: argparse.ArgumentParser) -> None:
+    from data_prep import prepare
+
+    p.description = prepare.__doc__
+    prepare.add_arguments(p)
+    p.set_defaults(func=cmd_prepare)
+
+
 def _add_benchmark_parser(commands) -> None:
     from benchmarks import BENCHMARKS
 
@@ -145,8 +164,15 @@ def _add_benchmark_parser(commands) -> None:
         help="benchmarks: " + ", ".join(BENCHMARKS),
         description="Measure speed or accuracy; each writes its results into its output folder.",
     )
+    p.fill = _add_benchmarks
+
+
+def _add_benchmarks(p: argparse.ArgumentParser) -> None:
+    from benchmarks import BENCHMARKS, load_benchmark
+
     kinds = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for name, module in BENCHMARKS.items():
+    for name in BENCHMARKS:
+        module = load_benchmark(name)
         sub = kinds.add_parser(
             name,
             help=module.HELP,
@@ -207,6 +233,8 @@ def cmd_predict(args) -> int:
         write_predictions,
     )
 
+    if args.topk < 1:
+        raise ConfigError(f"predict --topk must be >= 1, got {args.topk}")
     check_output_path(args.out)
     results = []
     for result in predict(find_videos(args.videos), args.checkpoint, args.topk, args.device):
@@ -220,16 +248,6 @@ def cmd_predict(args) -> int:
     if args.out:
         print(f"wrote {write_predictions(args.out, results)}")
     return 2 if any(r.error for r in results) else 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def cmd_demo(args) -> int:

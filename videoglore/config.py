@@ -5,6 +5,16 @@ optional and falls back to the default written here. Unknown keys and values of 
 at load time with the file, the dotted key and the closest valid key named. Command-line overrides
 use dotted keys (``train.epochs=3``) and are checked the same way.
 
+Values are checked when the config loads, declared beside each field:
+
+* enumerations are ``Literal[...]`` types (a wrong value gets "did you mean");
+* ranges are ``Annotated[type, "RULE"]`` with RULE like ``">= 1"``, ``"> 0"`` or ``">= 0, < 1"``
+  (comma = and), e.g. ``num_frames: Annotated[int, ">= 1"] = 8``;
+* rules between fields are a section's ``check()`` method, which yields ``(key, what is wrong)``
+  pairs (``Config.check`` sees all sections).
+
+Each failure is one ``ConfigError`` line: ``FILE: section.key must be >= 1, got 0``.
+
 The defaults are the Kinetics-400 recipe of the released GloRe code (8×8 clips, 224² crops); the
 files in ``configs/`` spell out every value they rely on so that each can be read alone.
 """
@@ -13,15 +23,21 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
+import operator
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
+from data_prep.files import atomic_write_text
 from videoglore.errors import ConfigError
+
+MAX_VIDEO_VIEW_GIB = 2  # uint8 pixels of one test video's views (10 x 3 x 8 x 224²: 0.03 GiB)
 
 
 @dataclass
@@ -32,33 +48,49 @@ class DataConfig:
     train_list: str = ""  # prepared train.csv (data_prep output)
     val_list: str = ""  # prepared val.csv
     classes: str = ""  # classes.json; "" = classes.json beside the train list
-    num_frames: int = 8  # T: frames per clip
-    frame_interval: int = 8  # τ: stride between sampled frames
+    num_frames: Annotated[int, ">= 1"] = 8  # T: frames per clip
+    frame_interval: Annotated[int, ">= 1"] = 8  # τ: stride between sampled frames
     train_scale: list[int] = field(default_factory=lambda: [256, 320])  # short-side jitter range
-    crop_size: int = 224
-    test_scale: int = 256  # short side before test crops
+    crop_size: Annotated[int, ">= 1"] = 224
+    test_scale: Annotated[int, ">= 1"] = 256  # short side before test crops
     flip: bool = True
-    normalization: str = "official"  # "official" (released code) or "imagenet"
-    num_workers: int = 4  # loader processes per GPU
-    prefetch_factor: int = 2
+    normalization: Literal["official", "imagenet"] = "official"  # released code's or ImageNet's
+    num_workers: Annotated[int, ">= 0"] = 4  # loader processes per GPU
+    prefetch_factor: Annotated[int, ">= 1"] = 2
     # Frame reader: "pyav" (decodes from the keyframe before each needed frame, converts only
     # the needed frames; ~1.6-2x decord's clips/s per core on prepared videos) or "decord".
-    reader: str = "pyav"
-    decode_output: typing.Literal["rgb", "yuv420"] = "rgb"  # yuv420: the device converts (13.4)
+    reader: Literal["pyav", "decord"] = "pyav"
+    decode_output: Literal["rgb", "yuv420"] = "rgb"  # yuv420: crop boxes as YUV, device → RGB
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if len(self.train_scale) != 2 or not 1 <= self.train_scale[0] <= self.train_scale[1]:
+            yield (
+                "train_scale",
+                f"must be [low, high] with 1 <= low <= high, got {self.train_scale}",
+            )
+            return
+        smallest = min(self.train_scale[0], self.test_scale)
+        if self.crop_size > smallest:
+            yield (
+                "crop_size",
+                f"{self.crop_size} is larger than the smallest scale {smallest} "
+                f"(data.train_scale[0] {self.train_scale[0]}, data.test_scale {self.test_scale})",
+            )
 
 
 @dataclass
 class ModelConfig:
     """Which network to build; see ``videoglore.models.MODELS``."""
 
-    arch: str = "resnet"  # "resnet" or "mfnet"
-    depth: int = 50  # ResNet depth: 50 or 101 (ignored by mfnet)
+    arch: Literal["resnet", "mfnet"] = "resnet"
+    depth: Literal[50, 101] = 50  # ResNet depth (ignored by mfnet)
     glore: bool = True  # insert GloRe units at the paper's positions
-    num_classes: int = 400
-    width: float = 1.0  # channel multiplier; < 1 gives small nets for tests and the demo
-    dropout: float = 0.5  # before the classifier, as in the released code
+    num_classes: Annotated[int, ">= 1"] = 400
+    width: Annotated[float, "> 0"] = 1.0  # channel multiplier; < 1: small nets for tests, demo
+    dropout: Annotated[float, ">= 0, < 1"] = 0.5  # before the classifier, as in the released code
     glore_normalize: bool = False  # scale GloRe node states by 1/L (released nets: off)
-    glore_nodes: float = 1.0  # multiplier on each GloRe unit's K nodes and 2K states (released: 1)
+    # multiplier on each GloRe unit's K nodes and 2K states (released: 1)
+    glore_nodes: Annotated[float, "> 0"] = 1.0
     pretrained: str = ""  # local 2D ImageNet checkpoint to inflate into the 3D net
     weights: str = ""  # local 3D checkpoint (released GloRe/MF-Net or ours) to load
 
@@ -74,49 +106,59 @@ class TrainConfig:
     Nesterov; weight decay 1e-4 except on biases; linear warmup from lr/10 over 1500 iterations).
     """
 
-    epochs: int = 95  # official: no end (end-epoch 10000); we stop 10 epochs after the last step
-    batch_size: int = 8  # clips per GPU (per process); official 64 per 8-GPU host
-    lr: float = 0.04  # learning rate at ``lr_batch`` clips (official dist.sh); scaled linearly
-    lr_batch: int = 512  # global batch the official lr belongs to (8 hosts × 64)
-    momentum: float = 0.9
+    # official: no end (end-epoch 10000); we stop 10 epochs after the last step
+    epochs: Annotated[int, ">= 0"] = 95
+    batch_size: Annotated[int, ">= 1"] = 8  # clips per GPU (per process); official 64 per host
+    lr: Annotated[float, "> 0"] = 0.04  # learning rate at ``lr_batch`` clips; scaled linearly
+    lr_batch: Annotated[int, ">= 1"] = 512  # global batch the official lr belongs to (8 × 64)
+    momentum: Annotated[float, ">= 0"] = 0.9
     nesterov: bool = True
-    weight_decay: float = 1e-4  # never applied to biases (official: bn weights do get it)
+    weight_decay: Annotated[float, ">= 0"] = 1e-4  # never on biases (official: bn weights get it)
     weight_decay_norm: bool = True  # False: also exempt norm-layer weights
-    warmup_epochs: float = 3.2  # official: 1500 iterations × 512 clips ≈ 3.2 Kinetics epochs
-    warmup_factor: float = 0.1  # warmup starts at lr × this (official: lr/10)
-    schedule: str = "step"  # "step" or "cosine"
+    # official: 1500 iterations × 512 clips ≈ 3.2 Kinetics epochs
+    warmup_epochs: Annotated[float, ">= 0"] = 3.2
+    warmup_factor: Annotated[float, "> 0, <= 1"] = 0.1  # warmup starts at lr × this (lr/10)
+    schedule: Literal["step", "cosine"] = "step"
     lr_steps: list[float] = field(default_factory=lambda: [45.0, 65.0, 85.0])  # epochs (step)
-    lr_factor: float = 0.1
-    label_smoothing: float = 0.0
-    clip_grad: float = 0.0  # max gradient norm; 0 = off
-    amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU), "bf16", "fp16", "off"
+    lr_factor: Annotated[float, "> 0"] = 0.1
+    label_smoothing: Annotated[float, ">= 0, < 1"] = 0.0
+    clip_grad: Annotated[float, ">= 0"] = 0.0  # max gradient norm; 0 = off
+    # "auto": bf16 autocast on CUDA, off on CPU
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     # The fast path (engine/forward.py): "auto" = on for CUDA, off on CPU; true/false force it.
     channels_last: Literal["auto", True, False] = "auto"  # channels_last_3d (train and test)
     compile: Literal["auto", True, False] = "auto"  # torch.compile the model (train)
     sync_bn: bool = False  # SyncBatchNorm under DDP
-    seed: int = 0
+    seed: Annotated[int, ">= 0, < 2147483648"] = 0  # + rank seeds numpy, which takes < 2^32
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
-    val_every: int = 1  # epochs between single-clip validations; 0 = never
-    keep_last: int = 3  # checkpoints kept besides the best
+    val_every: Annotated[int, ">= 0"] = 1  # epochs between single-clip validations; 0 = never
+    keep_last: Annotated[int, ">= 0"] = 3  # checkpoints kept besides the best
     # When a run has checkpoints and none can be read, training refuses to start; true starts
     # over from epoch 0 instead (the files are kept in checkpoints/unreadable/).
     start_over_if_unreadable: bool = False
-    ckpt_every_iters: int = 0  # extra mid-epoch checkpoints every N iterations; 0 = epoch ends only
-    log_every: int = 10  # iterations between log lines
-    device: str = "auto"  # "auto", "cpu", "cuda"
+    # extra mid-epoch checkpoints every N iterations; 0 = epoch ends only
+    ckpt_every_iters: Annotated[int, ">= 0"] = 0
+    log_every: Annotated[int, ">= 1"] = 10  # iterations between log lines
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        steps = self.lr_steps
+        if self.schedule == "step" and (steps != sorted(steps) or any(s < 0 for s in steps)):
+            yield "lr_steps", f"must be increasing epochs >= 0, got {steps}"
 
 
 @dataclass
 class TestConfig:
     """Multi-view testing: K temporal clips × C spatial crops per video, scores averaged."""
 
-    num_clips: int = 10
-    num_crops: int = 3  # 1 (centre), 3 (covering the long side) or 5 (corners + centre)
-    aggregate: str = "softmax"  # average "softmax" scores or raw "logits"
-    batch_size: int = 4  # videos per batch (each with num_clips × num_crops views)
+    num_clips: Annotated[int, ">= 1"] = 10
+    num_crops: Literal[1, 3, 5] = 3  # 1 (centre), 3 (covering the long side), 5 (corners+centre)
+    aggregate: Literal["softmax", "logits"] = "softmax"  # average softmax scores or raw logits
+    batch_size: Annotated[int, ">= 1"] = 4  # videos per batch (each num_clips × num_crops views)
     save_scores: bool = False  # write per-video scores (scores.npy) for ensembling
     checkpoint: str = ""  # "" = best (else last) checkpoint of output.dir
-    max_views_per_forward: int = 120  # views of several videos go through one forward; chunked
+    # views of several videos go through one forward; chunked
+    max_views_per_forward: Annotated[int, ">= 1"] = 120
 
 
 @dataclass
@@ -132,6 +174,33 @@ class Config:
     test: TestConfig = field(default_factory=TestConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
+    def check(self) -> Iterator[tuple[str, str]]:
+        # The tester holds one video's views as uint8 before they go to the device in chunks:
+        # a huge clip count must fail here, not as a failed allocation after loading the model.
+        t, crop, views = self.data.num_frames, self.data.crop_size, self.test.num_clips
+        gib = views * self.test.num_crops * t * crop * crop * 3 / 2**30
+        if gib > MAX_VIDEO_VIEW_GIB:
+            yield (
+                "test.num_clips",
+                f"{views} x test.num_crops {self.test.num_crops} views of {t}x{crop}x{crop} "
+                f"frames are {gib:.1f} GiB of uint8 pixels per video (limit "
+                f"{MAX_VIDEO_VIEW_GIB} GiB); lower test.num_clips, test.num_crops, "
+                "data.num_frames or data.crop_size",
+            )
+
+
+def shipped_config(name: str) -> Path:
+    """The path of a config that ships with videoglore, e.g. ``shipped_config("demo.yaml")``.
+
+    ``configs/`` at the top of the checkout is the one copy; a wheel installs it as the package
+    ``videoglore.configs`` (``package-dir`` in pyproject.toml). Running from a checkout (plain or
+    editable install), the checkout's file is used; otherwise the installed one.
+    """
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "configs").is_dir():
+        return checkout / "configs" / name
+    return Path(str(importlib.resources.files("videoglore.configs").joinpath(name)))
+
 
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
@@ -142,9 +211,7 @@ def load_config(
     if path is not None:
         source = str(path)
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{source}: config file not found") from None
+            raw = yaml.safe_load(_read_text(Path(path))) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
@@ -153,6 +220,26 @@ def load_config(
         key, value = _parse_override(item)
         _set_dotted(raw, key, value)
     return config_from_dict(raw, source)
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of a config file, or a ConfigError that says what is wrong with it."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a YAML config file; pass the .yaml file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({exc.reason}: byte 0x{data[exc.start]:02x} on line {line}); "
+            "save it as UTF-8"
+        ) from None
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
@@ -166,11 +253,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the fully resolved config as YAML (atomically: temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
@@ -199,7 +282,7 @@ def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
     where = prefix.rstrip(".") or "top level"
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     values = {}
     for key, value in raw.items():
@@ -211,13 +294,25 @@ def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
                 f"{source}: unknown key {prefix}{key}{hint} (valid keys here: {valid})"
             )
         values[key] = _check(hints[key], value, source, f"{prefix}{key}")
-    return cls(**values)
+    obj = cls(**values)
+    for key, problem in obj.check() if hasattr(obj, "check") else ():
+        raise ConfigError(f"{source}: {prefix}{key} {problem}")
+    return obj
 
 
 def _check(hint: Any, value: Any, source: str, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value or {}, source, prefix=key + ".")
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *rules = typing.get_args(hint)
+        value = _check(base, value, source, key)
+        for rule in rules:
+            if not _obeys(value, rule):
+                raise ConfigError(
+                    f"{source}: {key} must be {rule.replace(',', ' and')}, got {value!r}"
+                )
+        return value
     if origin is typing.Literal:
         choices = typing.get_args(hint)
         if value in choices and type(value) in {type(c) for c in choices}:
@@ -249,3 +344,15 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
             f"{source}: {key} must be {hint.__name__}, got {type(value).__name__} {value!r}"
         )
     return value
+
+
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+def _obeys(value: float, rule: str) -> bool:
+    """Whether ``value`` obeys a range rule such as ``">= 0, < 1"`` (comma = and)."""
+    for part in rule.split(","):
+        op, bound = part.split()
+        if not _COMPARE[op](value, float(bound)):
+            return False
+    return True

@@ -20,7 +20,7 @@ from data_prep.synthetic import MOTIONS, write_motion_dataset
 from videoglore.config import load_config
 from videoglore.engine.tester import test
 from videoglore.engine.trainer import train
-from videoglore.errors import DataError
+from videoglore.errors import DataError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ def run_demo(
 ) -> dict:
     """Generate, prepare, train and test; returns the test metrics (with ``run_dir``)."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"demo --out {out}: is a file, not a folder; choose another --out")
     raw, prepared = out / "synthetic", out / "data"
     log.info("demo 1/4: writing synthetic motion videos to %s", raw)
     write_motion_dataset(raw, len(MOTIONS), videos_per_class, frames=32, size=(64, 64))

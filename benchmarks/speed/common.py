@@ -27,7 +27,7 @@ from torch import nn
 
 from videoglore.engine.forward import amp_dtype
 from videoglore.errors import ConfigError
-from videoglore.models import MODELS, GloRe, build_model
+from videoglore.models import MODELS, GloRe, build_model, default_clip
 from videoglore.models.flops import module_flops
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,8 @@ def setup_variant(
 
 
 def clip_for(name: str, args: argparse.Namespace) -> tuple[int, int, int]:
-    """``--clip`` or the model's own training clip (``default_clip`` of its class)."""
-    return parse_clip(args.clip) if args.clip else tuple(MODELS[name].func.default_clip)
+    """``--clip`` or the model's own training clip (``default_clip``)."""
+    return parse_clip(args.clip) if args.clip else default_clip(name)
 
 
 def flop_counts(model: nn.Module, clip: tuple[int, int, int], device: torch.device) -> dict:

@@ -129,8 +129,6 @@ def build_dataset(
         if not list_path:
             raise ConfigError(f"data.{key} is not set: point it at a prepared {split} list")
         records = read_video_list(list_path, root=data.root or None)
-    if len(data.train_scale) != 2 or data.train_scale[0] > data.train_scale[1]:
-        raise ConfigError(f"data.train_scale must be [low, high], got {data.train_scale}")
     where = f"data.{key} ({getattr(data, key)})" if getattr(data, key) else f"{split} videos"
     warn_short_videos(records, data.num_frames, data.frame_interval, where)
     return VideoClipDataset(

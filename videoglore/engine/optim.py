@@ -73,8 +73,6 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer, iters_per_epoch: int, cfg: TrainConfig
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-iteration schedule: call ``scheduler.step()`` after every optimizer step."""
-    if cfg.schedule == "step" and list(cfg.lr_steps) != sorted(cfg.lr_steps):
-        raise ConfigError(f"train.lr_steps must be increasing, got {cfg.lr_steps}")
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: lr_multiplier(it, iters_per_epoch, cfg)
     )

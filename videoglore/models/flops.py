@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import nn
 
-from videoglore.models import MODELS
+from videoglore.models.registry import MODELS
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from videoglore.models.layers import xavier_init
+
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
@@ -83,12 +85,7 @@ class GloRe(nn.Module):
 
     def reset_parameters(self) -> None:
         """Released initialisation: Xavier-uniform convs, zero biases, blocker BN weight 0."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-                nn.init.xavier_uniform_(module.weight, gain=1.0)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        self.blocker.reset_parameters()
+        xavier_init(self)
         self.zero_blocker()
 
     def zero_blocker(self) -> None:

@@ -9,8 +9,6 @@ without renaming keys.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
@@ -59,12 +57,13 @@ def scale_channels(channels: int, width: float, divisor: int = 1) -> int:
     return max(divisor, scaled)
 
 
-def init_official(net: nn.Module) -> None:
+def xavier_init(net: nn.Module) -> None:
     """Initialise like ``network/initializer.py::xavier`` of the released code.
 
     Every Conv (1D/2D/3D, including the GCN's 1-D convs) and Linear weight: Xavier-uniform with gain
-    1; every bias: zero; every BatchNorm: weight 1, bias 0. GloRe units then zero their ``blocker``
-    weight themselves (see ``GloRe.reset_parameters``) so that a fresh unit is the identity.
+    1; every bias: zero; every BatchNorm: weight 1, bias 0, fresh running statistics. The one
+    initialisation of the project: the networks and a lone GloRe unit both use it, and then zero
+    their GloRe units' ``blocker`` (``GloRe.zero_blocker``) so that a fresh unit is the identity.
     """
     for module in net.modules():
         if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear):
@@ -72,23 +71,4 @@ def init_official(net: nn.Module) -> None:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-    for module in net.modules():
-        zero_blocker = getattr(module, "zero_blocker", None)
-        if callable(zero_blocker):
-            zero_blocker()
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One residual stage as data. Block indices are 1-based, as in the released module names."""
-
-    name: str  # module name: conv2 ... conv5 (the released names, so checkpoints load)
-    blocks: int
-    mid: int  # bottleneck / fibre width at width=1
-    out: int  # output channels at width=1
-    stride: Triple  # (t, h, w) stride of the first block
-    temporal: tuple[int, ...]  # blocks whose first conv has temporal kernel 3 (others 1)
-    glore_after: tuple[int, ...] = ()  # blocks followed by a GloRe unit
-    glore_mid: int = 0  # the GloRe units' mid_channels at width=1 (S = 2·mid states, mid nodes)
+            module.reset_parameters()

@@ -22,49 +22,36 @@ unit, like R50's conv4). As in the ResNets, each unit has C/2 states and C/4 nod
 stage's bottleneck width mid = C/4), so conv3 gets 96 states / 48 nodes and conv4 192 / 96. These
 are the stages with 28² and 14² maps where global reasoning is cheap relative to the convs and
 still sees a large grid; conv5's 7² map adds little.
+
+The stem (the same as the ResNets'), tail and head are ``videonet.VideoNet``'s; this file holds
+the block and the table.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from torch import nn
 
-from videoglore.models.glore import GloRe
-from videoglore.models.layers import (
-    BnReluConv3d,
-    StageSpec,
-    Triple,
-    init_official,
-    scale_channels,
-)
+from videoglore.models.layers import BnReluConv3d, Triple
+from videoglore.models.videonet import Architecture, StageSpec
 
 GROUPS = 16  # fibres
 BN_EPS = 1e-5  # the released MF-Net uses PyTorch's default BatchNorm eps
 
 
-def mfnet_stages() -> list[StageSpec]:
-    """The four stages of the released MF-Net 3D, with our GloRe positions (see module doc)."""
-    every = (1, 2, 3, 4, 5, 6)  # all MF units have a 3×3×3 first conv
-    return [
-        StageSpec("conv2", 3, 96, 96, (2, 1, 1), every[:3]),
-        StageSpec("conv3", 4, 192, 192, (1, 2, 2), every[:4], glore_after=(1, 3), glore_mid=48),
-        StageSpec("conv4", 6, 384, 384, (1, 2, 2), every, glore_after=(1, 3, 5), glore_mid=96),
-        StageSpec("conv5", 3, 768, 768, (1, 2, 2), every[:3]),
-    ]
-
-
 class MFUnit3d(nn.Module):
     """Multi-fibre unit (released ``MF_UNIT``)."""
 
-    def __init__(self, in_ch: int, mid: int, out: int, stride: Triple, first: bool) -> None:
+    def __init__(
+        self, in_ch: int, mid: int, out: int, stride: Triple, temporal: bool, first: bool
+    ) -> None:
         super().__init__()
         mux = mid // 4
+        kt = 3 if temporal else 1
         self.conv_i1 = BnReluConv3d(in_ch, mux, bn_eps=BN_EPS)
         self.conv_i2 = BnReluConv3d(mux, in_ch, bn_eps=BN_EPS)
         self.conv_m1 = BnReluConv3d(
-            in_ch, mid, (3, 3, 3), stride=stride, groups=GROUPS, bn_eps=BN_EPS
+            in_ch, mid, (kt, 3, 3), stride=stride, groups=GROUPS, bn_eps=BN_EPS
         )
         if first:
             self.conv_m2 = BnReluConv3d(mid, out, bn_eps=BN_EPS)
@@ -80,76 +67,20 @@ class MFUnit3d(nn.Module):
         return h + shortcut
 
 
-class MFNet3d(nn.Module):
-    """MF-Net 3D for 16×224×224 clips, optionally with GloRe units.
+_EVERY = (1, 2, 3, 4, 5, 6)  # all MF units have a 3×3×3 first conv
 
-    Args:
-        glore: insert GloRe units in conv3/conv4 (``mfnet_glore``).
-        num_classes: classifier outputs.
-        width: channel multiplier; every count is rounded to a multiple of 16 (the fibres).
-        dropout: dropout before the classifier (released: none for Kinetics training).
-        normalize_glore: the GloRe units' 1/L normalisation.
-        glore_nodes: multiplier on the units' nodes K (and states 2K).
-    """
-
-    default_clip = (16, 224, 224)
-
-    def __init__(
-        self,
-        glore: bool = False,
-        num_classes: int = 400,
-        width: float = 1.0,
-        dropout: float = 0.0,
-        normalize_glore: bool = False,
-        glore_nodes: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.stage_specs = mfnet_stages()
-        stem = scale_channels(16, width, GROUPS)
-        self.conv1 = nn.Sequential(
-            OrderedDict(
-                conv=nn.Conv3d(3, stem, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2), bias=False),
-                bn=nn.BatchNorm3d(stem, eps=BN_EPS),
-                relu=nn.ReLU(inplace=True),
-            )
-        )
-        self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
-        channels = stem
-        for spec in self.stage_specs:
-            mid = scale_channels(spec.mid, width, GROUPS)
-            out = scale_channels(spec.out, width, GROUPS)
-            layers: OrderedDict[str, nn.Module] = OrderedDict()
-            for i in range(1, spec.blocks + 1):
-                stride = spec.stride if i == 1 else (1, 1, 1)
-                layers[f"B{i:02d}"] = MFUnit3d(channels, mid, out, stride, first=i == 1)
-                channels = out
-                if glore and i in spec.glore_after:
-                    glore_mid = scale_channels(spec.glore_mid, width * glore_nodes)
-                    layers[f"B{i:02d}_extra"] = GloRe(out, glore_mid, 3, normalize_glore)
-            self.add_module(spec.name, nn.Sequential(layers))
-        self.num_features = channels
-        self.tail = nn.Sequential(
-            OrderedDict(bn=nn.BatchNorm3d(channels, eps=BN_EPS), relu=nn.ReLU(inplace=True))
-        )
-        self.pool = nn.AdaptiveAvgPool3d(1)
-        self.dropout = nn.Dropout(p=dropout)
-        self.classifier = nn.Linear(channels, num_classes)
-        init_official(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (N, 3, T, H, W) → (N, 768·width, T/2, H/32, W/32)
-        h = self.maxpool(self.conv1(x))  # (N, 16, T, H/4, W/4)
-        for spec in self.stage_specs:
-            h = getattr(self, spec.name)(h)
-        return self.tail(h)
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        # features: (N, C, t, h, w) → (N, num_classes), or (N, C) pooled when pre_logits
-        h = self.pool(features).flatten(1)
-        if pre_logits:
-            return h
-        return self.classifier(self.dropout(h))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+# The released MF-Net 3D, with our GloRe positions (see the module docstring).
+MFNET = Architecture(
+    block=MFUnit3d,
+    stem=16,
+    stages=(
+        StageSpec("conv2", 3, 96, 96, (2, 1, 1), _EVERY[:3]),
+        StageSpec("conv3", 4, 192, 192, (1, 2, 2), _EVERY[:4], glore_after=(1, 3), glore_mid=48),
+        StageSpec("conv4", 6, 384, 384, (1, 2, 2), _EVERY, glore_after=(1, 3, 5), glore_mid=96),
+        StageSpec("conv5", 3, 768, 768, (1, 2, 2), _EVERY[:3]),
+    ),
+    bn_eps=BN_EPS,
+    dropout=0.0,  # released: no dropout for Kinetics training
+    default_clip=(16, 224, 224),
+    divisor=GROUPS,
+)

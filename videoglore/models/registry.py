@@ -1,0 +1,80 @@
+"""Model names → factories (``MODELS``), and ``build_model`` from a name or a ``ModelConfig``.
+
+Each factory takes the keyword arguments of ``videonet.build_video_net`` (``num_classes``,
+``width``, ``dropout``, ``normalize_glore``, ``glore_nodes``) and returns a ``VideoNet``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from videoglore.config import ModelConfig
+from videoglore.errors import ConfigError
+from videoglore.models.layers import Triple
+from videoglore.models.mfnet3d import MFNET
+from videoglore.models.resnet3d import resnet_architecture
+from videoglore.models.videonet import VideoNet, build_video_net
+from videoglore.models.weights import inflate_2d_weights, load_weights
+
+R50, R101 = resnet_architecture(50), resnet_architecture(101)
+
+MODELS: dict[str, Callable[..., VideoNet]] = {
+    "r50": partial(build_video_net, R50, glore=False),
+    "r50_glore": partial(build_video_net, R50, glore=True),
+    "r101": partial(build_video_net, R101, glore=False),
+    "r101_glore": partial(build_video_net, R101, glore=True),
+    "mfnet": partial(build_video_net, MFNET, glore=False),
+    "mfnet_glore": partial(build_video_net, MFNET, glore=True),
+}
+
+
+def default_clip(name: str) -> Triple:
+    """(T, H, W) of the released training clips of model ``name``, without building it."""
+    return _factory(name).args[0].default_clip
+
+
+def model_name(cfg: ModelConfig) -> str:
+    """The ``MODELS`` name a ``ModelConfig`` (arch, depth, glore) stands for."""
+    if cfg.arch == "resnet":
+        if cfg.depth not in (50, 101):
+            raise ConfigError(f"model.depth must be 50 or 101 for arch resnet, got {cfg.depth}")
+        base = f"r{cfg.depth}"
+    elif cfg.arch == "mfnet":
+        base = "mfnet"
+    else:
+        raise ConfigError(f"model.arch must be 'resnet' or 'mfnet', got {cfg.arch!r}")
+    return f"{base}_glore" if cfg.glore else base
+
+
+def build_model(spec: str | ModelConfig, **overrides) -> VideoNet:
+    """Build a model by name (``build_model("r50_glore", num_classes=10, width=0.125)``) or from
+    a ``ModelConfig``; the latter also inflates ``pretrained`` and then loads ``weights``.
+
+    Raises:
+        ConfigError: unknown name or arch/depth.
+        CheckpointError: a ``pretrained`` / ``weights`` file that is missing or does not fit.
+    """
+    cfg = spec if isinstance(spec, ModelConfig) else None
+    factory = _factory(model_name(cfg) if cfg is not None else spec)
+    kwargs = {}
+    if cfg is not None:
+        kwargs = dict(
+            num_classes=cfg.num_classes,
+            width=cfg.width,
+            dropout=cfg.dropout,
+            normalize_glore=cfg.glore_normalize,
+            glore_nodes=cfg.glore_nodes,
+        )
+    model = factory(**(kwargs | overrides))
+    if cfg is not None and cfg.pretrained:
+        inflate_2d_weights(model, cfg.pretrained)
+    if cfg is not None and cfg.weights:
+        load_weights(model, cfg.weights, strict=True)
+    return model
+
+
+def _factory(name: str) -> partial:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    return MODELS[name]
