@@ -9,8 +9,9 @@ Re-encoding (decode → ``reformat(width, height)`` → libx264, no audio, same 
 that transcodes; :func:`data_prep.codec.write_video` is for whole in-memory clips and would
 hold a full 10 s Kinetics clip in RAM, so we stream frame by frame instead. Short keyframe
 intervals matter because training reads one random clip per video: either reader (PyAV or
-decord) must decode from the keyframe before the clip start, so a 250-frame GOP costs up to 250
-decoded frames per clip, an 8-frame GOP at most 8.
+decord) must decode from the keyframe before each kept frame, so a 250-frame GOP costs up to 250
+decoded frames per kept frame, an 8-frame GOP at most 8, all-intra files (the default) only the
+kept frames.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 class EncodeSettings:
     reencode: bool = True
     short_side: int = 256  # target length of the shorter side; never upscaled
-    keyframe_interval: int = 8  # frames between keyframes (GOP length)
+    keyframe_interval: int = 1  # frames between keyframes (GOP length); 1 = all-intra
     crf: int = 23  # x264 constant rate factor (lower = better quality, bigger files)
     preset: str = "veryfast"
     tune: str = "fastdecode"  # x264 tuning; "fastdecode" ~1.8x faster decoding, ~35 % bigger

@@ -24,8 +24,9 @@ class PrepareOptions:
     classes: str | None = None  # class list file or "kinetics400"; default: sorted labels
     reencode: bool = True
     short_side: int = 256
-    keyframe_interval: int = 8
+    keyframe_interval: int = 1  # all-intra: the fastest clips to load (benchmarks/RESULTS.md)
     crf: int = 23
+    reencode_changed: bool = False  # re-encode videos finished earlier with other settings
     min_frames: int = 8  # fewer frames → skipped as too short
     clip_frames: int = 8  # T and τ of the training clip (data.num_frames, data.frame_interval):
     clip_interval: int = 8  # kept videos shorter than one clip are counted (they get looped)
@@ -123,12 +124,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     enc.add_argument(
         "--keyframe-interval",
         type=int,
-        default=8,
+        default=1,
         metavar="FRAMES",
-        help="frames between keyframes (default 8). Training decodes one random "
-        "clip per video and decoding must start at the keyframe before it, so a "
-        "short interval bounds the wasted decoding per clip (x264's default is 250 "
-        "frames); the price is somewhat larger files",
+        help="frames between keyframes (default 1: every frame a keyframe). Training decodes "
+        "one random clip per video and decoding must start at the keyframe before each kept "
+        "frame: with 1 only the kept frames are decoded, ~1.5x the clips per CPU core of 8, "
+        "for ~3x the disk (benchmarks/RESULTS.md). 8 when disk is short; x264's default is 250",
+    )
+    enc.add_argument(
+        "--reencode-changed",
+        action="store_true",
+        help="re-encode the videos an earlier run finished with other encode settings (without "
+        "it, such a rerun stops and says which flags continue the earlier run)",
     )
     enc.add_argument(
         "--crf", type=int, default=23, help="x264 quality, lower = better and bigger (default 23)"
@@ -176,6 +183,7 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
         folders=dict(parse_split_path(v) for v in args.folders),
         classes=args.classes,
         reencode=args.reencode,
+        reencode_changed=args.reencode_changed,
         short_side=args.short_side,
         keyframe_interval=args.keyframe_interval,
         crf=args.crf,

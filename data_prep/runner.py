@@ -122,6 +122,17 @@ class ResultLedger:
         fields = {k: record[k] for k in VideoResult.__dataclass_fields__}
         return VideoResult(**(fields | {"source": source}))
 
+    def other_settings(self) -> dict[tuple, int]:
+        """How many finished ("ok") videos each other set of encode settings produced, keyed by
+        the settings as sorted (name, value) pairs."""
+        counts: dict[tuple, int] = {}
+        for record in self.records.values():
+            settings = record.get("settings")
+            if record.get("status") == "ok" and settings != self.signature:
+                key = tuple(sorted((settings or {}).items()))
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def append(self, result: VideoResult) -> None:
         """Record ``result``; raises OutputError (and writes nothing) when the line does not fit."""
         st = os.stat(result.source)

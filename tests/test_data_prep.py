@@ -24,7 +24,7 @@ from data_prep.sources import (
     read_plain_list,
 )
 from data_prep.synthetic import write_motion_dataset
-from videoglore.errors import DataError
+from videoglore.errors import ConfigError, DataError
 
 DATA = Path(__file__).parent / "data"
 K400 = load_class_names("kinetics400")
@@ -267,9 +267,26 @@ def test_interrupted_prepare_resumes_without_redoing_work(mini_kinetics, tmp_pat
 def test_changed_settings_redo_the_work(mini_kinetics, tmp_path):
     out = tmp_path / "out"
     prepare(kinetics_options(mini_kinetics, out))
-    summary = prepare(kinetics_options(mini_kinetics, out, short_side=16))
+    summary = prepare(kinetics_options(mini_kinetics, out, short_side=16, reencode_changed=True))
     assert summary.reused == 0 and summary.processed == 10
     assert {r["height"] for r in read_rows(out / "train.csv")} == {"16"}
+
+
+def test_changed_settings_never_redo_finished_work_unasked(mini_kinetics, tmp_path):
+    """A rerun with other encode settings (a forgotten flag, a new default) would re-encode a
+    whole dataset: it stops first, naming the settings of the finished videos and both ways on."""
+    out = tmp_path / "out"
+    prepare(kinetics_options(mini_kinetics, out, keyframe_interval=8))
+    before = (out / ".prepare" / "results.jsonl").read_text()
+    with pytest.raises(ConfigError) as info:
+        prepare(kinetics_options(mini_kinetics, out, keyframe_interval=1))
+    message = str(info.value)
+    assert message.startswith(f"{out}: 6 videos here were prepared with keyframe_interval=8")
+    assert "--keyframe-interval 8" in message and "--reencode-changed" in message
+    assert "\n" not in message
+    assert (out / ".prepare" / "results.jsonl").read_text() == before  # nothing touched
+    summary = prepare(kinetics_options(mini_kinetics, out, keyframe_interval=8))
+    assert summary.processed == 0 and summary.reused == 10
 
 
 # --------------------------------------------------------------------------- encoding
@@ -431,7 +448,8 @@ def test_cli_arguments_parse_ids_and_splits():
     options = options_from_args(args)
     assert options.csv_files == ["a.csv", "b.csv", "-odd.csv"] and options.lists == {"val": "v.txt"}
     assert (options.reencode, options.workers, options.short_side) == (False, 3, 256)
-    assert options.keyframe_interval == 8 and options.min_frames == 8
+    assert options.keyframe_interval == 1 and options.min_frames == 8  # all-intra by default
+    assert not options.reencode_changed
 
 
 # --------------------------------------------------------------------------- synthetic
