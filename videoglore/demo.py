@@ -11,13 +11,16 @@ Each stage is resumable, so rerunning the demo reuses what an earlier run finish
 
 Reproducible: the videos are seeded and encoded single-threaded (bit-identical files whatever
 prepare's worker count), clips are sampled from (seed, epoch, video) whatever the loader's worker
-count, and the demo config trains on the CPU (``train.device: cpu``). What remains is torch's
-thread count: CPU weight gradients are reduced across threads, and with torch 2.14 one thread gave
-94.44 % video top-1 where 2, 3, 4 and 16 threads gave 97.22 % with bit-identical weights. So the
-demo trains and tests with ``DEMO_THREADS`` threads on every machine. The CPU's instruction set
-still matters: oneDNN's convolutions round differently with AVX2 and AVX-512 kernels (on an
-AVX-512 machine, ``ONEDNN_MAX_CPU_ISA=AVX2`` gives 94.44 %), so the numbers hold for one CPU type
-and software stack.
+count, and the demo config trains on the CPU (``train.device: cpu``). What remains is the float
+rounding of the CPU kernels, which depends on two things (measured with torch 2.14 on an AVX-512
+CPU, where they moved the demo's video top-1 between 97.22 % and 94.44 %):
+
+* torch's thread count: weight-gradient reductions are split across threads (one thread and
+  two gave different weights; 2, 3, 4 and 16 threads gave identical ones). So the demo trains
+  and tests with ``DEMO_THREADS`` threads on every machine.
+* the CPU's instruction set: oneDNN's convolutions round differently with AVX2 and AVX-512
+  kernels (``ONEDNN_MAX_CPU_ISA=AVX2`` changes the result). Not pinned: the numbers hold for one
+  CPU type and software stack.
 """
 
 from __future__ import annotations
