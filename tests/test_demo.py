@@ -4,9 +4,14 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
 from data_prep.lists import read_classes, read_video_list
 from tests.helpers import REPO
+from videoglore import demo
 from videoglore.cli import main
+from videoglore.engine.checkpoint import load_checkpoint
 
 TINY = [
     "train.epochs=1",
@@ -21,21 +26,22 @@ TINY = [
 ]
 
 
+def _run_demo(out: Path, caller_threads: int, *overrides: str) -> int:
+    """``videoglore demo`` at the TINY size from a process using ``caller_threads`` threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(caller_threads)
+    try:
+        argv = ["demo", "--out", str(out), "--videos-per-class", "3"]
+        code = main(argv + ["-c", str(REPO / "configs/demo.yaml"), *TINY, *overrides])
+        assert torch.get_num_threads() == caller_threads  # the demo restores the caller's count
+        return code
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_demo_writes_lists_checkpoints_metrics_and_predictions(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(
-        [
-            "demo",
-            "--out",
-            str(out),
-            "--videos-per-class",
-            "3",
-            "-c",
-            str(REPO / "configs/demo.yaml"),
-        ]
-        + TINY
-    )
-    assert code == 0
+    assert _run_demo(out, 1) == 0
     printed = capsys.readouterr().out
     assert "video top-1:" in printed and str(out / "run" / "metrics.json") in printed
 
@@ -52,11 +58,46 @@ def test_demo_writes_lists_checkpoints_metrics_and_predictions(tmp_path, capsys)
     assert (run / "config.yaml").is_file()
     assert list((run / "checkpoints").glob("*.pt"))
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("video_top1", "video_top5", "clip_top1", "mean_class_accuracy"):
-        assert 0.0 <= metrics[key] <= 1.0
     assert metrics["num_videos"] == 6 and metrics["num_skipped"] == 0
+    assert (metrics["num_clips"], metrics["num_crops"]) == (2, 1)
 
     with (run / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted(Path(r["video"]).name for r in rows) == sorted(Path(r.path).name for r in val)
     assert all(r["top1"] in classes for r in rows)
+    # the metrics are those of the predictions: 6 videos, one per class, 2 clips each
+    hits1 = sum(r["label"] == r["top1"] for r in rows)
+    hits5 = sum(r["label"] in [r[f"top{k}"] for k in range(1, 6)] for r in rows)
+    assert metrics["video_top1"] == pytest.approx(hits1 / 6)
+    assert metrics["video_top5"] == pytest.approx(hits5 / 6)
+    assert metrics["mean_class_accuracy"] == pytest.approx(hits1 / 6)
+    assert metrics["clip_top1"] * 12 == pytest.approx(round(metrics["clip_top1"] * 12))
+
+
+def test_demo_result_does_not_depend_on_the_callers_thread_count(tmp_path, monkeypatch):
+    """The README's claim: every run gives the same numbers. Train and test run with
+    DEMO_THREADS torch threads whatever the caller uses (one thread rounds the weight gradients
+    differently), so a rerun from a 3-thread process gives bit-identical weights and metrics."""
+    threads_seen = []
+
+    def counting(function):
+        def wrapped(*args, **kwargs):
+            threads_seen.append(torch.get_num_threads())
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(demo, "train", counting(demo.train))
+    monkeypatch.setattr(demo, "test", counting(demo.test))
+    out = tmp_path / "demo"
+    assert _run_demo(out, 1) == 0
+    assert _run_demo(out, 3, f"output.dir={out / 'rerun'}") == 0  # same videos, new run
+    assert threads_seen == [demo.DEMO_THREADS] * 4
+
+    runs = (out / "run", out / "rerun")
+    where = {"run_dir", "checkpoint"}  # the only entries that name the run's own folder
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    first, again = ({k: v for k, v in m.items() if k not in where} for m in metrics)
+    assert first == again
+    first, again = (load_checkpoint(run / "checkpoints" / "best.pt")["model"] for run in runs)
+    assert all(torch.equal(first[k], again[k]) for k in first)
