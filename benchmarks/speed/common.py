@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from benchmarks.report import BenchmarkResult, finish
+from videoglore.engine.distributed import setup_runtime
 from videoglore.engine.forward import amp_dtype
 from videoglore.errors import ConfigError
 from videoglore.models import MODELS, GloRe, build_model, default_clip
@@ -229,6 +231,38 @@ def device_info(device: torch.device, peak: float | None) -> dict:
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),
     }
+
+
+def run_benchmark(
+    args: argparse.Namespace,
+    kind: str,
+    measure: Callable[..., dict],
+    default_batch: tuple[int, int],
+    setup: dict,
+    format_report: Callable[[dict], str],
+) -> BenchmarkResult:
+    """The ``run`` of ``benchmark train`` and ``benchmark test``: one row per (model, variant),
+    each from ``measure(name, variant, clip, args, device, peak, flops_cache)``, then the report.
+
+    ``default_batch`` = (on CUDA, on CPU) when ``--batch`` is not given; ``setup`` adds the
+    benchmark's own settings to the report's.
+    """
+    device = setup_runtime(args.device).device
+    args.batch = args.batch or default_batch[device.type != "cuda"]
+    peak = args.peak_tflops or peak_tflops(device)
+    flops_cache: dict[tuple, dict] = {}
+    rows = measure_all(
+        args,
+        device,
+        lambda name, variant, clip: measure(name, variant, clip, args, device, peak, flops_cache),
+    )
+    report = {
+        "benchmark": kind,
+        "device": device_info(device, peak),
+        "setup": {k: getattr(args, k) for k in ("width", "batch", "steps", "warmup")} | setup,
+        "rows": rows,
+    }
+    return finish(report, format_report(report), args.out)
 
 
 def measure_all(

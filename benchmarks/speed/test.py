@@ -16,10 +16,9 @@ import logging
 
 import torch
 
-from benchmarks.report import BenchmarkResult, finish, markdown_table
+from benchmarks.report import BenchmarkResult, markdown_table
 from benchmarks.speed import common as speed
 from videoglore.config import Config
-from videoglore.engine.distributed import setup_runtime
 from videoglore.engine.forward import FastPath
 from videoglore.engine.scoring import score_videos
 
@@ -56,28 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> BenchmarkResult:
-    device = setup_runtime(args.device).device
-    args.batch = args.batch or (Config().test.batch_size if device.type == "cuda" else 1)
-    peak = args.peak_tflops or speed.peak_tflops(device)
-    flops_cache: dict[tuple, dict] = {}
-
-    def measure(name: str, variant: speed.Variant, clip: tuple[int, int, int]) -> dict:
-        return measure_testing(name, variant, clip, args, device, peak, flops_cache)
-
-    rows = speed.measure_all(args, device, measure)
-    report = {
-        "benchmark": "test",
-        "device": speed.device_info(device, peak),
-        "setup": {k: getattr(args, k) for k in ("width", "batch", "steps", "warmup")}
-        | {
-            "num_clips": args.num_clips,
-            "num_crops": args.num_crops,
-            "max_views_per_forward": args.max_views_per_forward,
-            "num_classes": args.num_classes,
-        },
-        "rows": rows,
+    setup = {
+        "num_clips": args.num_clips,
+        "num_crops": args.num_crops,
+        "max_views_per_forward": args.max_views_per_forward,
+        "num_classes": args.num_classes,
     }
-    return finish(report, format_report(report), args.out)
+    cuda_batch = Config().test.batch_size
+    return speed.run_benchmark(args, "test", measure_testing, (cuda_batch, 1), setup, format_report)
 
 
 def measure_testing(

@@ -27,10 +27,9 @@ from torch import nn
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from benchmarks.report import BenchmarkResult, finish, markdown_table
+from benchmarks.report import BenchmarkResult, markdown_table
 from benchmarks.speed import common as speed
 from videoglore.config import DataConfig, TrainConfig
-from videoglore.engine.distributed import setup_runtime
 from videoglore.engine.forward import FastPath, forward_batch
 from videoglore.engine.optim import build_optimizer
 from videoglore.models import GloRe
@@ -63,23 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> BenchmarkResult:
-    device = setup_runtime(args.device).device
-    args.batch = args.batch or (16 if device.type == "cuda" else 2)
-    peak = args.peak_tflops or speed.peak_tflops(device)
-    flops_cache: dict[tuple, dict] = {}
-
-    def measure(name: str, variant: speed.Variant, clip: tuple[int, int, int]) -> dict:
-        return measure_training(name, variant, clip, args, device, peak, flops_cache)
-
-    rows = speed.measure_all(args, device, measure)
-    report = {
-        "benchmark": "train",
-        "device": speed.device_info(device, peak),
-        "setup": {k: getattr(args, k) for k in ("width", "batch", "steps", "warmup")}
-        | {"profile_steps": args.profile_steps, "num_classes": args.num_classes},
-        "rows": rows,
-    }
-    return finish(report, format_report(report), args.out)
+    setup = {"profile_steps": args.profile_steps, "num_classes": args.num_classes}
+    return speed.run_benchmark(args, "train", measure_training, (16, 2), setup, format_report)
 
 
 def measure_training(
