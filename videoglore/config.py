@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -112,6 +112,9 @@ class TestConfig:
     save_scores: bool = False  # write per-video scores (scores.npy) for ensembling
     checkpoint: str = ""  # "" = best (else last) checkpoint of output.dir
     max_views_per_forward: int = 120  # views of several videos go through one forward; chunked
+    # Where the K clips go (also the single validation clip): "uniform" (ours: centred in K
+    # equal parts) or "released" (GloRe data/video_sampler.py EvenlySampling, K+1 equal gaps)
+    sampling: Literal["uniform", "released"] = "uniform"
 
 
 @dataclass

@@ -54,6 +54,7 @@ class VideoClipDataset(Dataset):
         num_frames, frame_interval: T and τ of a clip (8×8 in the paper).
         seed: base seed of the (seed, epoch, index) generators of training items.
         reader: "pyav" or "decord" (``video.read_clip``; both return the same frames).
+        test_sampling: where val/test clips go, a key of ``sampling.TEST_SAMPLERS``.
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class VideoClipDataset(Dataset):
         num_crops: int = 3,
         seed: int = 0,
         reader: str = "pyav",
+        test_sampling: str = "uniform",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"dataset mode must be one of {MODES}, got {mode!r}")
@@ -79,6 +81,9 @@ class VideoClipDataset(Dataset):
             raise ValueError(f"test.num_crops must be one of {transforms.CROP_COUNTS}")
         if reader not in READERS:
             raise ConfigError(f"data.reader must be one of {READERS}, got {reader!r}")
+        if test_sampling not in sampling.TEST_SAMPLERS:
+            rules = ", ".join(sampling.TEST_SAMPLERS)
+            raise ValueError(f"test.sampling must be one of {rules}, got {test_sampling!r}")
         self.records = list(records)
         self.mode = mode
         self.num_frames = num_frames
@@ -91,6 +96,7 @@ class VideoClipDataset(Dataset):
         self.num_crops = num_crops if mode == "test" else 1
         self.seed = seed
         self.reader = reader
+        self.test_sampling = test_sampling
         self.epoch = 0  # used when a plain int index comes in (no TrainSampler)
         self._bad: set[int] = set()  # train: unreadable indices met by this process
 
@@ -151,7 +157,8 @@ class VideoClipDataset(Dataset):
 
     def _eval_views(self, record: VideoRecord) -> torch.Tensor:
         T, tau, K = self.num_frames, self.frame_interval, self.num_clips
-        frames = self.read_clip_frames(record, lambda n: sampling.sample_test_clips(n, T, tau, K))
+        sample = sampling.TEST_SAMPLERS[self.test_sampling]  # val: K = 1 of the same rule
+        frames = self.read_clip_frames(record, lambda n: sample(n, T, tau, K))
         views = transforms.test_transform(
             frames, K, self.test_scale, self.crop_size, self.num_crops
         )  # (K*C, 3, T, S, S)

@@ -124,6 +124,7 @@ def build_dataset(
         num_crops=cfg.test.num_crops,
         seed=cfg.train.seed,
         reader=data.reader,
+        test_sampling=cfg.test.sampling,
     )
 
 
