@@ -81,6 +81,10 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 1e-4  # never applied to biases (official: bn weights do get it)
     weight_decay_norm: bool = True  # False: also exempt norm-layer weights
+    # Layer-wise lr factors {glob pattern on the parameter name: factor}; the first matching
+    # pattern wins, unmatched parameters get 1. Released (train_model.py, from ImageNet):
+    # {"*conv_m2*": 0.5}; its fine-tuning: {"classifier.*": 1.0, "*": 0.5}. {} = one rate.
+    lr_mult: dict[str, float] = field(default_factory=dict)
     warmup_epochs: float = 3.2  # official: 1500 iterations × 512 clips ≈ 3.2 Kinetics epochs
     warmup_factor: float = 0.1  # warmup starts at lr × this (official: lr/10)
     schedule: str = "step"  # "step" or "cosine"
@@ -229,6 +233,14 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
         return [_check(item_hint, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        return {
+            _check(key_hint, k, source, key): _check(value_hint, v, source, f"{key}.{k}")
+            for k, v in value.items()
+        }
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(hint):
             try:
