@@ -90,6 +90,11 @@ class TrainConfig:
     schedule: str = "step"  # "step" or "cosine"
     lr_steps: list[float] = field(default_factory=lambda: [45.0, 65.0, 85.0])  # epochs (step)
     lr_factor: float = 0.1
+    # Precise BN (engine/precise_bn.py; released train/model.py, on in train_kinetics.py): N extra
+    # steps after each epoch, the first 80 % training the precise_bn_update parameters, the rest
+    # forward only so that the BN running statistics settle. 0 = off; released: 500.
+    precise_bn: int = 0
+    precise_bn_update: Literal["released", "norm", "none"] = "released"
     label_smoothing: float = 0.0
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU), "bf16", "fp16", "off"

@@ -1,0 +1,256 @@
+"""Precise BatchNorm at the end of every epoch, as the released GloRe recipe does it.
+
+Source: facebookresearch/GloRe ``train/model.py`` (``fit`` with ``precise_bn=True``, which
+``train_kinetics.py`` sets by default) and ``train_model.py`` (the optimizer groups). After the
+training steps of an epoch the released loop runs ``precise_bn_steps`` (500) more batches::
+
+    first N - round(0.2 N) steps   forward + backward; the optimizer steps only the groups named
+                                   "precise.bn", at the lr of the last training step (× lr_mult);
+                                   the schedule does not advance
+    last round(0.2 N) steps        forward only, in train mode: the BatchNorm running mean/var
+                                   follow the final weights instead of lagging behind them
+
+then saves the epoch checkpoint and validates. ``train.precise_bn`` is N (0 = off).
+
+Which parameters the first stage updates (``train.precise_bn_update``):
+
+* ``released``: what the released code does. ``train_model.py`` puts a parameter whose name ends
+  in ``.bias`` or ``bn.weight`` into the unnamed groups and every other one into the groups named
+  "precise.bn", so the stage trains the conv and linear weights (and the GloRe units' output BN
+  weight, ``blocker.weight``) while every bias and every other BN weight stays frozen. The name
+  and the comments beside those groups ("*.bias", "bn.weight") suggest the opposite was meant.
+* ``norm``: only the weights and biases of norm layers (what the name suggests).
+* ``none``: no update stage: every step runs forward only.
+
+Under DDP the update stage runs through the DDP module, so gradients are averaged and the weights
+stay the same on every rank. The forward stage runs the plain module on each rank's own batches
+and then averages running_mean/var over the ranks, so validation and the checkpoint see the same
+statistics everywhere. (The released code instead copied rank 0's whole state to every rank
+through a checkpoint file before this phase, and saved rank 0's statistics after it.)
+
+The batches come from the training loader under epoch keys of their own (``batch_key``): fresh
+clips and augmentations that depend only on (seed, epoch), so a resumed run replays them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from videoglore.config import Config
+from videoglore.data import normalize
+from videoglore.engine.distributed import Runtime, all_reduce_sum, autocast
+from videoglore.engine.optim import NORM_LAYERS, lrs_at
+from videoglore.errors import ConfigError, TrainingError
+
+log = logging.getLogger(__name__)
+
+FORWARD_SHARE = 0.2  # released: epoch_freeze_step = int(round(0.2 * precise_bn_steps))
+KEY_BASE = 1_000_000  # epoch keys of precise-BN batches: KEY_BASE * (pass + 1) + epoch
+
+
+def stage_lengths(steps: int, update: str) -> tuple[int, int]:
+    """(update steps, forward-only steps) of ``steps`` precise-BN steps."""
+    if steps < 0:
+        raise ConfigError(f"train.precise_bn must be >= 0 (0 = off), got {steps}")
+    if update == "none":
+        return 0, steps
+    forward = int(round(FORWARD_SHARE * steps))
+    return steps - forward, forward
+
+
+def updated_parameter_names(model: nn.Module, update: str) -> set[str]:
+    """Names of the parameters the update stage trains (see the module docstring)."""
+    if update == "released":
+        return {
+            name
+            for name, _ in model.named_parameters()
+            if not name.endswith((".bias", "bn.weight"))
+        }
+    if update == "norm":
+        return {
+            f"{prefix}.{name}" if prefix else name
+            for prefix, module in model.named_modules()
+            if isinstance(module, NORM_LAYERS)
+            for name, _ in module.named_parameters(recurse=False)
+        }
+    if update == "none":
+        return set()
+    raise ValueError(f"train.precise_bn_update must be released, norm or none, got {update!r}")
+
+
+def batch_key(epoch: int, repeat: int) -> int:
+    """Sampler epoch key of the ``repeat``-th pass of precise-BN batches after ``epoch``."""
+    return KEY_BASE * (repeat + 1) + epoch
+
+
+def precise_bn_batches(
+    loader: DataLoader, epoch: int, steps: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` (clips, labels) batches of the training loader, none of them a training batch.
+
+    Passes over the loader as often as needed, each under its own ``batch_key``.
+    """
+    done, repeat = 0, 0
+    while done < steps:
+        loader.sampler.set_epoch(batch_key(epoch, repeat))
+        before = done
+        for batch in loader:
+            yield batch[0], batch[1]
+            done += 1
+            if done == steps:
+                return
+        if done == before:
+            raise TrainingError("precise BN: the training loader gave no batch")
+        repeat += 1
+
+
+def run_precise_bn(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    scaler: torch.amp.GradScaler,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    cfg: Config,
+    rt: Runtime,
+    dtype: torch.dtype | None,
+    iteration: int,
+) -> dict:
+    """The precise-BN phase after the training steps of an epoch (``iteration`` steps done).
+
+    ``net`` is what trains (DDP-wrapped and/or compiled), ``model`` the plain module. Returns
+    ``{"precise_bn_loss": mean loss of the update stage}`` (absent without one).
+    """
+    tc = cfg.train
+    update_steps, forward_steps = stage_lengths(tc.precise_bn, tc.precise_bn_update)
+    batches = iter(batches)
+    result = {}
+    if update_steps:
+        lrs = lrs_at(optimizer, scheduler, max(iteration - 1, 0))  # of the last training step
+        result["precise_bn_loss"] = update_stage(
+            net, model, optimizer, scaler, lrs, batches, update_steps, cfg, rt, dtype
+        )
+    forward_stage(model, batches, forward_steps, cfg, rt, dtype)
+    what = f"{update_steps} update steps ({tc.precise_bn_update}), {forward_steps} forward-only"
+    loss = f", loss {result['precise_bn_loss']:.4f}" if result else ""
+    log.info("precise BN after iteration %d: %s%s", iteration, what, loss)
+    return result
+
+
+def update_stage(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    lrs: list[float],
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    cfg: Config,
+    rt: Runtime,
+    dtype: torch.dtype | None,
+) -> float:
+    """``steps`` SGD steps at the group rates ``lrs`` on the ``precise_bn_update`` parameters
+    only; returns the mean loss. The groups' own rates are put back afterwards.
+
+    The other parameters get no update at all (no weight decay, no momentum): their gradients
+    are dropped before the step, as the released optimizer skips their groups.
+    """
+    tc = cfg.train
+    names = updated_parameter_names(model, tc.precise_bn_update)
+    frozen = [p for n, p in model.named_parameters() if n not in names]
+    trained = [p for n, p in model.named_parameters() if n in names]
+    net.train()
+    total, count = 0.0, 0.0
+    with _learning_rates(optimizer, lrs):
+        for _, (clips, labels) in zip(range(steps), batches, strict=False):
+            labels = labels.to(rt.device, non_blocking=True)
+            with autocast(dtype, rt.device):
+                logits = net(_inputs(clips, cfg, rt))  # (B, K)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc.label_smoothing)
+            loss_sum, n = all_reduce_sum([loss.item() * len(labels), float(len(labels))], rt)
+            if not math.isfinite(loss_sum):
+                raise TrainingError(
+                    f"loss is {loss_sum / n} during precise BN (train.precise_bn); "
+                    "lower train.lr or set train.clip_grad"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            for param in frozen:
+                param.grad = None
+            if tc.clip_grad > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(trained, tc.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            total, count = total + loss_sum, count + n
+    optimizer.zero_grad(set_to_none=True)
+    return total / max(count, 1.0)
+
+
+@torch.no_grad()
+def forward_stage(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    cfg: Config,
+    rt: Runtime,
+    dtype: torch.dtype | None,
+) -> None:
+    """``steps`` forward passes in train mode (BN running statistics update), then the
+    statistics are averaged over the ranks."""
+    model.train()
+    for _, (clips, _labels) in zip(range(steps), batches, strict=False):
+        with autocast(dtype, rt.device):
+            model(_inputs(clips, cfg, rt))
+    average_running_stats(model, rt)
+
+
+def average_running_stats(model: nn.Module, rt: Runtime) -> None:
+    """Replace every BatchNorm's running_mean/var by its mean over the ranks (no-op alone)."""
+    if not rt.distributed:
+        return
+    buffers = [
+        buf
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+        for buf in (module.running_mean, module.running_var)
+        if buf is not None
+    ]
+    if not buffers:
+        return
+    flat = torch.cat([buf.detach().float().flatten() for buf in buffers])
+    dist.all_reduce(flat)
+    flat /= rt.world_size
+    offset = 0
+    for buf in buffers:
+        buf.copy_(flat[offset : offset + buf.numel()].view_as(buf))
+        offset += buf.numel()
+
+
+def _inputs(clips: torch.Tensor, cfg: Config, rt: Runtime) -> torch.Tensor:
+    x = normalize(clips.to(rt.device, non_blocking=True), cfg.data.normalization)
+    if cfg.train.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    return x  # float (B, 3, T, S, S)
+
+
+@contextlib.contextmanager
+def _learning_rates(optimizer: torch.optim.Optimizer, lrs: list[float]):
+    """Set each group's lr for the duration of the block, then put the old ones back."""
+    saved = [group["lr"] for group in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    try:
+        yield
+    finally:
+        for group, lr in zip(optimizer.param_groups, saved, strict=True):
+            group["lr"] = lr
