@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_prep.lists import VideoRecord, read_video_list
+from data_prep.lists import VideoRecord, read_classes, read_video_list
 from videoglore.config import Config, config_from_dict
 from videoglore.data import build_dataset, build_loader, normalize
 from videoglore.data.video import open_video
@@ -45,8 +45,8 @@ from videoglore.engine.metrics import (
     topk_accuracy,
     topk_correct,
 )
-from videoglore.errors import VideoError
-from videoglore.models import build_model
+from videoglore.errors import CheckpointError, VideoError
+from videoglore.models import build_model, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def test(cfg: Config, checkpoint: str | None = None) -> dict:
 
 def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
     path = checkpoint or cfg.test.checkpoint or str(ckpt.find_checkpoint(cfg.output.dir))
-    model, classes, _ = load_model_from_checkpoint(path, rt.device)
+    model, classes = _model_to_test(path, cfg, rt.device)
     dtype = amp_dtype(cfg.train.amp, rt.device)
     loader = build_loader(cfg, "test", distributed=rt.distributed, batch_size=cfg.test.batch_size)
     part = score_videos(model, loader, cfg, rt.device, dtype)
@@ -80,6 +80,25 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
         "tested %d videos (%d skipped) from %s", metrics["num_videos"], metrics["num_skipped"], path
     )
     return {**metrics, "run_dir": str(run_dir)}
+
+
+def _model_to_test(path: str, cfg: Config, device: torch.device) -> tuple[nn.Module, list[str]]:
+    """Net and class names from our checkpoint, or else a released / bare weights file (e.g.
+    GloRe's ``resnet50-lite_3d_8x8_w-glore_2-3_ep-0000.pth``) loaded into the net of
+    ``cfg.model``, with the class list of ``cfg.data`` (released label order: prepare's
+    kinetics400 list)."""
+    try:
+        model, classes, _ = load_model_from_checkpoint(path, device)
+        return model, classes
+    except CheckpointError:
+        pass  # not one of ours
+    model = build_model(dataclasses.replace(cfg.model, pretrained="", weights=""))
+    load_weights(model, path)  # CheckpointError naming the file when it does not fit
+    model.to(device).eval()
+    listed = cfg.data.classes or str(Path(cfg.data.val_list).parent / "classes.json")
+    if Path(listed).is_file():
+        return model, read_classes(listed)
+    return model, [str(i) for i in range(model.num_classes)]
 
 
 @torch.no_grad()
