@@ -17,6 +17,7 @@ from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import Runtime
 from videoglore.engine.optim import build_optimizer, build_scheduler, lrs_at
 from videoglore.engine.precise_bn import (
+    batch_forward,
     batch_key,
     forward_stage,
     run_precise_bn,
@@ -121,7 +122,8 @@ def test_update_stage_trains_only_its_parameters_at_the_last_rate(update):
     opt.register_step_pre_hook(lambda o, a, k: seen.append([g["lr"] for g in o.param_groups]))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    result = run_precise_bn(model, model, opt, sched, scaler, clips(5, 1), cfg, CPU, None, 3)
+    fwd = batch_forward(cfg, CPU, None)
+    result = run_precise_bn(model, model, opt, sched, scaler, clips(5, 1), fwd, cfg, CPU, 3)
     assert result["precise_bn_loss"] > 0
     trained = released_names(model) if update == "released" else norm_names(model)
     for name, param in model.named_parameters():
@@ -176,7 +178,8 @@ def test_forward_stage_gives_the_recomputed_statistics():
     want = reference_running_stats(model, batches, cfg)
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
     # no update stage, so no optimizer is needed
-    run_precise_bn(model, model, None, None, None, batches, cfg, CPU, None, iteration=0)
+    fwd = batch_forward(cfg, CPU, None)
+    run_precise_bn(model, model, None, None, None, batches, fwd, cfg, CPU, iteration=0)
     got = running_stats(model)
     assert got.keys() == want.keys() and len(got) > 50
     for name in want:
@@ -198,10 +201,11 @@ def _ddp_worker(rank: int, store: str, out: str) -> None:
     opt = build_optimizer(model, cfg.train, global_batch=4)
     sched = build_scheduler(opt, 10, cfg.train)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    run_precise_bn(net, model, opt, sched, scaler, clips(5, 10 + rank), cfg, rt, None, 4)
+    fwd = batch_forward(cfg, rt, None)
+    run_precise_bn(net, model, opt, sched, scaler, clips(5, 10 + rank), fwd, cfg, rt, 4)
     # 2) forward-only stage on each rank's own batches, statistics averaged
     plain = r50_glore()
-    forward_stage(plain, iter(clips(4, 20 + rank)), 4, config(4, "none"), rt, None)
+    forward_stage(plain, iter(clips(4, 20 + rank)), 4, fwd, rt)
     torch.save(
         {"trained": model.state_dict(), "forward": running_stats(plain)}, f"{out}/rank{rank}.pt"
     )

@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -52,6 +52,9 @@ from videoglore.engine.optim import NORM_LAYERS, lrs_at
 from videoglore.errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
+
+# (module, uint8 clips (B, 3, T, S, S)) → logits (B, K): normalize, autocast, forward
+Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 FORWARD_SHARE = 0.2  # released: epoch_freeze_step = int(round(0.2 * precise_bn_steps))
 KEY_BASE = 1_000_000  # epoch keys of precise-BN batches: KEY_BASE * (pass + 1) + epoch
@@ -120,15 +123,16 @@ def run_precise_bn(
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     scaler: torch.amp.GradScaler,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    forward: Forward,
     cfg: Config,
     rt: Runtime,
-    dtype: torch.dtype | None,
     iteration: int,
 ) -> dict:
     """The precise-BN phase after the training steps of an epoch (``iteration`` steps done).
 
-    ``net`` is what trains (DDP-wrapped and/or compiled), ``model`` the plain module. Returns
-    ``{"precise_bn_loss": mean loss of the update stage}`` (absent without one).
+    ``net`` is what trains (DDP-wrapped and/or compiled), ``model`` the plain module, ``forward``
+    runs a uint8 batch through either (``batch_forward``). Returns ``{"precise_bn_loss": mean
+    loss of the update stage}`` (absent without one).
     """
     tc = cfg.train
     update_steps, forward_steps = stage_lengths(tc.precise_bn, tc.precise_bn_update)
@@ -137,9 +141,9 @@ def run_precise_bn(
     if update_steps:
         lrs = lrs_at(optimizer, scheduler, max(iteration - 1, 0))  # of the last training step
         result["precise_bn_loss"] = update_stage(
-            net, model, optimizer, scaler, lrs, batches, update_steps, cfg, rt, dtype
+            net, model, optimizer, scaler, lrs, batches, update_steps, forward, cfg, rt
         )
-    forward_stage(model, batches, forward_steps, cfg, rt, dtype)
+    forward_stage(model, batches, forward_steps, forward, rt)
     what = f"{update_steps} update steps ({tc.precise_bn_update}), {forward_steps} forward-only"
     loss = f", loss {result['precise_bn_loss']:.4f}" if result else ""
     log.info("precise BN after iteration %d: %s%s", iteration, what, loss)
@@ -154,9 +158,9 @@ def update_stage(
     lrs: list[float],
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     steps: int,
+    forward: Forward,
     cfg: Config,
     rt: Runtime,
-    dtype: torch.dtype | None,
 ) -> float:
     """``steps`` SGD steps at the group rates ``lrs`` on the ``precise_bn_update`` parameters
     only; returns the mean loss. The groups' own rates are put back afterwards.
@@ -173,8 +177,7 @@ def update_stage(
     with _learning_rates(optimizer, lrs):
         for _, (clips, labels) in zip(range(steps), batches, strict=False):
             labels = labels.to(rt.device, non_blocking=True)
-            with autocast(dtype, rt.device):
-                logits = net(_inputs(clips, cfg, rt))  # (B, K)
+            logits = forward(net, clips)  # (B, K)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc.label_smoothing)
             loss_sum, n = all_reduce_sum([loss.item() * len(labels), float(len(labels))], rt)
             if not math.isfinite(loss_sum):
@@ -201,16 +204,14 @@ def forward_stage(
     model: nn.Module,
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     steps: int,
-    cfg: Config,
+    forward: Forward,
     rt: Runtime,
-    dtype: torch.dtype | None,
 ) -> None:
     """``steps`` forward passes in train mode (BN running statistics update), then the
     statistics are averaged over the ranks."""
     model.train()
     for _, (clips, _labels) in zip(range(steps), batches, strict=False):
-        with autocast(dtype, rt.device):
-            model(_inputs(clips, cfg, rt))
+        forward(model, clips)
     average_running_stats(model, rt)
 
 
@@ -236,11 +237,17 @@ def average_running_stats(model: nn.Module, rt: Runtime) -> None:
         offset += buf.numel()
 
 
-def _inputs(clips: torch.Tensor, cfg: Config, rt: Runtime) -> torch.Tensor:
-    x = normalize(clips.to(rt.device, non_blocking=True), cfg.data.normalization)
-    if cfg.train.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    return x  # float (B, 3, T, S, S)
+def batch_forward(cfg: Config, rt: Runtime, dtype: torch.dtype | None) -> Forward:
+    """The trainer's normalize → channels_last → autocast → forward, as a ``Forward``."""
+
+    def forward(module: nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        x = normalize(clips.to(rt.device, non_blocking=True), cfg.data.normalization)
+        if cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)  # float (B, 3, T, S, S)
+        with autocast(dtype, rt.device):
+            return module(x)  # (B, K)
+
+    return forward
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ from videoglore.engine.optim import (
     scaled_lr,
     set_schedule_position,
 )
-from videoglore.engine.precise_bn import precise_bn_batches, run_precise_bn
+from videoglore.engine.precise_bn import batch_forward, precise_bn_batches, run_precise_bn
 from videoglore.engine.run_log import RunLog, plot_curves
 from videoglore.errors import CheckpointError, ConfigError, TrainingError
 from videoglore.models import build_model
@@ -150,18 +150,9 @@ def _train(cfg: Config, rt: Runtime) -> dict:
             result = loop.run_epoch(train_loader, state)
             if tc.precise_bn > 0:  # released recipe: precise BN, then validate and save
                 batches = precise_bn_batches(train_loader, state.epoch, tc.precise_bn)
-                run_precise_bn(
-                    net,
-                    model,
-                    optimizer,
-                    scheduler,
-                    scaler,
-                    batches,
-                    cfg,
-                    rt,
-                    dtype,
-                    state.iteration,
-                )
+                fwd = batch_forward(cfg, rt, dtype)
+                args = (net, model, optimizer, scheduler, scaler, batches, fwd, cfg, rt)
+                run_precise_bn(*args, iteration=state.iteration)
             if val_loader is not None and (state.epoch + 1) % tc.val_every == 0:
                 # the plain module: no DDP collectives, so uneven val shards cannot hang
                 result.update(evaluate(model, val_loader, cfg, rt, dtype))
