@@ -273,3 +273,24 @@ def test_k400_configs_turn_released_precise_bn_on(name):
     cfg = load_config(REPO / "configs" / name)
     assert cfg.train.precise_bn > 0 and cfg.train.precise_bn_update == "released"
     assert load_config(None).train.precise_bn == 0  # off unless a config asks for it
+
+
+def test_forward_only_precise_bn_changes_nothing_but_the_statistics(tiny_videos, tmp_path):
+    extra = {"epochs": 2, "val_every": 0}
+    runs = {}
+    for steps in (0, 3):
+        cfg = tiny_config(
+            tiny_videos,
+            tmp_path / str(steps),
+            model={"dropout": 0.5},  # draws random numbers in every train-mode forward
+            train={**extra, "precise_bn": steps, "precise_bn_update": "none"},
+        )
+        train(cfg)
+        runs[steps] = ckpt.load_checkpoint(tmp_path / str(steps) / "checkpoints" / "epoch_0002.pt")
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    for key, value in runs[0]["model"].items():
+        if not key.endswith(stats):
+            assert torch.equal(value, runs[3]["model"][key]), key
+    assert not torch.equal(
+        runs[0]["model"]["tail.bn.running_var"], runs[3]["model"]["tail.bn.running_var"]
+    )

@@ -28,6 +28,10 @@ and then averages running_mean/var over the ranks, so validation and the checkpo
 statistics everywhere. (The released code instead copied rank 0's whole state to every rank
 through a checkpoint file before this phase, and saved rank 0's statistics after it.)
 
+The forward stage puts the random state back when it ends (dropout draws), so with
+``precise_bn_update: none`` a run trains exactly as without precise BN: only the running
+statistics, i.e. evaluation, change.
+
 The batches come from the training loader under epoch keys of their own (``batch_key``): fresh
 clips and augmentations that depend only on (seed, epoch), so a resumed run replays them.
 """
@@ -208,10 +212,16 @@ def forward_stage(
     rt: Runtime,
 ) -> None:
     """``steps`` forward passes in train mode (BN running statistics update), then the
-    statistics are averaged over the ranks."""
+    statistics are averaged over the ranks.
+
+    The random state (dropout) is put back afterwards, so this stage changes nothing but the
+    running statistics: training goes on exactly as without it.
+    """
     model.train()
-    for _, (clips, _labels) in zip(range(steps), batches, strict=False):
-        forward(model, clips)
+    devices = [rt.device] if rt.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=rt.device.type):
+        for _, (clips, _labels) in zip(range(steps), batches, strict=False):
+            forward(model, clips)
     average_running_stats(model, rt)
 
 
