@@ -24,6 +24,7 @@ from videoglore.engine.precise_bn import (
     stage_lengths,
     updated_parameter_names,
 )
+from videoglore.engine.run_log import read_log
 from videoglore.engine.trainer import train
 from videoglore.errors import ConfigError
 from videoglore.models import build_model
@@ -294,3 +295,19 @@ def test_forward_only_precise_bn_changes_nothing_but_the_statistics(tiny_videos,
     assert not torch.equal(
         runs[0]["model"]["tail.bn.running_var"], runs[3]["model"]["tail.bn.running_var"]
     )
+
+
+def test_glore_from_scratch_validates_with_sane_losses(tiny_videos, tmp_path):
+    # Without precise BN this run validates at NaN in all 3 epochs: the BN statistics of a few
+    # batches of 2 clips lag the weights, and the GloRe units are cubic in their input.
+    cfg = tiny_config(
+        tiny_videos,
+        tmp_path / "run",
+        model={"glore": True},
+        train={"epochs": 3, "precise_bn": 20, "precise_bn_update": "none"},
+    )
+    train(cfg)
+    losses = [
+        r["val_loss"] for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "epoch"
+    ]
+    assert len(losses) == 3 and all(0 < loss < 10 for loss in losses), losses
