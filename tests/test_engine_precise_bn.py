@@ -138,9 +138,12 @@ def test_update_stage_trains_only_its_parameters_at_the_last_rate(update):
     assert [g["lr"] for g in opt.param_groups] == rates_before  # restored
 
 
-def reference_running_stats(model: nn.Module, batches, cfg: Config) -> dict[str, torch.Tensor]:
+def reference_running_stats(
+    model: nn.Module, batches, cfg: Config, exact: bool = False
+) -> dict[str, torch.Tensor]:
     """Running mean/var after forward passes in train mode, recomputed by hand: every BN's input
-    is recorded (its own buffers frozen by momentum 0) and the moving averages are applied here."""
+    is recorded (its own buffers frozen by momentum 0) and the moving averages (or, ``exact``,
+    the plain means over the batches) are computed here."""
     from videoglore.data import normalize
 
     model = copy.deepcopy(model).train()
@@ -153,6 +156,7 @@ def reference_running_stats(model: nn.Module, batches, cfg: Config) -> dict[str,
     for name, bn in bns.items():
         bn.momentum = 0.0
         bn.register_forward_pre_hook(lambda mod, args, name=name: inputs.__setitem__(name, args[0]))
+    seen: dict[str, list] = {name: [] for name in bns}
     with torch.no_grad():
         for batch, _ in batches:
             model(normalize(batch, cfg.data.normalization))
@@ -160,9 +164,12 @@ def reference_running_stats(model: nn.Module, batches, cfg: Config) -> dict[str,
                 dims = [d for d in range(x.dim()) if d != 1]  # all but channels
                 mean = x.double().mean(dim=dims)
                 var = x.double().var(dim=dims, unbiased=True)
+                seen[name].append(torch.stack([mean, var]))
                 m = momentum[name]
                 old_mean, old_var = stats[name]
                 stats[name] = ((1 - m) * old_mean + m * mean, (1 - m) * old_var + m * var)
+    if exact:
+        return {n: torch.stack(s).mean(dim=0) for n, s in seen.items()}
     return {n: torch.stack(s) for n, s in stats.items()}
 
 
@@ -174,9 +181,11 @@ def running_stats(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def test_forward_stage_gives_the_recomputed_statistics():
-    model, cfg, batches = r50_glore(), config(6, "none"), clips(6, 2)
-    want = reference_running_stats(model, batches, cfg)
+@pytest.mark.parametrize("average", ["ema", "exact"])
+def test_forward_stage_gives_the_recomputed_statistics(average):
+    model, cfg, batches = r50_glore(), config(6, "none", precise_bn_average=average), clips(6, 2)
+    model.train()(torch.randn(2, 3, 8, 32, 32))  # running statistics that are not the defaults
+    want = reference_running_stats(model, batches, cfg, exact=average == "exact")
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
     # no update stage, so no optimizer is needed
     fwd = batch_forward(cfg, CPU, None)
@@ -184,9 +193,10 @@ def test_forward_stage_gives_the_recomputed_statistics():
     got = running_stats(model)
     assert got.keys() == want.keys() and len(got) > 50
     for name in want:
-        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, msg=_named(name))
     assert all(torch.equal(p, params[n]) for n, p in model.named_parameters())
     assert not torch.equal(got["tail.bn"], running_stats(r50_glore())["tail.bn"])  # they moved
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, nn.BatchNorm3d))
 
 
 def _ddp_worker(rank: int, store: str, out: str) -> None:
@@ -227,7 +237,7 @@ def test_two_ddp_ranks_end_with_the_same_weights_and_statistics(tmp_path):
     for name, got0 in ranks[0]["forward"].items():
         assert torch.equal(got0, ranks[1]["forward"][name]), name  # identical on both ranks
         want = (per_rank[0][name] + per_rank[1][name]) / 2  # the mean of the ranks' averages
-        torch.testing.assert_close(got0, want, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(got0, want, rtol=1e-4, atol=1e-5, msg=_named(name))
 
 
 def test_batch_keys_are_not_training_epochs():
@@ -273,6 +283,7 @@ def test_trainer_runs_precise_bn_before_the_checkpoint_and_resumes_exactly(
 def test_k400_configs_turn_released_precise_bn_on(name):
     cfg = load_config(REPO / "configs" / name)
     assert cfg.train.precise_bn > 0 and cfg.train.precise_bn_update == "released"
+    assert cfg.train.precise_bn_average == "ema"
     assert load_config(None).train.precise_bn == 0  # off unless a config asks for it
 
 
@@ -297,17 +308,28 @@ def test_forward_only_precise_bn_changes_nothing_but_the_statistics(tiny_videos,
     )
 
 
-def test_glore_from_scratch_validates_with_sane_losses(tiny_videos, tmp_path):
+@pytest.mark.parametrize("steps", [4, 20])
+def test_glore_from_scratch_validates_with_sane_losses(tiny_videos, tmp_path, steps):
     # Without precise BN this run validates at NaN in all 3 epochs: the BN statistics of a few
     # batches of 2 clips lag the weights, and the GloRe units are cubic in their input.
     cfg = tiny_config(
         tiny_videos,
         tmp_path / "run",
         model={"glore": True},
-        train={"epochs": 3, "precise_bn": 20, "precise_bn_update": "none"},
+        train={
+            "epochs": 3,
+            "precise_bn": steps,
+            "precise_bn_update": "none",
+            # few steps need the exact mean: a moving average keeps 0.9^steps of the old values
+            "precise_bn_average": "exact" if steps < 10 else "ema",
+        },
     )
     train(cfg)
     losses = [
         r["val_loss"] for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "epoch"
     ]
     assert len(losses) == 3 and all(0 < loss < 10 for loss in losses), losses
+
+
+def _named(name: str):
+    return lambda message: f"{name}: {message}"

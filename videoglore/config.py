@@ -95,6 +95,7 @@ class TrainConfig:
     # forward only so that the BN running statistics settle. 0 = off; released: 500.
     precise_bn: int = 0
     precise_bn_update: Literal["released", "norm", "none"] = "released"
+    precise_bn_average: Literal["ema", "exact"] = "ema"  # released: BN's moving average
     label_smoothing: float = 0.0
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU), "bf16", "fp16", "off"

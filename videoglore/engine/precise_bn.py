@@ -12,6 +12,13 @@ training steps of an epoch the released loop runs ``precise_bn_steps`` (500) mor
 
 then saves the epoch checkpoint and validates. ``train.precise_bn`` is N (0 = off).
 
+How the forward-only steps set the running statistics (``train.precise_bn_average``): ``ema``
+as released (BatchNorm's moving average, momentum 0.1: after the released 100 steps nothing of
+the older statistics is left), or ``exact``: reset, then the plain mean over those steps, for
+runs with few steps (after 10 moving-average steps 35 % of the lagging statistics remain).
+Running statistics never enter training (train mode normalises with batch statistics), so
+this choice changes evaluation only.
+
 Which parameters the first stage updates (``train.precise_bn_update``):
 
 * ``released``: what the released code does. ``train_model.py`` puts a parameter whose name ends
@@ -47,6 +54,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
 from videoglore.config import Config
@@ -147,8 +155,12 @@ def run_precise_bn(
         result["precise_bn_loss"] = update_stage(
             net, model, optimizer, scaler, lrs, batches, update_steps, forward, cfg, rt
         )
-    forward_stage(model, batches, forward_steps, forward, rt)
-    what = f"{update_steps} update steps ({tc.precise_bn_update}), {forward_steps} forward-only"
+    exact = tc.precise_bn_average == "exact"
+    forward_stage(model, batches, forward_steps, forward, rt, exact)
+    what = (
+        f"{update_steps} update steps ({tc.precise_bn_update}), {forward_steps} forward-only "
+        f"({tc.precise_bn_average} statistics)"
+    )
     loss = f", loss {result['precise_bn_loss']:.4f}" if result else ""
     log.info("precise BN after iteration %d: %s%s", iteration, what, loss)
     return result
@@ -210,18 +222,32 @@ def forward_stage(
     steps: int,
     forward: Forward,
     rt: Runtime,
+    exact: bool = False,
 ) -> None:
-    """``steps`` forward passes in train mode (BN running statistics update), then the
-    statistics are averaged over the ranks.
+    """``steps`` forward passes in train mode, then the statistics are averaged over the ranks.
 
-    The random state (dropout) is put back afterwards, so this stage changes nothing but the
-    running statistics: training goes on exactly as without it.
+    The BatchNorm running mean/var follow each batch as in training, by their moving average
+    (released), or with ``exact`` are reset and become the plain mean of the ``steps`` batches'
+    statistics (the "precise BN" of Wu & Johnson 2021, pycls): nothing of the statistics before
+    this stage remains, so few steps suffice. The random state (dropout) is put back afterwards,
+    so this stage changes nothing but the running statistics: training goes on exactly as
+    without it.
     """
     model.train()
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    if exact and steps > 0:
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average: factor 1 / batches seen
     devices = [rt.device] if rt.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=rt.device.type):
-        for _, (clips, _labels) in zip(range(steps), batches, strict=False):
-            forward(model, clips)
+    try:
+        with torch.random.fork_rng(devices=devices, device_type=rt.device.type):
+            for _, (clips, _labels) in zip(range(steps), batches, strict=False):
+                forward(model, clips)
+    finally:
+        for module, momentum in zip(norms, momenta, strict=True):
+            module.momentum = momentum
     average_running_stats(model, rt)
 
 
@@ -232,7 +258,7 @@ def average_running_stats(model: nn.Module, rt: Runtime) -> None:
     buffers = [
         buf
         for module in model.modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+        if isinstance(module, _BatchNorm) and module.track_running_stats
         for buf in (module.running_mean, module.running_var)
         if buf is not None
     ]
