@@ -115,12 +115,22 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: Annotated[float, ">= 0"] = 1e-4  # never on biases (official: bn weights get it)
     weight_decay_norm: bool = True  # False: also exempt norm-layer weights
+    # Layer-wise lr factors {glob pattern on the parameter name: factor}; the first matching
+    # pattern wins, unmatched parameters get 1. Released (train_model.py, from ImageNet):
+    # {"*conv_m2*": 0.5}; its fine-tuning: {"classifier.*": 1.0, "*": 0.5}. {} = one rate.
+    lr_mult: dict[str, Annotated[float, ">= 0"]] = field(default_factory=dict)
     # official: 1500 iterations × 512 clips ≈ 3.2 Kinetics epochs
     warmup_epochs: Annotated[float, ">= 0"] = 3.2
     warmup_factor: Annotated[float, "> 0, <= 1"] = 0.1  # warmup starts at lr × this (lr/10)
     schedule: Literal["step", "cosine"] = "step"
     lr_steps: list[float] = field(default_factory=lambda: [45.0, 65.0, 85.0])  # epochs (step)
     lr_factor: Annotated[float, "> 0"] = 0.1
+    # Precise BN (engine/precise_bn.py; released train/model.py, on in train_kinetics.py): N extra
+    # steps after each epoch, the first 80 % training the precise_bn_update parameters, the rest
+    # forward only so that the BN running statistics settle. 0 = off; released: 500.
+    precise_bn: Annotated[int, ">= 0"] = 0
+    precise_bn_update: Literal["released", "norm", "none"] = "released"
+    precise_bn_average: Literal["ema", "exact"] = "ema"  # released: BN's moving average
     label_smoothing: Annotated[float, ">= 0, < 1"] = 0.0
     clip_grad: Annotated[float, ">= 0"] = 0.0  # max gradient norm; 0 = off
     # "auto": bf16 autocast on CUDA, off on CPU
@@ -159,6 +169,9 @@ class TestConfig:
     checkpoint: str = ""  # "" = best (else last) checkpoint of output.dir
     # views of several videos go through one forward; chunked
     max_views_per_forward: Annotated[int, ">= 1"] = 120
+    # Where the K clips go (also the single validation clip): "uniform" (ours: centred in K
+    # equal parts) or "released" (GloRe data/video_sampler.py EvenlySampling, K+1 equal gaps)
+    sampling: Literal["uniform", "released"] = "uniform"
 
 
 @dataclass
@@ -326,6 +339,14 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
         return [_check(item_hint, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        return {
+            _check(key_hint, k, source, key): _check(value_hint, v, source, f"{key}.{k}")
+            for k, v in value.items()
+        }
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(hint):
             try:

@@ -255,6 +255,12 @@ def run_config(
         seed=seed,
         val_every=1,
         keep_last=1,
+        # forward-only precise BN (engine/precise_bn.py): trains exactly as without it, but the
+        # BN statistics used by validation and testing match the final weights; without it the
+        # from-scratch GloRe nets' eval-mode outputs can explode (val loss 1e7 and more)
+        precise_bn=8,
+        precise_bn_update="none",
+        precise_bn_average="exact",
         log_every=5,
         device="cpu",
         amp="off",

@@ -56,6 +56,7 @@ class VideoClipDataset(Dataset):
         seed: base seed of the (seed, epoch, index) generators of training items.
         reader: "pyav" or "decord" (``video.decode_clip``; both give the same frames).
         output: "rgb" or "yuv420" (``data.decode_output``, see transforms.py).
+        test_sampling: where val/test clips go, a key of ``sampling.TEST_SAMPLERS``.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class VideoClipDataset(Dataset):
         seed: int = 0,
         reader: str = "pyav",
         output: str = "rgb",
+        test_sampling: str = "uniform",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"dataset mode must be one of {MODES}, got {mode!r}")
@@ -86,6 +88,9 @@ class VideoClipDataset(Dataset):
             raise ConfigError(
                 f"data.decode_output must be one of {transforms.OUTPUTS}, got {output!r}"
             )
+        if test_sampling not in sampling.TEST_SAMPLERS:
+            rules = ", ".join(sampling.TEST_SAMPLERS)
+            raise ValueError(f"test.sampling must be one of {rules}, got {test_sampling!r}")
         self.records = list(records)
         self.mode = mode
         self.num_frames = num_frames
@@ -109,6 +114,7 @@ class VideoClipDataset(Dataset):
                     "and height columns are 0); run prepare again or use decode_output=rgb"
                 )
             self.pad = transforms.yuv420_pad(sizes, max(short, crop_size), crop_size)
+        self.test_sampling = test_sampling
         self.epoch = 0  # used when a plain int index comes in (no TrainSampler)
         self._bad: set[int] = set()  # train: unreadable indices met by this process
 
@@ -175,7 +181,8 @@ class VideoClipDataset(Dataset):
         views = transforms.EvalViews(
             K, T, self.test_scale, self.crop_size, self.num_crops, self.output, self.pad
         )
-        self.decode(record, lambda n: sampling.sample_test_clips(n, T, tau, K), views.put)
+        sample = sampling.TEST_SAMPLERS[self.test_sampling]  # val: K = 1 of the same rule
+        self.decode(record, lambda n: sample(n, T, tau, K), views.put)
         result = views.result()  # (K*C, 3, T, S, S) or YuvClips
         if self.mode == "test":
             return result

@@ -145,6 +145,7 @@ def build_dataset(
         seed=cfg.train.seed,
         reader=data.reader,
         output=data.decode_output,
+        test_sampling=cfg.test.sampling,
     )
 
 

@@ -4,7 +4,8 @@ A clip is ``T`` frames taken every ``tau`` frames (the paper's "8×8" = 8 frames
 §4.1), so it spans ``(T - 1) * tau + 1`` frames of the source video.
 
     training:  one random dense clip          ──►  int64 (T,)
-    testing:   K clips spaced uniformly       ──►  int64 (K, T)
+    testing:   K clips spaced uniformly       ──►  int64 (K, T)    test.sampling: uniform
+               K clips at the released places ──►  int64 (K, T)    test.sampling: released
 
 Videos shorter than the span are looped (indices wrap around modulo the length) instead of
 repeating one frame, so a short clip still shows motion. The released code
@@ -17,6 +18,8 @@ The samplers are plain functions of their arguments (the random one takes a
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,6 +63,51 @@ def sample_test_clips(num_frames: int, T: int, tau: int, K: int) -> np.ndarray:
         return starts[:, None] + offsets[None, :]
     starts = num_frames * parts // (2 * K)
     return (starts[:, None] + offsets[None, :]) % num_frames
+
+
+def sample_test_clips_released(num_frames: int, T: int, tau: int, K: int) -> np.ndarray:
+    """``K`` clips where the released test code puts them; returns int64 (K, T).
+
+    Source: facebookresearch/GloRe ``data/video_sampler.py`` (``EvenlySampling``, used by
+    ``test/test-single-clip.py`` with K = 1 and by the validation of ``data/iterator_factory.py``).
+    The frames that K clips leave over are shared out:
+
+    * none left: the clips sit end to end;
+    * some left: K + 1 equal gaps around the clips, each start rounded *up* (ours centres the
+      clips in K equal parts and rounds down, so the two differ by a frame or more);
+    * too few (the clips must overlap): starts spread evenly from frame 0 so that the last clip
+      ends on the last frame, each truncated to an integer.
+
+    The arithmetic is float64 in the released order of operations: exact fractions disagree with
+    it in rare cases (715 frames, five 8×8 clips: the third start is 329 exactly, 330 released).
+    A video shorter than one clip gives frames 0, 1, 2, ... from the start, starting over after
+    the last frame (consecutive frames, not the stride τ), the same for every clip.
+    """
+    _check(num_frames, T, tau)
+    if K < 1:
+        raise ValueError(f"number of test clips must be >= 1, got {K}")
+    span = clip_span(T, tau)
+    if span > num_frames:
+        row = np.arange(T, dtype=np.int64) % num_frames
+        return np.tile(row, (K, 1))
+    spare = num_frames - span * K
+    copy = np.arange(K, dtype=np.float64)
+    if spare == 0:
+        starts = np.arange(K, dtype=np.int64) * span
+    elif spare > 0:
+        stride = spare / float(K + 1) + span
+        starts = np.ceil((copy + 1) * stride - span).astype(np.int64)
+    else:
+        stride = spare / float(K - 1) + span
+        starts = np.trunc(copy * stride).astype(np.int64)
+    return starts[:, None] + np.arange(T, dtype=np.int64)[None, :] * tau
+
+
+# test.sampling → (num_frames, T, tau, K) → int64 (K, T)
+TEST_SAMPLERS: dict[str, Callable[[int, int, int, int], np.ndarray]] = {
+    "uniform": sample_test_clips,
+    "released": sample_test_clips_released,
+}
 
 
 def _check(num_frames: int, T: int, tau: int) -> None:

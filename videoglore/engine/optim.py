@@ -5,10 +5,18 @@ momentum 0.9 and Nesterov, weight decay 1e-4 on everything except biases, a line
 starts at lr/10 and multiplies into a step schedule (factor 0.1 at fixed points), updated every
 iteration. We express the schedule in epochs so that it does not depend on the batch size, and
 scale the learning rate linearly with the global batch (lr × global_batch / lr_batch).
+
+Layer-wise rates (``train.lr_mult``, released ``train_model.py``: ``lr_mult`` 0.5 on the
+ImageNet-inflated ``conv_m2`` layers, or on all but the classifier when fine-tuning): each
+parameter group carries its factor, its peak rate is ``scaled_lr × lr_mult`` and the schedule
+multiplies that, as the released ``adjust_learning_rate`` does (lr × group lr_mult)::
+
+    group lr at iteration i = scaled_lr × lr_mult(group) × lr_multiplier(i)
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 
 import torch
@@ -25,33 +33,62 @@ def scaled_lr(cfg: TrainConfig, global_batch: int) -> float:
     return cfg.lr * global_batch / cfg.lr_batch
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_norm: bool) -> list[dict]:
-    """Split parameters into a decayed and a non-decayed group.
+def lr_factor_of(name: str, rules: dict[str, float]) -> float:
+    """The factor of the first glob pattern in ``rules`` that matches ``name`` (else 1)."""
+    for pattern, factor in rules.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return factor
+    return 1.0
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig, base_lr: float) -> list[dict]:
+    """Parameter groups by (lr factor, weight decay or not), each with ``lr_mult`` and its lr.
 
     Biases never get weight decay (as in the released code); norm-layer weights get it unless
-    ``decay_norm`` is False.
+    ``cfg.weight_decay_norm`` is False. Groups with factor 1 come first, decayed before plain, so
+    ``param_groups[0]`` carries the base rate and a run without ``lr_mult`` keeps the two groups
+    (decayed, plain) of earlier checkpoints.
     """
+    _check_rules(model, cfg.lr_mult)
     no_decay: set[int] = set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
-            if name == "bias" or (not decay_norm and isinstance(module, NORM_LAYERS)):
+            if name == "bias" or (not cfg.weight_decay_norm and isinstance(module, NORM_LAYERS)):
                 no_decay.add(id(param))
-    decay, plain = [], []
-    for param in model.parameters():
+    buckets: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (plain if id(param) in no_decay else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if plain:
-        groups.append({"params": plain, "weight_decay": 0.0})
-    return groups
+            key = (lr_factor_of(name, cfg.lr_mult), id(param) not in no_decay)
+            buckets.setdefault(key, []).append(param)
+    order = sorted(buckets, key=lambda k: (k[0] != 1.0, not k[1]))  # stable: else first seen
+    return [
+        {
+            "params": buckets[mult, decay],
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+            "lr_mult": mult,
+            "lr": base_lr * mult,
+        }
+        for mult, decay in order
+    ]
+
+
+def _check_rules(model: nn.Module, rules: dict[str, float]) -> None:
+    names = [name for name, _ in model.named_parameters()]
+    for pattern, factor in rules.items():
+        if factor < 0:
+            raise ConfigError(f"train.lr_mult[{pattern!r}] must be >= 0, got {factor}")
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            raise ConfigError(
+                f"train.lr_mult: pattern {pattern!r} matches no parameter of this model (names "
+                f"look like {names[0]!r}, {names[-1]!r}); fix or remove it"
+            )
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, global_batch: int) -> torch.optim.SGD:
-    """SGD (momentum, Nesterov) at the batch-scaled learning rate."""
-    groups = param_groups(model, cfg.weight_decay, cfg.weight_decay_norm)
-    return torch.optim.SGD(
-        groups, lr=scaled_lr(cfg, global_batch), momentum=cfg.momentum, nesterov=cfg.nesterov
-    )
+    """SGD (momentum, Nesterov) at the batch-scaled learning rate × each group's ``lr_mult``."""
+    base_lr = scaled_lr(cfg, global_batch)
+    groups = param_groups(model, cfg, base_lr)
+    return torch.optim.SGD(groups, lr=base_lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
 def lr_multiplier(iteration: int, iters_per_epoch: int, cfg: TrainConfig) -> float:
@@ -84,9 +121,25 @@ def set_schedule_position(
     iteration: int,
     base_lr: float,
 ) -> None:
-    """Put a ``build_scheduler`` schedule at ``iteration`` with peak lr ``base_lr`` (resume)."""
-    scheduler.base_lrs = [base_lr] * len(optimizer.param_groups)
+    """Put a ``build_scheduler`` schedule at ``iteration`` with peak lr ``base_lr`` (resume).
+
+    Each group's peak is ``base_lr × lr_mult`` (factor 1 for groups saved without one).
+    """
+    peaks = [base_lr * group.get("lr_mult", 1.0) for group in optimizer.param_groups]
+    scheduler.base_lrs = list(peaks)
     scheduler.last_epoch = iteration
-    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
-        group["initial_lr"] = base_lr
-        group["lr"] = base_lr * factor(iteration)
+    for group, peak, factor in zip(
+        optimizer.param_groups, peaks, scheduler.lr_lambdas, strict=True
+    ):
+        group["initial_lr"] = peak
+        group["lr"] = peak * factor(iteration)
+
+
+def lrs_at(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, iteration: int
+) -> list[float]:
+    """Each group's learning rate at ``iteration`` of a ``build_scheduler`` schedule."""
+    return [
+        group["initial_lr"] * factor(iteration)
+        for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True)
+    ]

@@ -10,12 +10,13 @@ Unreadable videos are dropped by ``collate_test``, listed in ``metrics.json`` an
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import torch
 
-from data_prep.lists import read_video_list
+from data_prep.lists import read_classes, read_video_list
 from videoglore.config import Config
 from videoglore.data import build_loader
 from videoglore.engine import checkpoint as ckpt
@@ -25,6 +26,7 @@ from videoglore.engine.inference import load_model_from_checkpoint
 from videoglore.engine.results import mark_stale, write_results
 from videoglore.engine.scoring import merge_parts, score_videos, video_metrics
 from videoglore.errors import CheckpointError
+from videoglore.models import build_model, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def test(cfg: Config, checkpoint: str | None = None) -> dict:
 
 def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
     path = checkpoint or cfg.test.checkpoint or str(ckpt.find_checkpoint(cfg.output.dir))
-    model, classes, _ = load_model_from_checkpoint(path, rt.device)
+    model, classes = _model_to_test(path, cfg, rt.device)
     fast = fast_path(cfg.train, rt.device, training=False)
     if fast.channels_last:
         model.to(memory_format=torch.channels_last_3d)
@@ -70,3 +72,22 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
         "tested %d videos (%d skipped) from %s", metrics["num_videos"], metrics["num_skipped"], path
     )
     return {**metrics, "run_dir": str(run_dir)}
+
+
+def _model_to_test(path: str, cfg: Config, device: torch.device):
+    """Net and class names from our checkpoint, or else a released / bare weights file (e.g.
+    GloRe's ``resnet50-lite_3d_8x8_w-glore_2-3_ep-0000.pth``) loaded into the net of
+    ``cfg.model``, with the class list of ``cfg.data`` (released label order: prepare's
+    kinetics400 list)."""
+    try:
+        model, classes, _ = load_model_from_checkpoint(path, device)
+        return model, classes
+    except CheckpointError:
+        pass  # not one of ours
+    model = build_model(dataclasses.replace(cfg.model, pretrained="", weights=""))
+    load_weights(model, path)  # CheckpointError naming the file when it does not fit
+    model.to(device).eval()
+    listed = cfg.data.classes or str(Path(cfg.data.val_list).parent / "classes.json")
+    if Path(listed).is_file():
+        return model, read_classes(listed)
+    return model, [str(i) for i in range(model.num_classes)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -40,6 +41,7 @@ from videoglore.engine.forward import FastPath, forward_batch
 from videoglore.engine.meter import StepMeter, duration, progress_bar
 from videoglore.engine.metrics import topk_correct
 from videoglore.engine.plots import plot_curves
+from videoglore.engine.precise_bn import precise_bn_batches, run_precise_bn
 from videoglore.engine.run import Run, build_run
 from videoglore.engine.run_lock import RunLock
 from videoglore.errors import TrainingError
@@ -92,6 +94,11 @@ def fit(run: Run) -> dict:
     result: dict = {}
     while state.epoch < tc.epochs:
         result = train_one_epoch(run)
+        if tc.precise_bn > 0:  # released recipe: precise BN, then validate and save
+            batches = precise_bn_batches(run.train_loader, state.epoch, tc.precise_bn)
+            fwd = partial(forward_batch, data=run.cfg.data, device=run.rt.device, fast=run.fast)
+            modules = (run.net, run.model, run.optimizer, run.scheduler, run.scaler)
+            run_precise_bn(*modules, batches, fwd, run.cfg, run.rt, state.iteration)
         if run.val_loader is not None and (state.epoch + 1) % tc.val_every == 0:
             # the plain module: no DDP collectives, so uneven val shards cannot hang
             result |= evaluate(run.model, run.val_loader, run.cfg, run.rt, run.fast)

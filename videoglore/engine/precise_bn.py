@@ -1,0 +1,294 @@
+"""Precise BatchNorm at the end of every epoch, as the released GloRe recipe does it.
+
+Source: facebookresearch/GloRe ``train/model.py`` (``fit`` with ``precise_bn=True``, which
+``train_kinetics.py`` sets by default) and ``train_model.py`` (the optimizer groups). After the
+training steps of an epoch the released loop runs ``precise_bn_steps`` (500) more batches::
+
+    first N - round(0.2 N) steps   forward + backward; the optimizer steps only the groups named
+                                   "precise.bn", at the lr of the last training step (× lr_mult);
+                                   the schedule does not advance
+    last round(0.2 N) steps        forward only, in train mode: the BatchNorm running mean/var
+                                   follow the final weights instead of lagging behind them
+
+then saves the epoch checkpoint and validates. ``train.precise_bn`` is N (0 = off).
+
+How the forward-only steps set the running statistics (``train.precise_bn_average``): ``ema``
+as released (BatchNorm's moving average, momentum 0.1: after the released 100 steps nothing of
+the older statistics is left), or ``exact``: reset, then the plain mean over those steps, for
+runs with few steps (after 10 moving-average steps 35 % of the lagging statistics remain).
+Running statistics never enter training (train mode normalises with batch statistics), so
+this choice changes evaluation only.
+
+Which parameters the first stage updates (``train.precise_bn_update``):
+
+* ``released``: what the released code does. ``train_model.py`` puts a parameter whose name ends
+  in ``.bias`` or ``bn.weight`` into the unnamed groups and every other one into the groups named
+  "precise.bn", so the stage trains the conv and linear weights (and the GloRe units' output BN
+  weight, ``blocker.weight``) while every bias and every other BN weight stays frozen. The name
+  and the comments beside those groups ("*.bias", "bn.weight") suggest the opposite was meant.
+* ``norm``: only the weights and biases of norm layers (what the name suggests).
+* ``none``: no update stage: every step runs forward only.
+
+Under DDP the update stage runs through the DDP module, so gradients are averaged and the weights
+stay the same on every rank. The forward stage runs the plain module on each rank's own batches
+and then averages running_mean/var over the ranks, so validation and the checkpoint see the same
+statistics everywhere. (The released code instead copied rank 0's whole state to every rank
+through a checkpoint file before this phase, and saved rank 0's statistics after it.)
+
+The forward stage puts the random state back when it ends (dropout draws), so with
+``precise_bn_update: none`` a run trains exactly as without precise BN: only the running
+statistics, i.e. evaluation, change.
+
+The batches come from the training loader under epoch keys of their own (``batch_key``): fresh
+clips and augmentations that depend only on (seed, epoch), so a resumed run replays them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
+
+from videoglore.config import Config
+from videoglore.engine.distributed import Runtime, all_reduce_sum
+from videoglore.engine.forward import fast_path, forward_batch
+from videoglore.engine.optim import NORM_LAYERS, lrs_at
+from videoglore.errors import ConfigError, TrainingError
+
+log = logging.getLogger(__name__)
+
+# (module, uint8 clips (B, 3, T, S, S)) → logits (B, K): normalize, autocast, forward
+Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+FORWARD_SHARE = 0.2  # released: epoch_freeze_step = int(round(0.2 * precise_bn_steps))
+KEY_BASE = 1_000_000  # epoch keys of precise-BN batches: KEY_BASE * (pass + 1) + epoch
+
+
+def stage_lengths(steps: int, update: str) -> tuple[int, int]:
+    """(update steps, forward-only steps) of ``steps`` precise-BN steps."""
+    if steps < 0:
+        raise ConfigError(f"train.precise_bn must be >= 0 (0 = off), got {steps}")
+    if update == "none":
+        return 0, steps
+    forward = int(round(FORWARD_SHARE * steps))
+    return steps - forward, forward
+
+
+def updated_parameter_names(model: nn.Module, update: str) -> set[str]:
+    """Names of the parameters the update stage trains (see the module docstring)."""
+    if update == "released":
+        return {
+            name
+            for name, _ in model.named_parameters()
+            if not name.endswith((".bias", "bn.weight"))
+        }
+    if update == "norm":
+        return {
+            f"{prefix}.{name}" if prefix else name
+            for prefix, module in model.named_modules()
+            if isinstance(module, NORM_LAYERS)
+            for name, _ in module.named_parameters(recurse=False)
+        }
+    if update == "none":
+        return set()
+    raise ValueError(f"train.precise_bn_update must be released, norm or none, got {update!r}")
+
+
+def batch_key(epoch: int, repeat: int) -> int:
+    """Sampler epoch key of the ``repeat``-th pass of precise-BN batches after ``epoch``."""
+    return KEY_BASE * (repeat + 1) + epoch
+
+
+def precise_bn_batches(
+    loader: DataLoader, epoch: int, steps: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` (clips, labels) batches of the training loader, none of them a training batch.
+
+    Passes over the loader as often as needed, each under its own ``batch_key``.
+    """
+    done, repeat = 0, 0
+    while done < steps:
+        loader.sampler.set_epoch(batch_key(epoch, repeat))
+        before = done
+        for batch in loader:
+            yield batch[0], batch[1]
+            done += 1
+            if done == steps:
+                return
+        if done == before:
+            raise TrainingError("precise BN: the training loader gave no batch")
+        repeat += 1
+
+
+def run_precise_bn(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    scaler: torch.amp.GradScaler,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    forward: Forward,
+    cfg: Config,
+    rt: Runtime,
+    iteration: int,
+) -> dict:
+    """The precise-BN phase after the training steps of an epoch (``iteration`` steps done).
+
+    ``net`` is what trains (DDP-wrapped and/or compiled), ``model`` the plain module, ``forward``
+    runs a uint8 batch through either (``batch_forward``). Returns ``{"precise_bn_loss": mean
+    loss of the update stage}`` (absent without one).
+    """
+    tc = cfg.train
+    update_steps, forward_steps = stage_lengths(tc.precise_bn, tc.precise_bn_update)
+    batches = iter(batches)
+    result = {}
+    if update_steps:
+        lrs = lrs_at(optimizer, scheduler, max(iteration - 1, 0))  # of the last training step
+        result["precise_bn_loss"] = update_stage(
+            net, model, optimizer, scaler, lrs, batches, update_steps, forward, cfg, rt
+        )
+    exact = tc.precise_bn_average == "exact"
+    forward_stage(model, batches, forward_steps, forward, rt, exact)
+    what = (
+        f"{update_steps} update steps ({tc.precise_bn_update}), {forward_steps} forward-only "
+        f"({tc.precise_bn_average} statistics)"
+    )
+    loss = f", loss {result['precise_bn_loss']:.4f}" if result else ""
+    log.info("precise BN after iteration %d: %s%s", iteration, what, loss)
+    return result
+
+
+def update_stage(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    lrs: list[float],
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    forward: Forward,
+    cfg: Config,
+    rt: Runtime,
+) -> float:
+    """``steps`` SGD steps at the group rates ``lrs`` on the ``precise_bn_update`` parameters
+    only; returns the mean loss. The groups' own rates are put back afterwards.
+
+    The other parameters get no update at all (no weight decay, no momentum): their gradients
+    are dropped before the step, as the released optimizer skips their groups.
+    """
+    tc = cfg.train
+    names = updated_parameter_names(model, tc.precise_bn_update)
+    frozen = [p for n, p in model.named_parameters() if n not in names]
+    trained = [p for n, p in model.named_parameters() if n in names]
+    net.train()
+    total, count = 0.0, 0.0
+    with _learning_rates(optimizer, lrs):
+        for _, (clips, labels) in zip(range(steps), batches, strict=False):
+            labels = labels.to(rt.device, non_blocking=True)
+            logits = forward(net, clips)  # (B, K)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc.label_smoothing)
+            loss_sum, n = all_reduce_sum([loss.item() * len(labels), float(len(labels))], rt)
+            if not math.isfinite(loss_sum):
+                raise TrainingError(
+                    f"loss is {loss_sum / n} during precise BN (train.precise_bn); "
+                    "lower train.lr or set train.clip_grad"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            for param in frozen:
+                param.grad = None
+            if tc.clip_grad > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(trained, tc.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            total, count = total + loss_sum, count + n
+    optimizer.zero_grad(set_to_none=True)
+    return total / max(count, 1.0)
+
+
+@torch.no_grad()
+def forward_stage(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    forward: Forward,
+    rt: Runtime,
+    exact: bool = False,
+) -> None:
+    """``steps`` forward passes in train mode, then the statistics are averaged over the ranks.
+
+    The BatchNorm running mean/var follow each batch as in training, by their moving average
+    (released), or with ``exact`` are reset and become the plain mean of the ``steps`` batches'
+    statistics (the "precise BN" of Wu & Johnson 2021, pycls): nothing of the statistics before
+    this stage remains, so few steps suffice. The random state (dropout) is put back afterwards,
+    so this stage changes nothing but the running statistics: training goes on exactly as
+    without it.
+    """
+    model.train()
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    if exact and steps > 0:
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average: factor 1 / batches seen
+    devices = [rt.device] if rt.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices, device_type=rt.device.type):
+            for _, (clips, _labels) in zip(range(steps), batches, strict=False):
+                forward(model, clips)
+    finally:
+        for module, momentum in zip(norms, momenta, strict=True):
+            module.momentum = momentum
+    average_running_stats(model, rt)
+
+
+def average_running_stats(model: nn.Module, rt: Runtime) -> None:
+    """Replace every BatchNorm's running_mean/var by its mean over the ranks (no-op alone)."""
+    if not rt.distributed:
+        return
+    buffers = [
+        buf
+        for module in model.modules()
+        if isinstance(module, _BatchNorm) and module.track_running_stats
+        for buf in (module.running_mean, module.running_var)
+        if buf is not None
+    ]
+    if not buffers:
+        return
+    flat = torch.cat([buf.detach().float().flatten() for buf in buffers])
+    dist.all_reduce(flat)
+    flat /= rt.world_size
+    offset = 0
+    for buf in buffers:
+        buf.copy_(flat[offset : offset + buf.numel()].view_as(buf))
+        offset += buf.numel()
+
+
+def batch_forward(cfg: Config, rt: Runtime, dtype: torch.dtype | None) -> Forward:
+    """``forward_batch`` with this config's fast path at autocast ``dtype``, as a ``Forward``."""
+    fast = dataclasses.replace(fast_path(cfg.train, rt.device), dtype=dtype)
+    return functools.partial(forward_batch, data=cfg.data, device=rt.device, fast=fast)
+
+
+@contextlib.contextmanager
+def _learning_rates(optimizer: torch.optim.Optimizer, lrs: list[float]):
+    """Set each group's lr for the duration of the block, then put the old ones back."""
+    saved = [group["lr"] for group in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    try:
+        yield
+    finally:
+        for group, lr in zip(optimizer.param_groups, saved, strict=True):
+            group["lr"] = lr
