@@ -94,14 +94,22 @@ def test_released_bad_arguments_raise(args):
 
 
 class _IndexRecorder(VideoClipDataset):
-    """Dataset whose decoder records the frame indices asked for and returns black frames."""
+    """Dataset whose decoder records the frame indices asked for and gives black frames."""
 
     asked: list
 
-    def read_clip_frames(self, record, indices_for):
+    def _ask(self, record, indices_for) -> np.ndarray:
         indices = np.asarray(indices_for(record.num_frames))
         self.asked.append(indices.reshape(-1, self.num_frames).tolist())
-        return np.zeros((indices.size, 36, 48, 3), np.uint8)
+        return indices.reshape(-1)
+
+    def read_clip_frames(self, record, indices_for):  # whole-clip decoding
+        return np.zeros((self._ask(record, indices_for).size, 36, 48, 3), np.uint8)
+
+    def decode(self, record, indices_for, put):  # frame-by-frame decoding
+        indices = self._ask(record, indices_for)
+        for index in np.unique(indices).tolist():
+            put(np.zeros((36, 48, 3), np.uint8), np.flatnonzero(indices == index).tolist())
 
 
 @pytest.mark.parametrize("mode", ["val", "test"])
