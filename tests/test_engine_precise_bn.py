@@ -262,7 +262,7 @@ def test_trainer_runs_precise_bn_before_the_checkpoint_and_resumes_exactly(
     cfg = tiny_config(tiny_videos, run, train=extra)
     train(cfg)
     folder = run / "checkpoints"
-    caplog.set_level("INFO", logger="videoglore.engine.trainer")
+    caplog.set_level("INFO", logger="videoglore")
     # resume from the mid-epoch checkpoint of epoch 2 (iteration 6), then from the end of epoch 1
     scenarios = [
         (["epoch_0002.pt", "best.pt"], "epoch_0001_iter_00000006.pt"),
