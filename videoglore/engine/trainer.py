@@ -95,10 +95,7 @@ def fit(run: Run) -> dict:
     while state.epoch < tc.epochs:
         result = train_one_epoch(run)
         if tc.precise_bn > 0:  # released recipe: precise BN, then validate and save
-            batches = precise_bn_batches(run.train_loader, state.epoch, tc.precise_bn)
-            fwd = partial(forward_batch, data=run.cfg.data, device=run.rt.device, fast=run.fast)
-            modules = (run.net, run.model, run.optimizer, run.scheduler, run.scaler)
-            run_precise_bn(*modules, batches, fwd, run.cfg, run.rt, state.iteration)
+            _precise_bn(run)
         if run.val_loader is not None and (state.epoch + 1) % tc.val_every == 0:
             # the plain module: no DDP collectives, so uneven val shards cannot hang
             result |= evaluate(run.model, run.val_loader, run.cfg, run.rt, run.fast)
@@ -121,6 +118,14 @@ def fit(run: Run) -> dict:
             plot_curves(run.run_dir)
             log.info("epoch %d/%d: %s", state.epoch, tc.epochs, _fmt(result))
     return result
+
+
+def _precise_bn(run: Run) -> None:
+    """The epoch's precise-BN steps (``engine/precise_bn.py``) on fresh training batches."""
+    batches = precise_bn_batches(run.train_loader, run.state.epoch, run.cfg.train.precise_bn)
+    fwd = partial(forward_batch, data=run.cfg.data, device=run.rt.device, fast=run.fast)
+    modules = (run.net, run.model, run.optimizer, run.scheduler, run.scaler)
+    run_precise_bn(*modules, batches, fwd, run.cfg, run.rt, run.state.iteration)
 
 
 def train_one_epoch(run: Run) -> dict:
