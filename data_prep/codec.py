@@ -51,7 +51,7 @@ def x264_options(
 
 @dataclass(frozen=True)
 class VideoInfo:
-    num_frames: int
+    frame_count: int
     fps: float
     width: int
     height: int

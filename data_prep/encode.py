@@ -58,7 +58,7 @@ class VideoResult:
     source: str
     status: str  # "ok" or "broken"
     reason: str = ""
-    num_frames: int = 0  # decord's count of the file the list points to
+    frame_count: int = 0  # decord's count of the file the list points to
     fps: float = 0.0
     width: int = 0
     height: int = 0
@@ -176,7 +176,7 @@ def process_video(
         if output is not None:
             transcode_video(source, output, tmp_dir, settings)
             result.width, result.height = output_size(info.width, info.height, settings.short_side)
-        result.num_frames = decord_frame_count(output or source)
+        result.frame_count = decord_frame_count(output or source)
         result.status = "ok"
     except OutputError:
         raise  # not a property of the video: the run stops, nothing is recorded for it

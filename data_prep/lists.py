@@ -5,7 +5,9 @@ A prepared split is a CSV file with a header::
     path,label,label_name,num_frames,fps,width,height
 
 ``path`` is relative to the list's folder (or absolute); ``label`` is the index into the class
-list stored beside it as ``classes.json`` (a JSON list of names, position = index).
+list stored beside it as ``classes.json`` (a JSON list of names, position = index). The column
+``num_frames`` (the video's length, as decord counts it) is ``VideoRecord.frame_count`` in code,
+where ``num_frames`` is the clip length T of the config (``data.num_frames``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from data_prep.errors import DataError
 from data_prep.files import atomic_open, read_utf8, write_json
 
 LIST_COLUMNS = ("path", "label", "label_name", "num_frames", "fps", "width", "height")
+FIELDS = ("path", "label", "label_name", "frame_count", "fps", "width", "height")  # same order
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class VideoRecord:
     path: str  # relative to the list's folder when written; absolute after read_video_list
     label: int
     label_name: str
-    num_frames: int
+    frame_count: int  # the video's length in frames (list column num_frames)
     fps: float
     width: int
     height: int
@@ -39,7 +42,7 @@ def write_video_list(path: str | Path, records: list[VideoRecord]) -> None:
         writer = csv.DictWriter(f, fieldnames=LIST_COLUMNS)
         writer.writeheader()
         for record in records:
-            writer.writerow(asdict(record))
+            writer.writerow(dict(zip(LIST_COLUMNS, astuple(record), strict=True)))
 
 
 def read_video_list(path: str | Path, root: str | Path | None = None) -> list[VideoRecord]:
@@ -60,7 +63,10 @@ def read_video_list(path: str | Path, root: str | Path | None = None) -> list[Vi
             )
         for line, row in enumerate(reader, start=2):
             try:
-                values = {k: _convert(types[k], row[k]) for k in LIST_COLUMNS}
+                values = {
+                    name: _convert(types[name], row[column])
+                    for name, column in zip(FIELDS, LIST_COLUMNS, strict=True)
+                }
             except (TypeError, ValueError):
                 raise DataError(f"{path}:{line}: malformed row {row}") from None
             values["path"] = str(base / values["path"])

@@ -281,16 +281,16 @@ def _sort_results(
         result, counts = results[key], tally.split(entry.split)
         if result.status != "ok":
             tally.skip(entry, f"broken: {result.reason}")
-        elif result.num_frames < options.min_frames:
-            tally.skip(entry, f"too_short: {result.num_frames} frames < {options.min_frames}")
+        elif result.frame_count < options.min_frames:
+            tally.skip(entry, f"too_short: {result.frame_count} frames < {options.min_frames}")
         else:
             counts.kept += 1
-            counts.under_one_clip += result.num_frames < options.clip_span
+            counts.under_one_clip += result.frame_count < options.clip_span
             label, name = label_of(entry)
             path = key if options.reencode else _list_path(result.source, out_dir)
             fps = round(result.fps, 4)
             record = VideoRecord(
-                path, label, name, result.num_frames, fps, result.width, result.height
+                path, label, name, result.frame_count, fps, result.width, result.height
             )
             records[entry.split].append(record)
     return records

@@ -298,7 +298,7 @@ def test_reencode_short_side_keyframes_no_audio(tmp_path):
     out = tmp_path / "out" / "a.mp4"
     result = process_video(("out/a.mp4", str(source)), settings, str(tmp_path), str(tmp_path))
     assert result.status == "ok", result.reason
-    assert (result.num_frames, result.width, result.height) == (24, 42, 32)
+    assert (result.frame_count, result.width, result.height) == (24, 42, 32)
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (42, 32)
@@ -334,7 +334,7 @@ def test_no_reencode_keeps_originals(mini_kinetics, tmp_path):
         Path(train[0].path) == mini_kinetics["root"] / "train/abseiling/"
         "aaaaaaaaaaa_000001_000011.mp4"
     )
-    assert (train[0].width, train[0].height, train[0].num_frames) == (64, 48, 16)
+    assert (train[0].width, train[0].height, train[0].frame_count) == (64, 48, 16)
     assert not (out / "videos").exists()
 
 
@@ -485,7 +485,7 @@ def test_synthetic_dataset_is_deterministic_and_prepares(tmp_path):
     )
     assert (summary.splits["train"].kept, summary.splits["val"].kept) == (12, 6)
     rows = read_video_list(out / "val.csv")
-    assert {(r.num_frames, r.width, r.height) for r in rows} == {(16, 32, 32)}
+    assert {(r.frame_count, r.width, r.height) for r in rows} == {(16, 32, 32)}
 
 
 def test_synthetic_motion_moves_the_shape():

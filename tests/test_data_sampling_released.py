@@ -99,7 +99,7 @@ class _IndexRecorder(VideoClipDataset):
     asked: list
 
     def _ask(self, record, indices_for) -> np.ndarray:
-        indices = np.asarray(indices_for(record.num_frames))
+        indices = np.asarray(indices_for(record.frame_count))
         self.asked.append(indices.reshape(-1, self.num_frames).tolist())
         return indices.reshape(-1)
 

@@ -51,7 +51,7 @@ def test_demo_writes_lists_checkpoints_metrics_and_predictions(tmp_path, capsys)
     train = read_video_list(out / "data" / "train.csv")
     val = read_video_list(out / "data" / "val.csv")
     assert (len(train), len(val)) == (12, 6)
-    assert all(Path(r.path).is_file() and r.num_frames == 32 for r in train + val)
+    assert all(Path(r.path).is_file() and r.frame_count == 32 for r in train + val)
     assert all(classes[r.label] == r.label_name for r in train + val)
 
     run = out / "run"

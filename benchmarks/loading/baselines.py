@@ -138,7 +138,7 @@ class ReferenceClipDataset(VideoClipDataset):
         import av
 
         T, tau = self.num_frames, self.frame_interval
-        indices = sampling.sample_train_clip(record.num_frames, T, tau, rng)
+        indices = sampling.sample_train_clip(record.frame_count, T, tau, rng)
         first, last = int(indices.min()), int(indices.max())
         wanted = set(indices.tolist())
         span: dict[int, np.ndarray] = {}

@@ -1,6 +1,6 @@
 """Prepared list → uint8 clips: the dataset the loaders iterate.
 
-    VideoRecord (path, label, num_frames, ...)
+    VideoRecord (path, label, frame_count, ...)
       │ sampling.py: frame indices of the clip(s)
       │ video.decode_clip (PyAV or decord, fresh per item): each needed frame decoded once
       │ transforms.TrainClip / EvalViews: crop, resize, convert only the kept pixels

@@ -157,7 +157,7 @@ def warn_short_videos(records: list[VideoRecord], T: int, tau: int, where: str) 
     process (rank 0 under DDP), so a run says it once per list, never per worker or per item.
     """
     span = sampling.clip_span(T, tau)
-    short = sum(1 for record in records if record.num_frames < span)
+    short = sum(1 for record in records if record.frame_count < span)
     rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     if short and (rank0 or torch.distributed.get_rank() == 0):
         log.warning(

@@ -29,43 +29,43 @@ def clip_span(T: int, tau: int) -> int:
     return (T - 1) * tau + 1
 
 
-def sample_train_clip(num_frames: int, T: int, tau: int, rng: np.random.Generator) -> np.ndarray:
+def sample_train_clip(frame_count: int, T: int, tau: int, rng: np.random.Generator) -> np.ndarray:
     """One random dense clip: ``T`` indices ``start + i * tau``; returns int64 (T,).
 
     The start is uniform over every position where the whole clip fits. A video shorter than
     the span starts anywhere and wraps around (looping).
     """
-    _check(num_frames, T, tau)
+    _check(frame_count, T, tau)
     span = clip_span(T, tau)
     offsets = np.arange(T, dtype=np.int64) * tau
-    if num_frames >= span:
-        start = int(rng.integers(0, num_frames - span + 1))
+    if frame_count >= span:
+        start = int(rng.integers(0, frame_count - span + 1))
         return start + offsets
-    start = int(rng.integers(0, num_frames))
-    return (start + offsets) % num_frames
+    start = int(rng.integers(0, frame_count))
+    return (start + offsets) % frame_count
 
 
-def sample_test_clips(num_frames: int, T: int, tau: int, K: int) -> np.ndarray:
+def sample_test_clips(frame_count: int, T: int, tau: int, K: int) -> np.ndarray:
     """``K`` clips spaced uniformly over the video, deterministic; returns int64 (K, T).
 
     The range of valid starts is cut into ``K`` equal parts and each clip starts in the middle
     of its part, so K = 1 is the centre clip (the validation clip) and K = 10 covers the video
     evenly. A short video is looped, its K clips starting at evenly spaced frames.
     """
-    _check(num_frames, T, tau)
+    _check(frame_count, T, tau)
     if K < 1:
         raise ValueError(f"number of test clips must be >= 1, got {K}")
     span = clip_span(T, tau)
     offsets = np.arange(T, dtype=np.int64) * tau
     parts = 2 * np.arange(K, dtype=np.int64) + 1  # centres of K equal parts, in halves
-    if num_frames >= span:
-        starts = (num_frames - span) * parts // (2 * K)
+    if frame_count >= span:
+        starts = (frame_count - span) * parts // (2 * K)
         return starts[:, None] + offsets[None, :]
-    starts = num_frames * parts // (2 * K)
-    return (starts[:, None] + offsets[None, :]) % num_frames
+    starts = frame_count * parts // (2 * K)
+    return (starts[:, None] + offsets[None, :]) % frame_count
 
 
-def sample_test_clips_released(num_frames: int, T: int, tau: int, K: int) -> np.ndarray:
+def sample_test_clips_released(frame_count: int, T: int, tau: int, K: int) -> np.ndarray:
     """``K`` clips where the released test code puts them; returns int64 (K, T).
 
     Source: facebookresearch/GloRe ``data/video_sampler.py`` (``EvenlySampling``, used by
@@ -83,14 +83,14 @@ def sample_test_clips_released(num_frames: int, T: int, tau: int, K: int) -> np.
     A video shorter than one clip gives frames 0, 1, 2, ... from the start, starting over after
     the last frame (consecutive frames, not the stride τ), the same for every clip.
     """
-    _check(num_frames, T, tau)
+    _check(frame_count, T, tau)
     if K < 1:
         raise ValueError(f"number of test clips must be >= 1, got {K}")
     span = clip_span(T, tau)
-    if span > num_frames:
-        row = np.arange(T, dtype=np.int64) % num_frames
+    if span > frame_count:
+        row = np.arange(T, dtype=np.int64) % frame_count
         return np.tile(row, (K, 1))
-    spare = num_frames - span * K
+    spare = frame_count - span * K
     copy = np.arange(K, dtype=np.float64)
     if spare == 0:
         starts = np.arange(K, dtype=np.int64) * span
@@ -103,15 +103,15 @@ def sample_test_clips_released(num_frames: int, T: int, tau: int, K: int) -> np.
     return starts[:, None] + np.arange(T, dtype=np.int64)[None, :] * tau
 
 
-# test.sampling → (num_frames, T, tau, K) → int64 (K, T)
+# test.sampling → (frame_count, T, tau, K) → int64 (K, T)
 TEST_SAMPLERS: dict[str, Callable[[int, int, int, int], np.ndarray]] = {
     "uniform": sample_test_clips,
     "released": sample_test_clips_released,
 }
 
 
-def _check(num_frames: int, T: int, tau: int) -> None:
-    if num_frames < 1:
-        raise ValueError(f"cannot sample a clip from a video with {num_frames} frames")
+def _check(frame_count: int, T: int, tau: int) -> None:
+    if frame_count < 1:
+        raise ValueError(f"cannot sample a clip from a video with {frame_count} frames")
     if T < 1 or tau < 1:
         raise ValueError(f"clip length and interval must be >= 1, got T={T}, tau={tau}")

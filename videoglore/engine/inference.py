@@ -124,7 +124,7 @@ def _video_scores(
     model: nn.Module, video: str, cfg: Config, device: torch.device, fast: FastPath
 ) -> torch.Tensor:
     info = probe_video(video)  # VideoError naming the file
-    record = VideoRecord(str(video), 0, "", info.num_frames, info.fps, info.width, info.height)
+    record = VideoRecord(str(video), 0, "", info.frame_count, info.fps, info.width, info.height)
     views = build_dataset(cfg, "test", records=[record]).eval_views(record)  # (V, 3, T, S, S)
     chunks = views.split(max(1, cfg.test.max_views_per_forward))
     logits = torch.cat([forward_batch(model, c, cfg.data, device, fast).float() for c in chunks])
