@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -175,3 +176,37 @@ def test_quick_benchmark_runs_end_to_end_and_writes_table_and_plot(tmp_path, cap
         "results.md",
         "val_vs_time.png",
     ]
+
+
+def test_a_run_that_diverges_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
+    """Non-finite validation stops a training run (issue 11.4); the benchmark records such a run
+    as diverged, with its message and epoch, keeps it out of the means and runs the others."""
+    from videoglore.cli import main
+    from videoglore.engine import trainer
+    from videoglore.errors import TrainingError
+
+    real_train = trainer.train
+
+    def diverging_train(cfg):
+        if not cfg.model.glore:
+            return real_train(cfg)
+        real_train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1)))
+        raise TrainingError(f"validation of {cfg.output.dir}/x.pt (epoch 2): non-finite scores")
+
+    monkeypatch.setattr(trainer, "train", diverging_train)
+    out = tmp_path / "bench"
+    argv = ["benchmark", "glore", "--quick", "--out", str(out), "--variants", "r50", "r50_glore"]
+    argv += ["--relations", "sync", "--videos-per-class", "2", "--val-videos-per-class", "1"]
+    argv += ["--num-frames", "8", "--size", "32", "--epochs", "2", "--batch-size", "2"]
+    argv += ["--lr", "1e-4"]
+    assert main(argv) == 0
+    report = json.loads((out / "results.json").read_text())
+    glore, plain = report["variants"]["r50_glore"], report["variants"]["r50"]
+    assert (glore["runs"], glore["diverged"], glore["top1_mean"]) == (1, 1, None)
+    assert (plain["runs"], plain["diverged"]) == (1, 0) and plain["top1_mean"] is not None
+    [run] = [r for r in report["runs"] if r["variant"] == "r50_glore"]
+    assert "non-finite scores" in run["diverged"] and run["video_top1"] is None
+    assert len(run["curve"]) == 1  # the epoch it finished
+    table = (out / "results.md").read_text()
+    assert "| r50_glore | " in table and "diverged: 1 of 1 runs" in table
+    assert "| r50_glore | — |" in table  # no per-relation numbers without a test

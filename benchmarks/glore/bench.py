@@ -40,6 +40,7 @@ from benchmarks.glore.report import COLOURS, format_results, summarize
 from benchmarks.report import BenchmarkResult
 from data_prep.files import atomic_write_text, write_json
 from videoglore.config import Config, ModelConfig
+from videoglore.errors import TrainingError
 
 HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, <= 15 min)"
 log = logging.getLogger(__name__)
@@ -272,7 +273,12 @@ def run_config(
 
 
 def train_and_test(cfg: Config, variant: str, seed: int) -> dict:
-    """One fresh run through the normal trainer and tester; returns its record."""
+    """One fresh run through the normal trainer and tester; returns its record.
+
+    A run that the trainer stops on a non-finite loss or validation (a from-scratch GloRe net
+    can blow up in eval mode, README "Models") is recorded as ``diverged`` with the message,
+    without a test: the benchmark goes on with the other runs and reports how many diverged.
+    """
     from videoglore.engine import checkpoint as ckpt
     from videoglore.engine.tester import test
     from videoglore.engine.trainer import train
@@ -281,23 +287,26 @@ def train_and_test(cfg: Config, variant: str, seed: int) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)  # fresh run: timings must not include a resume
     log.info("training %s seed %d in %s", variant, seed, run_dir)
     start, cpu_start = time.perf_counter(), time.process_time()
-    train(cfg)
-    train_seconds = time.perf_counter() - start
-    train_cpu_seconds = time.process_time() - cpu_start  # less noisy than wall time when shared
+    record = dict(variant=variant, seed=seed, run_dir=str(run_dir), diverged="")
+    try:
+        train(cfg)
+    except TrainingError as exc:  # non-finite loss or validation scores: a result, not a crash
+        log.warning("%s seed %d diverged: %s", variant, seed, exc)
+        record["diverged"] = str(exc)
+    record |= dict(
+        train_seconds=time.perf_counter() - start,
+        train_cpu_seconds=time.process_time() - cpu_start,  # less noisy than wall time when shared
+        curve=val_curve(run_dir / "log.jsonl"),
+    )
+    if record["diverged"]:
+        return record | dict(video_top1=None, per_relation={}, test_seconds=0.0, glore_usage={})
     last = ckpt.epoch_path(run_dir, cfg.train.epochs)
     metrics = test(cfg, checkpoint=str(last))
-    test_seconds = time.perf_counter() - start - train_seconds
-    return dict(
-        variant=variant,
-        seed=seed,
-        run_dir=str(run_dir),
+    return record | dict(
         video_top1=metrics["video_top1"],
         per_relation=relation_accuracy(run_dir / "predictions.csv"),
-        train_seconds=train_seconds,
-        train_cpu_seconds=train_cpu_seconds,
-        test_seconds=test_seconds,
+        test_seconds=time.perf_counter() - start - record["train_seconds"],
         glore_usage=glore_usage(last),
-        curve=val_curve(run_dir / "log.jsonl"),
     )
 
 

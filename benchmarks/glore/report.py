@@ -21,23 +21,25 @@ def summarize(setup, runs: list[dict], costs: dict, widths: dict) -> dict:
         mine = [r for r in runs if r["variant"] == variant]
         if not mine:
             continue
-        top1 = np.array([r["video_top1"] for r in mine])
+        done = [r for r in mine if not r.get("diverged")]  # diverged runs have no test
+        top1 = np.array([r["video_top1"] for r in done])
         relations = {
-            rel: _mean_std([r["per_relation"].get(rel, np.nan) for r in mine])
+            rel: _mean_std([r["per_relation"].get(rel, np.nan) for r in done])
             for rel in setup.relations
         }
         variants[variant] = dict(
             runs=len(mine),
-            top1_mean=float(top1.mean()),
-            top1_std=float(top1.std(ddof=1)) if len(top1) > 1 else 0.0,
+            diverged=len(mine) - len(done),
+            top1_mean=float(top1.mean()) if done else None,
+            top1_std=float(top1.std(ddof=1)) if len(done) > 1 else 0.0,
             per_relation=relations,
             train_seconds_mean=float(np.mean([r["train_seconds"] for r in mine])),
             train_cpu_seconds_mean=float(np.mean([r["train_cpu_seconds"] for r in mine])),
-            test_seconds_mean=float(np.mean([r["test_seconds"] for r in mine])),
+            test_seconds_mean=float(np.mean([r["test_seconds"] for r in done])) if done else 0.0,
             width=widths[variant],
             glore_usage={
-                unit: float(np.mean([r["glore_usage"][unit] for r in mine]))
-                for unit in mine[0]["glore_usage"]
+                unit: float(np.mean([r["glore_usage"][unit] for r in done]))
+                for unit in (done[0]["glore_usage"] if done else {})
             },
             **{k: costs[variant][k] for k in ("params_M", "gflops")},
         )
@@ -46,6 +48,8 @@ def summarize(setup, runs: list[dict], costs: dict, widths: dict) -> dict:
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     v = np.array(values, dtype=np.float64)
+    if not len(v):
+        return float("nan"), float("nan")
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
@@ -66,8 +70,11 @@ def format_results(report: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, v in variants.items():
+        top1 = "—" if v["top1_mean"] is None else f"{v['top1_mean']:.1%} ± {v['top1_std']:.1%}"
+        if v.get("diverged"):
+            top1 += f" (diverged: {v['diverged']} of {v['runs']} runs)"
         lines.append(
-            f"| {name} | {v['width']:.3g} | {v['top1_mean']:.1%} ± {v['top1_std']:.1%} "
+            f"| {name} | {v['width']:.3g} | {top1} "
             f"| {v['params_M']:.3f} | {v['gflops']:.4f} | {v['train_seconds_mean']:.0f} "
             f"| {v['train_cpu_seconds_mean']:.0f} | {v['test_seconds_mean']:.1f} |"
         )
@@ -79,7 +86,10 @@ def format_results(report: dict) -> str:
         "|---|" + "---:|" * len(relations),
     ]
     for name, v in variants.items():
-        cells = [f"{m:.0%} ± {s:.0%}" for m, s in (v["per_relation"][r] for r in relations)]
+        cells = [
+            "—" if np.isnan(m) else f"{m:.0%} ± {s:.0%}"
+            for m, s in (v["per_relation"][r] for r in relations)
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for name, v in variants.items():
         if v.get("glore_usage"):
