@@ -67,17 +67,13 @@ def probe_video(path: str | Path) -> VideoInfo:
     import av
 
     path = Path(path)
-    size = path.stat().st_size if path.is_file() else -1
-    if size < 0:
-        raise VideoError(f"{path}: file not found")
-    if size == 0:
-        raise VideoError(f"{path}: empty file (0 bytes)")
+    check_video_file(path)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream")
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+            rate = stream_rate(stream)
             first = next(container.decode(stream), None)
             if first is None:
                 raise VideoError(f"{path}: no decodable frame")
@@ -97,6 +93,45 @@ def probe_video(path: str | Path) -> VideoInfo:
     except Exception as exc:  # PyAV raises many FFmpeg error types; all mean "unreadable"
         raise VideoError(f"{path}: cannot open or decode ({library_error(exc)})") from None
     return VideoInfo(count, float(rate), width, height, duration)
+
+
+def check_video_file(path: Path) -> None:
+    """Raise VideoError naming ``path`` when it is missing or empty (before any library sees it)."""
+    if not path.is_file():
+        raise VideoError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+
+
+def stream_rate(stream) -> Fraction:
+    """A stream's frame rate as a fraction (25 when the header has none), denominator <= 1001."""
+    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    return Fraction(rate).limit_denominator(1001)
+
+
+def add_h264_stream(
+    container,
+    rate: Fraction,
+    width: int,
+    height: int,
+    keyframe_interval: int,
+    crf: int,
+    preset: str = "veryfast",
+    tune: str = "fastdecode",
+):
+    """The H.264 output stream of every file we write (prepared and generated videos alike).
+
+    A keyframe exactly every ``keyframe_interval`` frames and no B-frames (:func:`x264_options`):
+    the cost of a random clip is bounded and decode order is presentation order. One x264 thread:
+    a prepare worker owns one core, and threaded x264 with fastdecode is not bit-exact.
+    """
+    stream = container.add_stream("libx264", rate=rate)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.codec_context.time_base = 1 / rate
+    stream.codec_context.thread_count = 1
+    stream.codec_context.gop_size = keyframe_interval
+    stream.options = x264_options(keyframe_interval, crf, preset, tune)
+    return stream
 
 
 def decord_frame_count(path: str | Path) -> int:
@@ -141,22 +176,26 @@ def quiet_video_libraries() -> None:
     """Keep FFmpeg's own messages (``moov atom not found``, ``[h264 @ 0x...] error while
     decoding MB``) off the terminal, for PyAV and, once imported, decord (each ships its own
     FFmpeg and logs straight to file descriptor 2). Our VideoError says what went wrong, in one
-    line naming the file. Cheap and repeatable: call it in every process that decodes (prepare's
-    workers, the loaders).
+    line naming the file. Each library is set once per process; later calls cost a set lookup.
     """
-    import av.logging
+    if "av" not in _QUIETED:
+        import av.logging
 
-    try:
-        av.logging.set_level(None)  # PyAV >= 13: no FFmpeg log callback at all
-    except (TypeError, ValueError):  # older PyAV: only what stops the process
-        av.logging.set_level(av.logging.PANIC)
+        try:
+            av.logging.set_level(None)  # PyAV >= 13: no FFmpeg log callback at all
+        except (TypeError, ValueError):  # older PyAV: only what stops the process
+            av.logging.set_level(av.logging.PANIC)
+        _QUIETED.add("av")
     decord = sys.modules.get("decord")
-    if decord is not None:
+    if decord is not None and "decord" not in _QUIETED:
         decord.logging.set_level(decord.logging.QUIET)
+        _QUIETED.add("decord")
 
 
+_QUIETED: set[str] = set()  # libraries quieted in this process
 _DECORD_LOG_LINE = re.compile(rb"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")  # "[11:39:13] x.cc:83: ..."
 _FD2_LOCK = threading.RLock()  # decord_frame_count nests open_decord
+_fd2_depth = 0  # nested blocks share the outermost one's sink
 
 
 @contextmanager
@@ -167,9 +206,14 @@ def _decord_log_dropped() -> Iterator[None]:
     switch, and C++ writes below Python's ``sys.stderr``, so fd 2 itself is pointed at a temp
     file for the block; every other line written meanwhile is passed on afterwards.
     """
+    global _fd2_depth
     with _FD2_LOCK:
+        if _fd2_depth:  # already redirected by an enclosing block
+            yield
+            return
         sys.stderr.flush()
         saved = os.dup(2)
+        _fd2_depth += 1
         try:
             with tempfile.TemporaryFile() as sink:
                 os.dup2(sink.fileno(), 2)
@@ -183,6 +227,7 @@ def _decord_log_dropped() -> Iterator[None]:
                     if kept:
                         os.write(2, kept)
         finally:
+            _fd2_depth -= 1
             os.close(saved)
 
 
@@ -221,17 +266,10 @@ def write_video(
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"{path}: H.264 needs even height and width, got {height}x{width}")
+    rate = Fraction(fps).limit_denominator(1001)
     with atomic_open(path, "wb") as f, av.open(f, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=_fps_fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.gop_size = keyframe_interval
-        stream.codec_context.thread_count = 1  # threaded x264 + fastdecode is not bit-exact
-        stream.options = x264_options(keyframe_interval, crf, tune=tune)
+        stream = add_h264_stream(container, rate, width, height, keyframe_interval, crf, tune=tune)
         for frame in frames:
             packet_list = stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
             container.mux(packet_list)
         container.mux(stream.encode())
-
-
-def _fps_fraction(fps: float) -> Fraction:
-    return Fraction(fps).limit_denominator(1001)

@@ -21,10 +21,15 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
-from data_prep.codec import decord_frame_count, library_error, probe_video, x264_options
+from data_prep.codec import (
+    add_h264_stream,
+    decord_frame_count,
+    library_error,
+    probe_video,
+    stream_rate,
+)
 from data_prep.errors import OutputError, VideoError
 from data_prep.files import atomic_open, first_line
 
@@ -96,8 +101,7 @@ def transcode_video(
     with av.open(str(source)) as src:
         in_stream = src.streams.video[0]
         in_stream.thread_count = settings.threads
-        rate = in_stream.average_rate or in_stream.guessed_rate or Fraction(25)
-        rate = Fraction(rate).limit_denominator(1001)
+        rate = stream_rate(in_stream)
         frames = _decoded_frames(src, in_stream, source)
         first = next(frames, None)
         if first is None:
@@ -106,10 +110,24 @@ def transcode_video(
             atomic_open(output, "wb", temp_dir=tmp_dir) as f,
             av.open(f, mode="w", format="mp4") as dst,
         ):
-            out = _add_h264_stream(dst, rate, first.width, first.height, settings)
+            out_w, out_h = output_size(first.width, first.height, settings.short_side)
+            out = add_h264_stream(
+                dst,
+                rate,
+                out_w,
+                out_h,
+                settings.keyframe_interval,
+                settings.crf,
+                settings.preset,
+                settings.tune,
+            )
             for frame in itertools.chain([first], frames):
                 image = frame.reformat(
-                    width=out.width, height=out.height, format="yuv420p", interpolation="AREA"
+                    width=out_w,
+                    height=out_h,
+                    format="yuv420p",
+                    interpolation="AREA",
+                    threads=settings.threads,  # swscale would start one thread per core
                 )
                 image.pts, image.time_base = written, out.codec_context.time_base
                 image.pict_type = PictureType.NONE  # the source's I/P choice must not force ours
@@ -139,21 +157,6 @@ def _decoded_frames(container, stream, source: Path):
             return
         count += 1
         yield frame
-
-
-def _add_h264_stream(container, rate: Fraction, width: int, height: int, settings: EncodeSettings):
-    out_w, out_h = output_size(width, height, settings.short_side)
-    stream = container.add_stream("libx264", rate=rate)
-    stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
-    stream.codec_context.time_base = 1 / rate
-    stream.codec_context.thread_count = settings.threads
-    stream.codec_context.gop_size = settings.keyframe_interval
-    # A keyframe exactly every k frames, no B-frames (x264_options): the cost of a random clip
-    # is bounded and decode order is presentation order (the PyAV reader's fast path).
-    stream.options = x264_options(
-        settings.keyframe_interval, settings.crf, settings.preset, settings.tune
-    )
-    return stream
 
 
 def process_video(

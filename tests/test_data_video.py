@@ -216,3 +216,22 @@ def test_pyav_scans_from_the_start_when_timestamps_are_irregular(tmp_path, monke
     assert np.abs(pyav.astype(int) - read_frames(path, indices).astype(int)).mean() < 3
     assert np.abs(pyav.astype(int) - frames[indices].astype(int)).mean() < 12
     assert len([p for p in seen if p.size]) > 29  # scanned from the first packet
+
+
+@pytest.mark.parametrize("reader", ["pyav", "decord"])
+def test_a_bug_in_the_transform_is_not_taken_for_a_bad_video(tmp_path, reader):
+    """Only the file's faults become VideoError (the dataset then skips the video); a bug in the
+    code that consumes the frames must surface as itself instead of silently skipping videos."""
+    path = tmp_path / "v.mp4"
+    write_video(path, moving_video(16), keyframe_interval=4)
+
+    def buggy(frame, slots):
+        raise IndexError("a bug in the transform")
+
+    def unusable(frame, slots):
+        raise ValueError("frame 48x64 does not fit the list's 32x32")
+
+    with pytest.raises(IndexError, match="a bug"):
+        decode_clip(path, lambda n: np.arange(4), buggy, reader)
+    with pytest.raises(VideoError, match=rf"{path}: frame 48x64 does not fit"):
+        decode_clip(path, lambda n: np.arange(4), unusable, reader)

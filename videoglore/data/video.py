@@ -22,7 +22,7 @@ array (decord); ``slots`` are the positions in the flattened indices that this f
 
 Frame indices are presentation-order positions in both readers, so they return the same frames.
 Every library runs single-threaded here (libavcodec ``thread_count=1``, decord
-``num_threads=1``; swscale in transforms.py): a DataLoader worker owns one core.
+``num_threads=1``; swscale in pixels.py): a DataLoader worker owns one core.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.codec import open_decord, quiet_video_libraries
-from data_prep.files import first_line
+from data_prep.codec import check_video_file, library_error, open_decord, quiet_video_libraries
 from videoglore.data import pixels
 from videoglore.errors import VideoError
 
@@ -47,13 +46,6 @@ CODEC_THREADS = 1  # libavcodec / decord decoding threads per reader: one core p
 Put = Callable[[object, list[int]], None]  # put(frame, slots)
 
 
-def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise VideoError(f"{path}: video file not found")
-    if path.stat().st_size == 0:
-        raise VideoError(f"{path}: video file is empty (0 bytes)")
-
-
 def open_video(path: str | Path, num_threads: int = CODEC_THREADS):
     """Open ``path`` with decord and check that it has frames.
 
@@ -61,11 +53,11 @@ def open_video(path: str | Path, num_threads: int = CODEC_THREADS):
         VideoError: naming the file and the reason when it is missing, empty or undecodable.
     """
     path = Path(path)
-    _check_file(path)
+    check_video_file(path)
     try:
         reader = open_decord(path, num_threads)
     except Exception as exc:  # decord raises its own DECORDError / RuntimeError variants
-        raise VideoError(f"{path}: cannot open video ({first_line(exc)})") from None
+        raise VideoError(f"{path}: cannot open video ({library_error(exc)})") from None
     if len(reader) == 0:
         raise VideoError(f"{path}: video has no frames")
     return reader
@@ -113,11 +105,8 @@ def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) 
             # Known decord leaks (dmlc/decord#197, #208): the reader keeps decoded frames
             # buffered after get_batch; seeking back to 0 releases them before the reader goes.
             reader.seek(0)
-    except Exception as exc:
-        raise VideoError(f"{path}: cannot decode frames ({first_line(exc)})") from None
-    finally:
-        if own_reader:
-            del reader
+    except Exception as exc:  # decord's own error types
+        raise VideoError(f"{path}: cannot decode frames ({library_error(exc)})") from None
     return frames
 
 
@@ -129,8 +118,9 @@ def decode_clip(
 ) -> None:
     """Decode the frames chosen by ``indices_for(video length)`` and hand each to ``put``.
 
-    ``put(frame, slots)`` is called once per distinct index, in increasing index order, with the
-    positions of that index in the flattened indices. Nothing stays open afterwards (one reader
+    ``put(frame, slots)`` is called for every distinct index, in increasing index order, with the
+    positions of that index in the flattened indices (a second pass after a failed seek hands
+    frames again; they overwrite the first). Nothing stays open afterwards (one reader
     per call keeps memory bounded over long runs).
 
     Raises:
@@ -139,22 +129,31 @@ def decode_clip(
     if reader not in READERS:
         raise ValueError(f"unknown video reader {reader!r}; choose from {READERS}")
     path = Path(path)
+    put = _video_errors(put, path)
     if reader == "pyav" and _decode_pyav(path, indices_for, put):
         return
     # decord, or a stream the PyAV path cannot index (B-frames, no frame count)
     handle = open_video(path)
-    try:
-        indices = np.asarray(indices_for(len(handle)), dtype=np.int64).reshape(-1)
-        unique, slots = _slots(indices)
-        frames = read_frames(path, unique, reader=handle)  # (U, H, W, 3)
-        handle.seek(0)  # drop decord's buffered frames before the reader goes (#208)
-    finally:
-        del handle
-    try:
-        for frame, where in zip(frames, slots, strict=True):
-            put(frame, where)
-    except ValueError as exc:  # the transform cannot use the frame (size, buffer)
-        raise VideoError(f"{path}: {exc}") from None
+    indices = np.asarray(indices_for(len(handle)), dtype=np.int64).reshape(-1)
+    unique, slots = _slots(indices)
+    frames = read_frames(path, unique, reader=handle)  # (U, H, W, 3)
+    handle.seek(0)  # drop decord's buffered frames before the reader goes (#208)
+    for frame, where in zip(frames, slots, strict=True):
+        put(frame, where)
+
+
+def _video_errors(put: Put, path: Path) -> Put:
+    """``put`` with its ValueError (the transform cannot use this frame: its size does not fit
+    the list's, a buffer is too small) turned into a VideoError naming the file. Any other
+    exception of ``put`` is a bug and propagates as it is, never taken for a bad video."""
+
+    def checked(frame, slots: list[int]) -> None:
+        try:
+            put(frame, slots)
+        except ValueError as exc:
+            raise VideoError(f"{path}: {exc}") from None
+
+    return checked
 
 
 def read_clip(
@@ -193,8 +192,10 @@ def _slots(indices: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
 
 def _decode_pyav(path: Path, indices_for, put: Put) -> bool:
     """PyAV reader of :func:`decode_clip`; False when the stream needs decord (see module doc)."""
+    import av
+
     quiet_video_libraries()
-    _check_file(path)
+    check_video_file(path)
     try:
         container, stream = open_pyav(path)
         with container:
@@ -217,11 +218,10 @@ def _decode_pyav(path: Path, indices_for, put: Put) -> bool:
             container, stream = open_pyav(path)
             with container:
                 found = _decode_positions(container, stream, wanted, put, None)
-    except VideoError:
-        raise
-    except Exception as exc:  # FFmpeg errors carry no path: name the file here
-        reason = getattr(exc, "strerror", None) or first_line(exc)
-        raise VideoError(f"{path}: cannot decode frames ({reason})") from None
+    except (av.error.FFmpegError, OSError, EOFError, ValueError) as exc:
+        # the file, not our code: put's ValueError is a VideoError already, and a bug in the
+        # transforms (IndexError, TypeError, ...) must not pass as a bad video
+        raise VideoError(f"{path}: cannot decode frames ({library_error(exc)})") from None
     if found is None:
         return False
     missing = [i for i in unique.tolist() if i not in found]
