@@ -24,9 +24,7 @@ def tiny_videos(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """The test machines share 2 cores between several jobs: intra-op threads only oversubscribe."""
-    import torch
+    from videoglore.threads import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield

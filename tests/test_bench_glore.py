@@ -13,6 +13,7 @@ import torch
 from benchmarks.glore import relational
 from benchmarks.glore.relational import RelationalOptions, class_names, render_split, render_video
 from videoglore.errors import ConfigError
+from videoglore.threads import torch_threads
 
 SMALL = RelationalOptions(videos_per_class=2, val_videos_per_class=1, num_frames=8, size=32)
 
@@ -142,7 +143,9 @@ def test_quick_benchmark_runs_end_to_end_and_writes_table_and_plot(tmp_path, cap
     # benchmark's lr, r50_glore's scores in eval mode overflow to NaN (BatchNorm statistics lag
     # behind the GloRe units' cubic activations), and validation rightly stops the run (11.4).
     argv += ["--lr", "1e-4"]
-    assert main(argv) == 0
+    with torch_threads(2):  # the caller's count: the benchmark trains with --threads 1 ...
+        assert main(argv) == 0
+        assert torch.get_num_threads() == 2  # ... and gives the caller its count back
     printed = capsys.readouterr().out
     assert "| r50_glore |" in printed and "val_vs_time.png" in printed
 

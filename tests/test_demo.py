@@ -12,6 +12,7 @@ from tests.helpers import REPO
 from videoglore import demo
 from videoglore.cli import main
 from videoglore.engine.checkpoint import load_checkpoint
+from videoglore.threads import torch_threads
 
 TINY = [
     "train.epochs=1",
@@ -28,15 +29,11 @@ TINY = [
 
 def _run_demo(out: Path, caller_threads: int, *overrides: str) -> int:
     """``videoglore demo`` at the TINY size from a process using ``caller_threads`` threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(caller_threads)
-    try:
+    with torch_threads(caller_threads):
         argv = ["demo", "--out", str(out), "--videos-per-class", "3"]
         code = main(argv + ["-c", str(REPO / "configs/demo.yaml"), *TINY, *overrides])
         assert torch.get_num_threads() == caller_threads  # the demo restores the caller's count
         return code
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_demo_writes_lists_checkpoints_metrics_and_predictions(tmp_path, capsys):

@@ -26,11 +26,7 @@ CPU, where they moved the demo's video top-1 between 97.22 % and 94.44 %):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import torch
 
 from data_prep.prepare import PrepareOptions, prepare
 from data_prep.synthetic import MOTIONS, write_motion_dataset
@@ -38,6 +34,7 @@ from videoglore.config import load_config
 from videoglore.engine.tester import test
 from videoglore.engine.trainer import train
 from videoglore.errors import DataError, OutputError
+from videoglore.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +88,3 @@ def run_demo(
             cfg.test.num_crops,
         )
         return test(cfg, checkpoint=None)
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` torch intra-op threads, then restore the previous count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
