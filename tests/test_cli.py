@@ -92,7 +92,7 @@ def test_config_that_is_not_utf8(tmp_path, capsys):
     assert main(["test", "-c", str(bad)]) == 2
     err = _one_error_line(capsys)
     assert f"error: {bad}: not UTF-8 text" in err
-    assert "byte 0xe9 on line 2" in err and "save it as UTF-8" in err
+    assert "byte 0xe9 at offset 25, line 2" in err and "save it as UTF-8" in err
 
 
 def test_demo_out_that_is_a_file(tmp_path, capsys):

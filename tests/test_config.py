@@ -79,6 +79,18 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(bad)
 
 
+def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
+    """Windows editors save UTF-8 with a BOM; it is dropped (data_prep.files.read_utf8)."""
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + "train:\n  epochs: 3  # café\n".encode())
+    assert load_config(path).train.epochs == 3
+    path.write_bytes(b"\xef\xbb\xbftrain:\n  epochs: 3  # caf\xe9\n")
+    with pytest.raises(
+        ConfigError, match=r"^.*bom\.yaml: not UTF-8 text \(byte 0xe9 at offset 28, line 2\)"
+    ):
+        load_config(path)
+
+
 def test_saved_config_round_trips(tmp_path):
     cfg = load_config(None, ["train.epochs=7", "output.dir=somewhere"])
     save_config(cfg, tmp_path / "run" / "config.yaml")
