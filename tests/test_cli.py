@@ -9,6 +9,7 @@ import pytest
 from benchmarks import BENCHMARKS
 from tests.helpers import REPO
 from videoglore.cli import main
+from videoglore.errors import ConfigError
 
 SUBCOMMANDS = {
     "prepare": "--out",
@@ -96,10 +97,17 @@ def test_config_that_is_not_utf8(tmp_path, capsys):
 
 
 def test_demo_out_that_is_a_file(tmp_path, capsys):
+    """A wrong --out value, as in ``prepare`` (data_prep/prepare.py): a ConfigError, not an
+    OutputError (nothing failed to write), and the file is left alone."""
+    from videoglore.demo import run_demo
+
     out = tmp_path / "results.txt"
     out.write_text("keep me\n")
     assert main(["demo", "--out", str(out)]) == 2
-    assert f"error: demo --out {out}: is a file, not a folder" in _one_error_line(capsys)
+    expected = f"error: demo --out {out} is a file, not a folder; give a folder (made if missing)"
+    assert expected in _one_error_line(capsys)
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        run_demo(REPO / "configs" / "demo.yaml", out)
     assert out.read_text() == "keep me\n"
 
 

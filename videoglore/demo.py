@@ -33,7 +33,7 @@ from data_prep.synthetic import MOTIONS, write_motion_dataset
 from videoglore.config import load_config
 from videoglore.engine.tester import test
 from videoglore.engine.trainer import train
-from videoglore.errors import DataError, OutputError
+from videoglore.errors import ConfigError, DataError
 from videoglore.threads import torch_threads
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,10 @@ def run_demo(
 ) -> dict:
     """Generate, prepare, train and test; returns the test metrics (with ``run_dir``)."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"demo --out {out}: is a file, not a folder; choose another --out")
+    if out.exists() and not out.is_dir():  # worded as prepare._output_folder (data_prep)
+        raise ConfigError(
+            f"demo --out {out} is a file, not a folder; give a folder (made if missing)"
+        )
     raw, prepared = out / "synthetic", out / "data"
     log.info("demo 1/4: writing synthetic motion videos to %s", raw)
     write_motion_dataset(raw, len(MOTIONS), videos_per_class, frames=32, size=(64, 64))
