@@ -138,6 +138,8 @@ BAD_VALUES = [
     ("train.lr=-0.1", "train.lr must be > 0, got -0.1"),
     ("train.epochs=-1", "train.epochs must be >= 0, got -1"),
     ("train.lr_steps=[65, 45]", "train.lr_steps must be increasing epochs >= 0, got [65.0, 45.0]"),
+    ('train.lr_mult={"*": -1}', "train.lr_mult.* must be >= 0, got -1.0"),
+    ('train.lr_mult={"classifier.*": x}', "train.lr_mult.classifier.* must be float, got str 'x'"),
     ("test.num_clips=0", "test.num_clips must be >= 1, got 0"),
     ("test.num_crops=2", "test.num_crops must be one of 1, 3, 5, got 2"),
     ("test.aggregate=softmx", "test.aggregate must be one of softmax, logits, got 'softmx'; did "
