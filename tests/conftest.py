@@ -9,12 +9,6 @@ import pytest
 from tests.helpers import write_video_dataset
 
 
-@pytest.fixture
-def make_video_dataset():
-    """The ``write_video_dataset(root, num_classes=2, videos_per_class=4, ...)`` function."""
-    return write_video_dataset
-
-
 @pytest.fixture(scope="session")
 def tiny_videos(tmp_path_factory) -> dict[str, Path]:
     """One shared 2-class dataset: 4 train and 2 val videos per class, 16 frames at 32 px."""
