@@ -91,6 +91,19 @@ def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
         load_config(path)
 
 
+def test_a_bare_off_means_the_word_off(tmp_path):
+    """YAML 1.1 reads a bare ``off`` as false; ``train.amp: off`` (file or override) is "off"."""
+    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    path = tmp_path / "amp.yaml"
+    path.write_text("train:\n  amp: off\n  channels_last: off\n")
+    cfg = load_config(path)
+    assert cfg.train.amp == "off" and cfg.train.channels_last is False  # a switch keeps the bool
+    with pytest.raises(
+        ConfigError, match="train.amp must be one of auto, bf16, fp16, off, got True"
+    ):
+        load_config(None, ["train.amp=on"])
+
+
 def test_saved_config_round_trips(tmp_path):
     cfg = load_config(None, ["train.epochs=7", "output.dir=somewhere"])
     save_config(cfg, tmp_path / "run" / "config.yaml")

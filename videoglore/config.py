@@ -325,6 +325,8 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
         return value
     if origin is typing.Literal:
         choices = typing.get_args(hint)
+        if value is False and "off" in choices:  # YAML 1.1 reads a bare off as false
+            value = "off"
         if value in choices and type(value) in {type(c) for c in choices}:
             return value
         close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.4)
