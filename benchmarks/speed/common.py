@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchmarks.report import BenchmarkResult, finish
+from benchmarks.report import BenchmarkResult, finish, markdown_table
 from videoglore.engine.distributed import setup_runtime
 from videoglore.engine.forward import amp_dtype
 from videoglore.errors import ConfigError
@@ -302,3 +302,15 @@ def measure_all(
             release(device)
             rows.append(row)
     return rows
+
+
+def format_report(report: dict, columns: list, first_sentence: str, mfu_formula: str) -> str:
+    """The markdown of ``benchmark train``/``test``: what was measured (``first_sentence``) and
+    how MFU is counted (``mfu_formula``, the FLOP rate divided by the peak), then the table."""
+    peak = report["device"]["peak_bf16_tflops"]
+    mfu_note = (
+        f"MFU = {mfu_formula} ÷ {peak:g} TFLOPS (bf16 dense peak, every row)"
+        if peak
+        else "MFU n/a (CPU or unknown peak; pass --peak-tflops)"
+    )
+    return f"{first_sentence}; {mfu_note}.\n\n" + markdown_table(report["rows"], columns)
