@@ -13,7 +13,7 @@ Reproducible: the videos are seeded and encoded single-threaded (bit-identical f
 prepare's worker count), clips are sampled from (seed, epoch, video) whatever the loader's worker
 count, and the demo config trains on the CPU (``train.device: cpu``). What remains is the float
 rounding of the CPU kernels, which depends on two things (measured with torch 2.14 on an AVX-512
-CPU, where they moved the demo's video top-1 between 97.22 % and 94.44 %):
+CPU, where each changed the demo's video top-1 by one of its 36 test videos):
 
 * torch's thread count: weight-gradient reductions are split across threads (one thread and
   two gave different weights; 2, 3, 4 and 16 threads gave identical ones). So the demo trains

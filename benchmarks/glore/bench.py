@@ -42,11 +42,11 @@ from data_prep.files import atomic_write_text, write_json
 from videoglore.config import Config, ModelConfig
 from videoglore.errors import TrainingError
 
-HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, <= 15 min)"
+HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, ~13 min of one core)"
 log = logging.getLogger(__name__)
 
 # Sizes: default ~13 min of one core's CPU time (wall time on shared cores is longer), --quick
-# < 1 min; see benchmarks/glore/RESULTS.md for the measured numbers.
+# ~20 s; see benchmarks/glore/RESULTS.md for the measured numbers.
 PRESETS = {
     "default": dict(
         videos_per_class=48, val_videos_per_class=12, num_frames=16, size=32, epochs=16, seeds=3
@@ -82,7 +82,7 @@ class BenchSetup:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/bench_glore", help="videos, lists, runs, results")
-    parser.add_argument("--quick", action="store_true", help="smoke-test size (<= 3 min)")
+    parser.add_argument("--quick", action="store_true", help="smoke-test size (~20 s)")
     parser.add_argument("--relations", nargs="+", choices=sorted(RELATIONS), help="default: all")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="default: all three")
     parser.add_argument("--videos-per-class", type=int, help="training videos per class")
