@@ -9,12 +9,6 @@ import pytest
 from tests.helpers import write_video_dataset
 
 
-@pytest.fixture
-def make_video_dataset():
-    """The ``write_video_dataset(root, num_classes=2, videos_per_class=4, ...)`` function."""
-    return write_video_dataset
-
-
 @pytest.fixture(scope="session")
 def tiny_videos(tmp_path_factory) -> dict[str, Path]:
     """One shared 2-class dataset: 4 train and 2 val videos per class, 16 frames at 32 px."""
@@ -24,9 +18,7 @@ def tiny_videos(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """The test machines share 2 cores between several jobs: intra-op threads only oversubscribe."""
-    import torch
+    from videoglore.threads import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield

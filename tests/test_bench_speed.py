@@ -28,6 +28,22 @@ def test_mfu_on_hand_numbers():
     assert speed.mfu(10e9, 100.0, None, train=True) is None  # CPU: n/a
 
 
+def test_report_text_names_the_mfu_formula_and_peak():
+    row = {"model": "r50", "clip": "8x224x224", "batch": 4, "precision": "bf16"}
+    row |= {"channels_last": True, "compile": False, "videos_per_s": 2.5, "mfu": 0.25}
+    report = {"device": {"peak_bf16_tflops": 989.0}, "rows": [row]}
+    text = speed.format_report(report, bench_test.COLUMNS, "Testing speed here", "2 × MACs × x/s")
+    first, blank, *table = text.splitlines()
+    assert first == (
+        "Testing speed here; MFU = 2 × MACs × x/s ÷ 989 TFLOPS (bf16 dense peak, every row)."
+    )
+    assert blank == "" and "| r50 | 8x224x224 | 4 | bf16 | on | off | 2.50 |" in table[2]
+    assert table[2].endswith("| 25.0% |")
+    report["device"]["peak_bf16_tflops"] = None
+    text = speed.format_report(report, bench_test.COLUMNS, "On a CPU", "2 × MACs × x/s")
+    assert text.startswith("On a CPU; MFU n/a (CPU or unknown peak; pass --peak-tflops).\n\n")
+
+
 def test_peak_table_matches_device_names():
     assert speed.peak_tflops_for("NVIDIA H100 80GB HBM3") == 989.0  # H100 SXM
     assert speed.peak_tflops_for("NVIDIA H200") == 989.0

@@ -79,6 +79,31 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(bad)
 
 
+def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
+    """Windows editors save UTF-8 with a BOM; it is dropped (data_prep.files.read_utf8)."""
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + "train:\n  epochs: 3  # café\n".encode())
+    assert load_config(path).train.epochs == 3
+    path.write_bytes(b"\xef\xbb\xbftrain:\n  epochs: 3  # caf\xe9\n")
+    with pytest.raises(
+        ConfigError, match=r"^.*bom\.yaml: not UTF-8 text \(byte 0xe9 at offset 28, line 2\)"
+    ):
+        load_config(path)
+
+
+def test_a_bare_off_means_the_word_off(tmp_path):
+    """YAML 1.1 reads a bare ``off`` as false; ``train.amp: off`` (file or override) is "off"."""
+    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    path = tmp_path / "amp.yaml"
+    path.write_text("train:\n  amp: off\n  channels_last: off\n")
+    cfg = load_config(path)
+    assert cfg.train.amp == "off" and cfg.train.channels_last is False  # a switch keeps the bool
+    with pytest.raises(
+        ConfigError, match="train.amp must be one of auto, bf16, fp16, off, got True"
+    ):
+        load_config(None, ["train.amp=on"])
+
+
 def test_saved_config_round_trips(tmp_path):
     cfg = load_config(None, ["train.epochs=7", "output.dir=somewhere"])
     save_config(cfg, tmp_path / "run" / "config.yaml")
@@ -126,6 +151,8 @@ BAD_VALUES = [
     ("train.lr=-0.1", "train.lr must be > 0, got -0.1"),
     ("train.epochs=-1", "train.epochs must be >= 0, got -1"),
     ("train.lr_steps=[65, 45]", "train.lr_steps must be increasing epochs >= 0, got [65.0, 45.0]"),
+    ('train.lr_mult={"*": -1}', "train.lr_mult.* must be >= 0, got -1.0"),
+    ('train.lr_mult={"classifier.*": x}', "train.lr_mult.classifier.* must be float, got str 'x'"),
     ("test.num_clips=0", "test.num_clips must be >= 1, got 0"),
     ("test.num_crops=2", "test.num_crops must be one of 1, 3, 5, got 2"),
     ("test.aggregate=softmx", "test.aggregate must be one of softmax, logits, got 'softmx'; did "

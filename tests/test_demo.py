@@ -12,6 +12,7 @@ from tests.helpers import REPO
 from videoglore import demo
 from videoglore.cli import main
 from videoglore.engine.checkpoint import load_checkpoint
+from videoglore.threads import torch_threads
 
 TINY = [
     "train.epochs=1",
@@ -28,23 +29,50 @@ TINY = [
 
 def _run_demo(out: Path, caller_threads: int, *overrides: str) -> int:
     """``videoglore demo`` at the TINY size from a process using ``caller_threads`` threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(caller_threads)
-    try:
+    with torch_threads(caller_threads):
         argv = ["demo", "--out", str(out), "--videos-per-class", "3"]
         code = main(argv + ["-c", str(REPO / "configs/demo.yaml"), *TINY, *overrides])
         assert torch.get_num_threads() == caller_threads  # the demo restores the caller's count
         return code
-    finally:
-        torch.set_num_threads(before)
 
 
-def test_demo_writes_lists_checkpoints_metrics_and_predictions(tmp_path, capsys):
+def test_demo_writes_lists_checkpoints_metrics_and_predictions_the_same_at_any_thread_count(
+    tmp_path, monkeypatch, capsys
+):
+    """One run checked for its lists, checkpoints, metrics and predictions; then the README's
+    claim: every run gives the same numbers. Train and test run with DEMO_THREADS torch threads
+    whatever the caller uses (one thread rounds the weight gradients differently), so a rerun from
+    a 3-thread process gives bit-identical weights and metrics."""
+    threads_seen = []
+
+    def counting(function):
+        def wrapped(*args, **kwargs):
+            threads_seen.append(torch.get_num_threads())
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(demo, "train", counting(demo.train))
+    monkeypatch.setattr(demo, "test", counting(demo.test))
     out = tmp_path / "demo"
     assert _run_demo(out, 1) == 0
     printed = capsys.readouterr().out
     assert "video top-1:" in printed and str(out / "run" / "metrics.json") in printed
+    _check_lists_and_run(out)
 
+    assert _run_demo(out, 3, f"output.dir={out / 'rerun'}") == 0  # same videos, new run
+    assert threads_seen == [demo.DEMO_THREADS] * 4
+    runs = (out / "run", out / "rerun")
+    where = {"run_dir", "checkpoint"}  # the only entries that name the run's own folder
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    first, again = ({k: v for k, v in m.items() if k not in where} for m in metrics)
+    assert first == again
+    first, again = (load_checkpoint(run / "checkpoints" / "best.pt")["model"] for run in runs)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def _check_lists_and_run(out: Path) -> None:
+    """What one demo run wrote: lists, checkpoints, metrics that agree with the predictions."""
     # prepare wrote the lists the trainer read: 6 classes x (2 train + 1 val) videos
     classes = read_classes(out / "data" / "classes.json")
     assert classes == sorted(classes) and len(classes) == 6
@@ -72,32 +100,3 @@ def test_demo_writes_lists_checkpoints_metrics_and_predictions(tmp_path, capsys)
     assert metrics["video_top5"] == pytest.approx(hits5 / 6)
     assert metrics["mean_class_accuracy"] == pytest.approx(hits1 / 6)
     assert metrics["clip_top1"] * 12 == pytest.approx(round(metrics["clip_top1"] * 12))
-
-
-def test_demo_result_does_not_depend_on_the_callers_thread_count(tmp_path, monkeypatch):
-    """The README's claim: every run gives the same numbers. Train and test run with
-    DEMO_THREADS torch threads whatever the caller uses (one thread rounds the weight gradients
-    differently), so a rerun from a 3-thread process gives bit-identical weights and metrics."""
-    threads_seen = []
-
-    def counting(function):
-        def wrapped(*args, **kwargs):
-            threads_seen.append(torch.get_num_threads())
-            return function(*args, **kwargs)
-
-        return wrapped
-
-    monkeypatch.setattr(demo, "train", counting(demo.train))
-    monkeypatch.setattr(demo, "test", counting(demo.test))
-    out = tmp_path / "demo"
-    assert _run_demo(out, 1) == 0
-    assert _run_demo(out, 3, f"output.dir={out / 'rerun'}") == 0  # same videos, new run
-    assert threads_seen == [demo.DEMO_THREADS] * 4
-
-    runs = (out / "run", out / "rerun")
-    where = {"run_dir", "checkpoint"}  # the only entries that name the run's own folder
-    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
-    first, again = ({k: v for k, v in m.items() if k not in where} for m in metrics)
-    assert first == again
-    first, again = (load_checkpoint(run / "checkpoints" / "best.pt")["model"] for run in runs)
-    assert all(torch.equal(first[k], again[k]) for k in first)

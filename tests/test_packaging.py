@@ -11,13 +11,13 @@ from tests.helpers import REPO
 
 PACKAGE_ROOTS = ("videoglore", "data_prep", "benchmarks")
 
-# Run inside the installed copy: the demo's default config and the config module's own path.
+# Run inside the installed copy: the demo's default config (what `demo` without --config runs,
+# tests/test_cli.py) and the package's own path.
 PROBE = """
-import json, pathlib
+import json
 import videoglore
-from videoglore.cli import build_parser
-from videoglore.config import load_config
-config = pathlib.Path(build_parser().parse_args(["demo"]).config)
+from videoglore.config import load_config, shipped_config
+config = shipped_config("demo.yaml")
 print(json.dumps({
     "package": videoglore.__file__,
     "config": str(config),

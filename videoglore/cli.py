@@ -8,7 +8,7 @@ Commands::
     predict    video files          → top-k labels
     demo       synthetic videos → prepare → train → test, CPU-sized, end to end
     flops      params and GFLOPs of the models, with and without GloRe
-    benchmark  data | glore | train | test
+    benchmark  data | glore | train | test | pipeline
 
 Only this module prints; the library logs.
 """
@@ -20,7 +20,6 @@ import logging
 import sys
 from collections.abc import Callable
 
-from videoglore.config import shipped_config
 from videoglore.errors import ConfigError, VideogloreError
 
 OVERRIDES_HELP = "config overrides as dotted keys, e.g. train.epochs=3 model.depth=101"
@@ -105,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "directions) as H.264 videos, prepare it with the same code as Kinetics, train a small "
         "3D ResNet with GloRe units, test it with the multi-clip tester, and print the top-1.",
     )
-    p.add_argument("-c", "--config", default=str(shipped_config("demo.yaml")), help="demo config")
+    p.add_argument("-c", "--config", help="demo config (default: the shipped demo.yaml)")
     p.add_argument("--out", default="demo_run", help="folder for videos, lists and the run")
     p.add_argument(
         "--videos-per-class", type=int, default=24, help="videos per class, a quarter held out"
@@ -251,9 +250,11 @@ def cmd_predict(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from videoglore.config import shipped_config
     from videoglore.demo import run_demo
 
-    metrics = run_demo(args.config, args.out, args.overrides, args.videos_per_class)
+    config = args.config or shipped_config("demo.yaml")
+    metrics = run_demo(config, args.out, args.overrides, args.videos_per_class)
     print(_format_metrics(metrics))
     return 0
 

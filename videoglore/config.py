@@ -34,8 +34,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from data_prep.files import atomic_write_text
-from videoglore.errors import ConfigError
+from data_prep.files import atomic_write_text, read_utf8
+from videoglore.errors import ConfigError, DataError
 
 MAX_VIDEO_VIEW_GIB = 2  # uint8 pixels of one test video's views (10 x 3 x 8 x 224²: 0.03 GiB)
 
@@ -236,23 +236,20 @@ def load_config(
 
 
 def _read_text(path: Path) -> str:
-    """The UTF-8 text of a config file, or a ConfigError that says what is wrong with it."""
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a YAML config file; pass the .yaml file")
+    """The UTF-8 text of a config file (``data_prep.files.read_utf8``: a byte-order mark is
+    dropped, a bad byte is named), or a ConfigError that says what is wrong with the file."""
     try:
-        data = path.read_bytes()
+        return read_utf8(path)
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path}: is a folder, not a YAML config file; pass the .yaml file"
+        ) from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            f"{path}: not UTF-8 text ({exc.reason}: byte 0x{data[exc.start]:02x} on line {line}); "
-            "save it as UTF-8"
-        ) from None
+    except DataError as exc:  # not UTF-8: the message names the byte, its offset and line
+        raise ConfigError(str(exc)) from None
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
@@ -328,6 +325,8 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
         return value
     if origin is typing.Literal:
         choices = typing.get_args(hint)
+        if value is False and "off" in choices:  # YAML 1.1 reads a bare off as false
+            value = "off"
         if value in choices and type(value) in {type(c) for c in choices}:
             return value
         close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.4)

@@ -42,11 +42,11 @@ from data_prep.files import atomic_write_text, write_json
 from videoglore.config import Config, ModelConfig
 from videoglore.errors import TrainingError
 
-HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, <= 15 min)"
+HELP = "does GloRe help? plain vs GloRe 3D ResNet on relational videos (CPU, ~13 min of one core)"
 log = logging.getLogger(__name__)
 
 # Sizes: default ~13 min of one core's CPU time (wall time on shared cores is longer), --quick
-# < 1 min; see benchmarks/glore/RESULTS.md for the measured numbers.
+# ~20 s; see benchmarks/glore/RESULTS.md for the measured numbers.
 PRESETS = {
     "default": dict(
         videos_per_class=48, val_videos_per_class=12, num_frames=16, size=32, epochs=16, seeds=3
@@ -82,7 +82,7 @@ class BenchSetup:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/bench_glore", help="videos, lists, runs, results")
-    parser.add_argument("--quick", action="store_true", help="smoke-test size (<= 3 min)")
+    parser.add_argument("--quick", action="store_true", help="smoke-test size (~20 s)")
     parser.add_argument("--relations", nargs="+", choices=sorted(RELATIONS), help="default: all")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="default: all three")
     parser.add_argument("--videos-per-class", type=int, help="training videos per class")
@@ -140,54 +140,28 @@ def run(args: argparse.Namespace) -> BenchmarkResult:
 
 
 def run_benchmark(setup: BenchSetup, out: Path) -> dict:
-    """Generate + prepare the data, train and test every variant × seed; write the results."""
-    from data_prep.prepare import PrepareOptions, prepare
+    """Generate + prepare the data, train and test every variant × seed; write the results.
 
-    torch_threads(setup.threads)
+    Training and testing use ``setup.threads`` torch intra-op threads (one by default: on shared
+    cores two OpenMP threads wait for each other, measured 5-30x slower per step than one thread
+    while other jobs ran); the caller's thread count is restored afterwards.
+    """
+    from videoglore.threads import torch_threads
+
     start = time.perf_counter()
-    data = RelationalOptions(
-        relations=setup.relations,
-        videos_per_class=setup.videos_per_class,
-        val_videos_per_class=setup.val_videos_per_class,
-        num_frames=setup.num_frames,
-        size=setup.size,
-        seed=setup.data_seed,
-    )
-    source, prepared = out / "prepared" / "source", out / "prepared"
-    if (prepared / "options.json").is_file() and (prepared / "options.json").read_text() == (
-        json.dumps(dataclasses.asdict(data))
-    ):
-        log.info("reusing the prepared videos in %s", prepared)
-    else:
-        shutil.rmtree(prepared, ignore_errors=True)
-        write_relational_videos(source, data)
-        classes = source / "classes.json"  # keep the generator's class order
-        write_json(classes, class_names(setup.relations))
-        folders = {split: str(source / split) for split in ("train", "val")}
-        # no re-encode: the generator already wrote H.264 with short GOPs; prepare checks them
-        prepare(
-            PrepareOptions(
-                str(prepared),
-                folders=folders,
-                classes=str(classes),
-                reencode=False,
-                workers=1,
-                progress=False,
-            )
-        )
-        atomic_write_text(prepared / "options.json", json.dumps(dataclasses.asdict(data)))
-    data_seconds = time.perf_counter() - start
-
-    widths = {"r50": setup.width, "r50_glore": setup.width}
-    if "r50_wide" in setup.variants:
-        widths["r50_wide"] = matching_width(setup)
-    runs = []
-    seeds = range(setup.first_seed, setup.first_seed + setup.seeds)
-    for seed in seeds:  # seed-major: a cut-short run still compares variants
-        for variant in setup.variants:
-            cfg = run_config(setup, variant, widths[variant], seed, prepared, out)
-            runs.append(train_and_test(cfg, variant, seed))
-    costs = {v: model_cost(setup, v, widths[v]) for v in setup.variants}
+    with torch_threads(max(1, setup.threads)):
+        prepared = prepare_data(setup, out)
+        data_seconds = time.perf_counter() - start
+        widths = {"r50": setup.width, "r50_glore": setup.width}
+        if "r50_wide" in setup.variants:
+            widths["r50_wide"] = matching_width(setup)
+        runs = []
+        seeds = range(setup.first_seed, setup.first_seed + setup.seeds)
+        for seed in seeds:  # seed-major: a cut-short run still compares variants
+            for variant in setup.variants:
+                cfg = run_config(setup, variant, widths[variant], seed, prepared, out)
+                runs.append(train_and_test(cfg, variant, seed))
+        costs = {v: model_cost(setup, v, widths[v]) for v in setup.variants}
     report = summarize(setup, runs, costs, widths)
     report["data_seconds"] = data_seconds
     report["total_seconds"] = time.perf_counter() - start
@@ -209,12 +183,42 @@ def run_benchmark(setup: BenchSetup, out: Path) -> dict:
     return report
 
 
-def torch_threads(threads: int) -> None:
-    """Intra-op threads. One by default: on shared cores two OpenMP threads wait for each other
-    (measured 5-30x slower per step than one thread while other jobs ran)."""
-    import torch
+def prepare_data(setup: BenchSetup, out: Path) -> Path:
+    """The relational videos prepared in ``out/prepared`` (reused when their options match)."""
+    from data_prep.prepare import PrepareOptions, prepare
 
-    torch.set_num_threads(max(1, threads))
+    data = RelationalOptions(
+        relations=setup.relations,
+        videos_per_class=setup.videos_per_class,
+        val_videos_per_class=setup.val_videos_per_class,
+        num_frames=setup.num_frames,
+        size=setup.size,
+        seed=setup.data_seed,
+    )
+    source, prepared = out / "prepared" / "source", out / "prepared"
+    if (prepared / "options.json").is_file() and (prepared / "options.json").read_text() == (
+        json.dumps(dataclasses.asdict(data))
+    ):
+        log.info("reusing the prepared videos in %s", prepared)
+        return prepared
+    shutil.rmtree(prepared, ignore_errors=True)
+    write_relational_videos(source, data)
+    classes = source / "classes.json"  # keep the generator's class order
+    write_json(classes, class_names(setup.relations))
+    folders = {split: str(source / split) for split in ("train", "val")}
+    # no re-encode: the generator already wrote H.264 with short GOPs; prepare checks them
+    prepare(
+        PrepareOptions(
+            str(prepared),
+            folders=folders,
+            classes=str(classes),
+            reencode=False,
+            workers=1,
+            progress=False,
+        )
+    )
+    atomic_write_text(prepared / "options.json", json.dumps(dataclasses.asdict(data)))
+    return prepared
 
 
 def run_config(

@@ -15,6 +15,9 @@ Three measurements with the same loader settings, model and batch:
 The limit is named from the first two: the end-to-end speed cannot exceed the smaller one, and
 a data-wait above 5 % means the GPU waits for the loader. Videos are read from the page cache
 (a list of ``--list-size`` entries over ``--videos`` files), so disk speed is not measured.
+Autocast, channels_last_3d and compile are training's: ``train.amp``, ``train.channels_last``
+and ``train.compile`` (set by ``--precision``, ``--channels-last``, ``--compile``) resolved by
+``engine.forward.fast_path``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from videoglore.config import Config, load_config
 from videoglore.data import build_loader
 from videoglore.engine.checkpoint import TrainState
 from videoglore.engine.distributed import setup_runtime
-from videoglore.engine.forward import FastPath
+from videoglore.engine.forward import FastPath, fast_path
 from videoglore.engine.optim import build_optimizer, build_scheduler
 from videoglore.engine.run import Run
 from videoglore.engine.run_log import RunLog
@@ -45,7 +48,8 @@ from videoglore.models import MODELS, build_model
 HELP = "loader → training step end to end: loader-only, device-only, end-to-end clips/s, data wait"
 log = logging.getLogger(__name__)
 
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 STEPS_PER_EPOCH = 1000  # epoch length given to the lr schedule (the lr does not change speed)
 DATA_WAIT_LIMIT = 5.0  # % of the time blocked in next(loader) above which the loader limits
 COLUMNS = [
@@ -77,11 +81,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reader", choices=("pyav", "decord"), default="pyav")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per phase")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps/batches first")
+    # the engine's fast path (engine.forward.fast_path); not given: the config's (auto)
     parser.add_argument(
-        "--precision", choices=("bf16", "tf32", "fp32"), help="default: bf16 on CUDA, else fp32"
+        "--precision",
+        choices=("auto", "bf16", "fp16", "off"),
+        help="train.amp (default: the config's; auto = bf16 on CUDA, off on CPU)",
     )
-    parser.add_argument("--channels-last", choices=("on", "off"), help="default: on with CUDA")
-    parser.add_argument("--compile", choices=COMPILE_MODES, default="off")
+    parser.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        help="train.channels_last (default: the config's; auto = on with CUDA)",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "off", *COMPILE_MODES),
+        help="train.compile; a mode = on with that mode (default: the config's; auto = on with "
+        "CUDA, mode default)",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--peak-tflops", type=float, help="device bf16 dense peak (MFU)")
     parser.add_argument("--videos", type=int, default=32, help="generated videos (340x256, 10 s)")
@@ -96,22 +112,18 @@ def run(args: argparse.Namespace) -> BenchmarkResult:
     rt = setup_runtime(args.device)
     device = rt.device
     cfg = pipeline_config(args)
-    args.precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
-    dtype = speed.set_precision(speed.Variant(args.precision, False, False), device)
-    channels_last = (args.channels_last or ("on" if device.type == "cuda" else "off")) == "on"
+    fast = fast_path(cfg.train, device)
     torch.manual_seed(0)
     if args.config:  # the config's network, classes and width
-        model = build_model(cfg.model).to(device)
+        model = build_model(cfg.model)
         args.model, args.width = f"model of {args.config}", cfg.model.width
     else:
-        model = build_model(args.model, num_classes=args.num_classes, width=args.width).to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last_3d)
-    net = model if args.compile == "off" else torch.compile(model, mode=args.compile)
+        model = build_model(args.model, num_classes=args.num_classes, width=args.width)
+    mode = compile_mode(args) if fast.compile else None
+    model, net = speed.prepare_model(model, device, fast.channels_last, mode)
     clip = (cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
     macs = speed.flop_counts(model, clip, device)["gmacs_per_clip"] * 1e9
     peak = args.peak_tflops or speed.peak_tflops(device)
-    fast = FastPath(dtype, channels_last, args.compile != "off")
     step = engine_step(cfg, rt, fast, model, net, args.batch)
 
     rows = []
@@ -127,9 +139,9 @@ def run(args: argparse.Namespace) -> BenchmarkResult:
         "setup": {
             "clip": f"{cfg.data.num_frames}x{cfg.data.frame_interval}x{cfg.data.crop_size}",
             "width": args.width,
-            "precision": args.precision,
-            "channels_last": channels_last,
-            "compile": args.compile,
+            "precision": PRECISION_NAMES[fast.dtype],
+            "channels_last": fast.channels_last,
+            "compile": mode or "off",
             "reader": cfg.data.reader,
             "train_list": cfg.data.train_list,
             "steps": args.steps,
@@ -235,7 +247,7 @@ def pipeline_config(args: argparse.Namespace) -> Config:
         raise ConfigError(
             f"--clip must look like 8x8x224 (T x tau x crop), got {args.clip!r}"
         ) from None
-    cfg = load_config(args.config) if args.config else Config()
+    cfg = load_config(args.config, fast_path_overrides(args))
     if not args.config:
         cfg.data.num_frames, cfg.data.frame_interval, cfg.data.crop_size = T, tau, crop
         cfg.data.train_scale = [crop * 256 // 224, crop * 320 // 224]
@@ -243,6 +255,25 @@ def pipeline_config(args: argparse.Namespace) -> Config:
     cfg.data.num_workers, cfg.data.prefetch_factor = args.workers, args.prefetch
     cfg.data.reader = args.reader
     return cfg
+
+
+def fast_path_overrides(args: argparse.Namespace) -> list[str]:
+    """--precision, --channels-last and --compile as overrides of train.amp, train.channels_last
+    and train.compile (a compile mode means on)."""
+    switch = {"auto": "auto", "on": "true", "off": "false"}
+    overrides = []
+    if args.precision:
+        overrides.append(f"train.amp={args.precision}")
+    if args.channels_last:
+        overrides.append(f"train.channels_last={switch[args.channels_last]}")
+    if args.compile:
+        overrides.append(f"train.compile={switch.get(args.compile, 'true')}")
+    return overrides
+
+
+def compile_mode(args: argparse.Namespace) -> str:
+    """The torch.compile mode when the model is compiled: --compile's, else "default"."""
+    return args.compile if args.compile not in (None, "auto", "off") else "default"
 
 
 def generated_list(args: argparse.Namespace) -> Path:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchmarks.report import BenchmarkResult, finish
+from benchmarks.report import BenchmarkResult, finish, markdown_table
 from videoglore.engine.distributed import setup_runtime
 from videoglore.engine.forward import amp_dtype
 from videoglore.errors import ConfigError
@@ -142,13 +142,15 @@ def set_precision(variant: Variant, device: torch.device) -> torch.dtype | None:
 
 
 def prepare_model(
-    name: str, args: argparse.Namespace, device: torch.device, variant: Variant
+    model: nn.Module, device: torch.device, channels_last: bool, compile_mode: str | None
 ) -> tuple[nn.Module, nn.Module]:
-    """(plain model on ``device``, module to run: compiled or the same) for one variant."""
-    model = build_model(name, num_classes=args.num_classes, width=args.width).to(device)
-    if variant.channels_last:
+    """(``model`` on ``device``, in channels_last_3d if asked; the module to run:
+    ``torch.compile(model, mode=compile_mode)``, or the model itself when ``compile_mode`` is
+    None)."""
+    model = model.to(device)
+    if channels_last:
         model.to(memory_format=torch.channels_last_3d)
-    net = torch.compile(model) if variant.compile else model
+    net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
     return model, net
 
 
@@ -166,7 +168,10 @@ def setup_variant(
     """
     dtype = set_precision(variant, device)
     torch.manual_seed(0)
-    model, net = prepare_model(name, args, device, variant)
+    model = build_model(name, num_classes=args.num_classes, width=args.width)
+    model, net = prepare_model(
+        model, device, variant.channels_last, "default" if variant.compile else None
+    )
     if (name, clip) not in flops_cache:
         flops_cache[name, clip] = flop_counts(model, clip, device)
     return dtype, model, net, flops_cache[name, clip]
@@ -297,3 +302,15 @@ def measure_all(
             release(device)
             rows.append(row)
     return rows
+
+
+def format_report(report: dict, columns: list, first_sentence: str, mfu_formula: str) -> str:
+    """The markdown of ``benchmark train``/``test``: what was measured (``first_sentence``) and
+    how MFU is counted (``mfu_formula``, the FLOP rate divided by the peak), then the table."""
+    peak = report["device"]["peak_bf16_tflops"]
+    mfu_note = (
+        f"MFU = {mfu_formula} ÷ {peak:g} TFLOPS (bf16 dense peak, every row)"
+        if peak
+        else "MFU n/a (CPU or unknown peak; pass --peak-tflops)"
+    )
+    return f"{first_sentence}; {mfu_note}.\n\n" + markdown_table(report["rows"], columns)

@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from benchmarks.report import BenchmarkResult, markdown_table
+from benchmarks.report import BenchmarkResult
 from benchmarks.speed import common as speed
 from videoglore.config import Config
 from videoglore.engine.forward import FastPath
@@ -105,18 +105,12 @@ def measure_testing(
 
 def format_report(report: dict) -> str:
     dev, setup = report["device"], report["setup"]
-    peak = dev["peak_bf16_tflops"]
-    mfu_note = (
-        f"MFU = 2 × fvcore MACs × views/s ÷ {peak:g} TFLOPS (bf16 dense peak, every row)"
-        if peak
-        else "MFU n/a (CPU or unknown peak; pass --peak-tflops)"
-    )
-    lines = [
+    return speed.format_report(
+        report,
+        COLUMNS,
         f"Testing speed on {dev['name']} (torch {dev['torch']}): synthetic videos of "
         f"{setup['num_clips']}×{setup['num_crops']} views, up to {setup['max_views_per_forward']} "
         f"views per forward, width {setup['width']:g}, {setup['warmup']} warm-up + "
-        f"{setup['steps']} timed batches; {mfu_note}.",
-        "",
-        markdown_table(report["rows"], COLUMNS),
-    ]
-    return "\n".join(lines)
+        f"{setup['steps']} timed batches",
+        mfu_formula="2 × fvcore MACs × views/s",
+    )

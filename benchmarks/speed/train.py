@@ -27,7 +27,7 @@ from torch import nn
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from benchmarks.report import BenchmarkResult, markdown_table
+from benchmarks.report import BenchmarkResult
 from benchmarks.speed import common as speed
 from videoglore.config import DataConfig, TrainConfig
 from videoglore.engine.forward import FastPath, forward_batch
@@ -184,18 +184,11 @@ def glore_time_share(model: nn.Module, step, steps: int, device: torch.device) -
 
 def format_report(report: dict) -> str:
     dev, setup = report["device"], report["setup"]
-    peak = dev["peak_bf16_tflops"]
-    mfu_note = (
-        f"MFU = 2 × fvcore MACs × 3 × clips/s ÷ {peak:g} TFLOPS (bf16 dense peak, every row)"
-        if peak
-        else "MFU n/a (CPU or unknown peak; pass --peak-tflops)"
-    )
-    lines = [
+    return speed.format_report(
+        report,
+        COLUMNS,
         f"Training speed on {dev['name']} (torch {dev['torch']}): synthetic clips, width "
-        f"{setup['width']:g}, {setup['warmup']} warm-up + {setup['steps']} timed steps; "
-        f"{mfu_note}. "
-        f"GloRe time share from {setup['profile_steps']} profiled eager steps (n/a when compiled).",
-        "",
-        markdown_table(report["rows"], COLUMNS),
-    ]
-    return "\n".join(lines)
+        f"{setup['width']:g}, {setup['warmup']} warm-up + {setup['steps']} timed steps, GloRe "
+        f"time share from {setup['profile_steps']} profiled eager steps (n/a when compiled)",
+        mfu_formula="2 × fvcore MACs × 3 × clips/s",
+    )
