@@ -233,6 +233,13 @@ def test_a_run_that_diverges_is_reported_and_the_others_go_on(tmp_path, monkeypa
     glore, r50 = report["variants"]["r50_glore"], report["variants"]["r50"]
     assert (glore["runs"], glore["diverged"], glore["top1_mean"]) == (1, 1, None)
     assert (r50["runs"], r50["diverged"], r50["top1_mean"]) == (1, 0, 0.75)
+    # run times are those of finished runs: a run stopped early would make a variant look cheap
+    glore_ok = dict(diverged, diverged="", video_top1=0.5, per_relation={"sync": 0.5})
+    glore_ok |= {"train_seconds": 90.0, "train_cpu_seconds": 80.0, "test_seconds": 2.0}
+    both = summarize(setup, [diverged | {"train_seconds": 30.0}, glore_ok], costs, widths)
+    timed = both["variants"]["r50_glore"]
+    assert (timed["runs"], timed["diverged"], timed["top1_mean"]) == (2, 1, 0.5)
+    assert (timed["train_seconds_mean"], timed["train_cpu_seconds_mean"]) == (90.0, 80.0)
     table = format_results(report)
     assert "| r50 | 0.125 | 75.0% ± 0.0% |" in table
     assert "| r50_glore | 0.125 | — (diverged: 1 of 1 runs) |" in table

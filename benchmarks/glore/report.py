@@ -33,9 +33,10 @@ def summarize(setup, runs: list[dict], costs: dict, widths: dict) -> dict:
             top1_mean=float(top1.mean()) if done else None,
             top1_std=float(top1.std(ddof=1)) if len(done) > 1 else 0.0,
             per_relation=relations,
-            train_seconds_mean=float(np.mean([r["train_seconds"] for r in mine])),
-            train_cpu_seconds_mean=float(np.mean([r["train_cpu_seconds"] for r in mine])),
-            test_seconds_mean=float(np.mean([r["test_seconds"] for r in done])) if done else 0.0,
+            # times of finished runs only: one stopped early would make the variant look cheap
+            train_seconds_mean=_mean([r["train_seconds"] for r in done]),
+            train_cpu_seconds_mean=_mean([r["train_cpu_seconds"] for r in done]),
+            test_seconds_mean=_mean([r["test_seconds"] for r in done]),
             width=widths[variant],
             glore_usage={
                 unit: float(np.mean([r["glore_usage"][unit] for r in done]))
@@ -44,6 +45,10 @@ def summarize(setup, runs: list[dict], costs: dict, widths: dict) -> dict:
             **{k: costs[variant][k] for k in ("params_M", "gflops")},
         )
     return dict(setup=dataclasses.asdict(setup), variants=variants, runs=runs)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else 0.0
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
