@@ -272,3 +272,21 @@ def test_short_videos_are_counted_once_when_the_loader_is_built(video_list, capl
     with caplog.at_level(logging.WARNING, logger="videoglore.data"):
         build_loader(cfg, "test", distributed=False, batch_size=1)
     assert not [r for r in caplog.records if "shorter than one clip" in r.getMessage()]
+
+
+def test_worker_init_needs_no_decord_and_quiets_the_video_libraries(monkeypatch):
+    """A pyav worker never imports decord (its start-up was paid only to set a bridge that
+    ``read_frames`` copes with); FFmpeg's messages are silenced once, when the worker starts."""
+    import sys
+
+    from videoglore.data import loader
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "decord", None)  # any `import decord` now fails
+    monkeypatch.setattr(loader, "quiet_video_libraries", lambda: calls.append(1))
+    threads = torch.get_num_threads()
+    try:
+        loader.seed_worker(0)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [1]
