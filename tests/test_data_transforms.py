@@ -194,3 +194,16 @@ def test_train_items_match_the_earlier_transform(tmp_path):
             a, b = ours[(0, epoch)][0], earlier[(0, epoch)][0]
             assert a.shape == b.shape == (3, 4, 64, 64) and a.dtype == b.dtype == torch.uint8
             assert (a.float() - b.float()).abs().mean() <= 3.5
+
+
+def test_yuv420_pad_boxes_each_frame_size_once(monkeypatch):
+    """A 260k-video list has a handful of frame sizes: the box is worked out once per size."""
+    boxes = []
+    source_box = transforms.source_box
+    monkeypatch.setattr(
+        transforms, "source_box", lambda *args: boxes.append(args[:2]) or source_box(*args)
+    )
+    sizes = [(256, 340)] * 1000 + [(340, 256)] * 1000 + [(256, 454)]
+    assert transforms.yuv420_pad(sizes, 256, 224) == 224
+    assert sorted(boxes) == [(256, 340), (256, 454), (340, 256)]
+    assert transforms.yuv420_pad([(180, 320)] * 3, 256, 224) == 160  # 224 * 180 / 256 = 157.5

@@ -107,7 +107,7 @@ class VideoClipDataset(Dataset):
         self.pad = 0  # yuv420: side of the buffer that holds any crop box of this list
         if output == "yuv420":
             short = min(self.train_scale) if mode == "train" else test_scale
-            sizes = [(r.height, r.width) for r in self.records if r.height > 0 and r.width > 0]
+            sizes = {(r.height, r.width) for r in self.records if r.height > 0 and r.width > 0}
             if not sizes:
                 raise ConfigError(
                     "data.decode_output=yuv420 needs the frame sizes of the list (its width "
