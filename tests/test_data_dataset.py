@@ -290,3 +290,27 @@ def test_worker_init_needs_no_decord_and_quiets_the_video_libraries(monkeypatch)
     finally:
         torch.set_num_threads(threads)
     assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    ("mode", "kwargs", "message"),
+    [
+        ("train", {"reader": "opencv"}, "unknown video reader 'opencv'"),
+        ("val", {"reader": "opencv"}, "unknown video reader 'opencv'"),
+        ("train", {"output": "yuv"}, "decode output must be one of"),
+        ("test", {"output": "yuv"}, "decode output must be one of"),
+    ],
+)
+def test_a_wrong_argument_stops_the_first_item_not_a_video(video_list, mode, kwargs, message):
+    """Each value is checked once, where it is used (a config checks them when it loads): a
+    dataset built by hand with a wrong one fails loudly, never as an unreadable video."""
+    records = read_video_list(video_list)[:1]
+    ds = VideoClipDataset(records, mode, T, TAU, S, (36, 48), 36, num_clips=1, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        ds[0]
+
+
+def test_test_sampling_is_checked_when_the_dataset_is_built(video_list):
+    records = read_video_list(video_list)[:1]
+    with pytest.raises(ValueError, match="test.sampling must be one of uniform, released"):
+        VideoClipDataset(records, "test", test_sampling="even")

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from data_prep.lists import VideoRecord
 from videoglore.data import sampling, transforms
-from videoglore.data.video import READERS, decode_clip
+from videoglore.data.video import decode_clip
 from videoglore.data.yuv420 import YuvClips
 from videoglore.errors import ConfigError, DataError, VideoError
 
@@ -80,14 +80,8 @@ class VideoClipDataset(Dataset):
             raise ValueError(f"dataset mode must be one of {MODES}, got {mode!r}")
         if not records:
             raise DataError(f"{mode} list is empty: no videos to load")
-        if num_crops not in transforms.CROP_COUNTS:
-            raise ValueError(f"test.num_crops must be one of {transforms.CROP_COUNTS}")
-        if reader not in READERS:
-            raise ConfigError(f"data.reader must be one of {READERS}, got {reader!r}")
-        if output not in transforms.OUTPUTS:
-            raise ConfigError(
-                f"data.decode_output must be one of {transforms.OUTPUTS}, got {output!r}"
-            )
+        # num_crops, reader and output are checked where they are used (crop_boxes,
+        # decode_clip, the transforms' output arrays) and, from a config, when it loads
         if test_sampling not in sampling.TEST_SAMPLERS:
             rules = ", ".join(sampling.TEST_SAMPLERS)
             raise ValueError(f"test.sampling must be one of {rules}, got {test_sampling!r}")

@@ -210,8 +210,6 @@ class EvalViews:
         output: str = "rgb",
         pad: int = 0,
     ) -> None:
-        if num_crops not in CROP_COUNTS:
-            raise ValueError(f"number of test crops must be one of {CROP_COUNTS}, got {num_crops}")
         self.num_frames, self.scale, self.crop_size, self.num_crops = (
             num_frames,
             scale,
