@@ -136,9 +136,7 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
     out = _output_folder(options.out_dir)
     entries, indexed, index_seconds = _collect_entries(options, out)
     classes, label_of = resolve_classes(entries, options.classes)
-    settings = EncodeSettings(
-        options.reencode, options.short_side, options.keyframe_interval, options.crf
-    )
+    settings = options.encode_settings()
     tally = _Tally()
     planned = _plan(entries, label_of, tally)
     ledger = ResultLedger(out / ".prepare" / "results.jsonl", settings.signature(), out)
