@@ -26,21 +26,6 @@ from data_prep.errors import DataError, OutputError
 
 TEMP_SUFFIX = ".tmp"
 
-# errno values that say the output side failed, whatever file was being read at the time.
-OUTPUT_ERRNOS = frozenset(
-    {
-        errno.ENOSPC,  # no space left on device
-        errno.EDQUOT,  # disk quota exceeded
-        errno.EFBIG,  # file too large for the file system
-        errno.EACCES,  # permission denied
-        errno.EPERM,
-        errno.EROFS,  # read-only file system
-        errno.ENOTDIR,  # a file where a folder should be
-        errno.EISDIR,  # a folder where a file should be
-        errno.EEXIST,
-    }
-)
-
 
 def temp_path(path: str | Path) -> Path:
     """The hidden temp file :func:`atomic_open` writes before renaming over ``path``."""
@@ -131,11 +116,6 @@ def as_output_error(path: str | Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise output_error(exc, path) from None
-
-
-def is_output_errno(exc: BaseException) -> bool:
-    """True when ``exc`` is an OSError whose errno says the output side failed."""
-    return isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS
 
 
 def output_error(exc: OSError, path: str | Path) -> OutputError:

@@ -142,12 +142,10 @@ class VideoClipDataset(Dataset):
         clip = transforms.TrainClip(
             T, self.crop_size, self.train_scale, self.flip, rng, self.output, self.pad
         )
-        self.decode(record, lambda n: sampling.sample_train_clip(n, T, tau, rng), clip.put)
+        decode_clip(
+            record.path, lambda n: sampling.sample_train_clip(n, T, tau, rng), clip.put, self.reader
+        )
         return clip.result()
-
-    def decode(self, record: VideoRecord, indices_for, put) -> None:
-        """``video.decode_clip`` of ``record`` with this dataset's reader."""
-        decode_clip(record.path, indices_for, put, self.reader)
 
     def _train_item(self, index: int, epoch: int):
         rng = self.item_rng(index, epoch)
@@ -176,7 +174,7 @@ class VideoClipDataset(Dataset):
             K, T, self.test_scale, self.crop_size, self.num_crops, self.output, self.pad
         )
         sample = sampling.TEST_SAMPLERS[self.test_sampling]  # val: K = 1 of the same rule
-        self.decode(record, lambda n: sample(n, T, tau, K), views.put)
+        decode_clip(record.path, lambda n: sample(n, T, tau, K), views.put, self.reader)
         result = views.result()  # (K*C, 3, T, S, S) or YuvClips
         if self.mode == "test":
             return result

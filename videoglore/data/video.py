@@ -84,11 +84,12 @@ def open_pyav(path: str | Path):
 def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) -> np.ndarray:
     """Decode the frames at ``indices`` with decord; returns uint8 (T, H, W, 3) RGB.
 
-    Pass an already opened ``reader`` to avoid reopening the file for several clips. Without
-    one, a fresh single-threaded reader is opened and released here: one reader per item keeps
-    memory bounded over long runs (decord's readers grow with use, dmlc/decord#1, #208).
+    ``reader``: an already opened decord reader of ``path``; without one, a fresh
+    single-threaded reader is opened (one reader per item keeps memory bounded over long
+    runs: decord's readers grow with use, dmlc/decord#1, #208). Either way the reader is
+    seeked back to frame 0 afterwards, which releases the frames decord keeps buffered after
+    ``get_batch`` (dmlc/decord#197, #208).
     """
-    own_reader = reader is None
     reader = reader if reader is not None else open_video(path)
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size and (indices.min() < 0 or indices.max() >= len(reader)):
@@ -100,11 +101,7 @@ def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) 
         batch = reader.get_batch(indices.tolist())
         # A global decord.bridge.set_bridge("torch") elsewhere would hand back a tensor.
         frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
-        del batch
-        if own_reader:
-            # Known decord leaks (dmlc/decord#197, #208): the reader keeps decoded frames
-            # buffered after get_batch; seeking back to 0 releases them before the reader goes.
-            reader.seek(0)
+        reader.seek(0)
     except Exception as exc:  # decord's own error types
         raise VideoError(f"{path}: cannot decode frames ({library_error(exc)})") from None
     return frames
@@ -137,7 +134,6 @@ def decode_clip(
     indices = np.asarray(indices_for(len(handle)), dtype=np.int64).reshape(-1)
     unique, slots = _slots(indices)
     frames = read_frames(path, unique, reader=handle)  # (U, H, W, 3)
-    handle.seek(0)  # drop decord's buffered frames before the reader goes (#208)
     for frame, where in zip(frames, slots, strict=True):
         put(frame, where)
 
