@@ -14,10 +14,12 @@ read-only file system), and the temp file is removed.
 from __future__ import annotations
 
 import codecs
+import csv
 import errno
+import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -156,6 +158,23 @@ def read_utf8(path: str | Path) -> str:
             f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}, line {line});"
             " save it as UTF-8"
         ) from None
+
+
+def read_csv(path: str | Path, columns: Iterable[str], what: str, expected: str) -> csv.DictReader:
+    """The rows of the UTF-8 CSV file ``path`` as dicts, once its header has every one of
+    ``columns``.
+
+    Raises:
+        DataError: ``"{path}: not {what}, missing columns [...] (expected {expected})"``, or
+            naming a byte that is not UTF-8 (:func:`read_utf8`).
+    """
+    rows = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
+    missing = set(columns) - set(rows.fieldnames or ())
+    if missing:
+        raise DataError(
+            f"{path}: not {what}, missing columns {sorted(missing)} (expected {expected})"
+        )
+    return rows
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

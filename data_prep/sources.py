@@ -22,9 +22,7 @@ Labels, file names and splits become output paths only through :func:`path_compo
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import logging
 import os
 import re
@@ -33,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 from data_prep.errors import DataError
-from data_prep.files import read_utf8
+from data_prep.files import read_csv, read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -263,31 +261,24 @@ def read_kinetics_csv(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: annotation CSV not found")
+    expected = f"{','.join(_CSV_COLUMNS)}[,is_cc]; unlabelled test CSVs cannot be prepared"
+    rows = read_csv(path, _CSV_COLUMNS, "a Kinetics annotation CSV", expected)
     entries = []
-    with io.StringIO(read_utf8(path), newline="") as f:
-        reader = csv.DictReader(f)
-        missing = set(_CSV_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise DataError(
-                f"{path}: not a Kinetics annotation CSV, missing columns {sorted(missing)} "
-                f"(expected {','.join(_CSV_COLUMNS)}[,is_cc]; unlabelled test CSVs cannot be "
-                "prepared)"
-            )
-        for line, row in enumerate(reader, start=2):
-            try:
-                youtube_id = row["youtube_id"].strip()
-                start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-                label, split = row["label"].strip(), normalize_split(row["split"])
-            except (AttributeError, TypeError, ValueError):
-                raise DataError(f"{path}:{line}: malformed row {row}") from None
-            except DataError as exc:
-                raise DataError(f"{path}:{line}: {exc}") from None
-            if not youtube_id or not label:
-                raise DataError(f"{path}:{line}: empty youtube_id or label")
-            clip = f"{youtube_id}_{start:06d}_{end:06d}"
-            found = index.get(clip) or index.get(youtube_id)
-            source = _pick(found, label, extensions) if found else None
-            entries.append(VideoEntry(split, clip, label, source, clip))
+    for line, row in enumerate(rows, start=2):
+        try:
+            youtube_id = row["youtube_id"].strip()
+            start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+            label, split = row["label"].strip(), normalize_split(row["split"])
+        except (AttributeError, TypeError, ValueError):
+            raise DataError(f"{path}:{line}: malformed row {row}") from None
+        except DataError as exc:
+            raise DataError(f"{path}:{line}: {exc}") from None
+        if not youtube_id or not label:
+            raise DataError(f"{path}:{line}: empty youtube_id or label")
+        clip = f"{youtube_id}_{start:06d}_{end:06d}"
+        found = index.get(clip) or index.get(youtube_id)
+        source = _pick(found, label, extensions) if found else None
+        entries.append(VideoEntry(split, clip, label, source, clip))
     if not entries:
         raise DataError(f"{path}: no videos listed (only a header)")
     return entries
