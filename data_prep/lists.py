@@ -36,6 +36,13 @@ RENAMED = {"frame_count": "num_frames"}  # VideoRecord field → list column, wh
 LIST_COLUMNS = tuple(RENAMED.get(f.name, f.name) for f in fields(VideoRecord))
 
 
+def clip_span(T: int, tau: int) -> int:
+    """Source frames covered by a clip of ``T`` frames taken every ``tau``: ``(T - 1) * tau + 1``
+    (57 for the 8x8 recipes). A listed video shorter than this is looped by the samplers, and
+    ``prepare`` counts such videos per split."""
+    return (T - 1) * tau + 1
+
+
 def write_video_list(path: str | Path, records: list[VideoRecord]) -> None:
     """Write a prepared list atomically (temp file + rename)."""
     with atomic_open(path, "w", newline="") as f:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 
 from data_prep.encode import EncodeSettings
 from data_prep.errors import ConfigError
+from data_prep.lists import clip_span
 from data_prep.sources import KINETICS400, VIDEO_EXTENSIONS, normalize_split, parse_split_path
 
 
@@ -41,8 +42,8 @@ class PrepareOptions:
 
     @property
     def clip_span(self) -> int:
-        """Frames one training clip covers: ``(T - 1) * τ + 1`` (57 for the 8x8 recipes)."""
-        return (self.clip_frames - 1) * self.clip_interval + 1
+        """Frames one training clip covers (:func:`data_prep.lists.clip_span`)."""
+        return clip_span(self.clip_frames, self.clip_interval)
 
     def check(self) -> None:
         """Raise ConfigError naming the flag of the first value out of range (DataError for a

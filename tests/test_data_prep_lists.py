@@ -42,3 +42,15 @@ def test_list_errors_name_the_file_the_line_and_the_columns(tmp_path):
     path.write_text(f"{HEADER}\nv.mp4,0,a,8\n")  # a short row
     with pytest.raises(DataError, match=f"^{re.escape(str(path))}:2: malformed row"):
         read_video_list(path)
+
+
+def test_one_clip_span_for_prepare_and_the_samplers():
+    """Frames one clip covers, (T - 1) * τ + 1: prepare counts the shorter videos, the samplers
+    loop them; both use the one definition on the torch-free floor."""
+    from data_prep.lists import clip_span
+    from data_prep.options import PrepareOptions
+    from videoglore.data import sampling
+
+    assert clip_span(8, 8) == 57 and clip_span(1, 8) == 1 and clip_span(4, 4) == 13
+    assert sampling.clip_span is clip_span
+    assert PrepareOptions("o", clip_frames=4, clip_interval=4).clip_span == 13
