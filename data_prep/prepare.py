@@ -271,13 +271,15 @@ def _sort_results(
     tally: _Tally,
     options: PrepareOptions,
 ) -> dict[str, list[VideoRecord]]:
-    """The list records of every split: broken and too-short videos are tallied as skipped,
+    """The list records of every split: missing, broken and too-short videos are tallied as skipped,
     the rest kept (and counted when shorter than one clip)."""
     out_dir = os.path.abspath(options.out_dir)
     records: dict[str, list[VideoRecord]] = {split: [] for split in tally.counts}
     for key, entry in planned.items():
         result, counts = results[key], tally.split(entry.split)
-        if result.status != "ok":
+        if result.status == "missing":
+            tally.skip(entry, f"missing: {result.reason}")
+        elif result.status != "ok":
             tally.skip(entry, f"broken: {result.reason}")
         elif result.frame_count < options.min_frames:
             tally.skip(entry, f"too_short: {result.frame_count} frames < {options.min_frames}")
