@@ -2,7 +2,8 @@
 
 Everything here runs inside a worker process, one video per call of :func:`process_video`,
 which never raises for a bad video: it returns a :class:`VideoResult` with ``status="broken"``
-and the reason, so one bad file never stops a 260k-video run. A failure to write the output
+and the reason (``"missing"`` for a file deleted since it was listed), so one bad file never
+stops a 260k-video run. A failure to write the output
 is not the video's fault: it raises :class:`~data_prep.errors.OutputError` and stops the run.
 
 Re-encoding (decode → ``reformat(width, height)`` → libx264, no audio, same fps) is the one place

@@ -122,7 +122,8 @@ class ResultLedger:
                     return None
             except OSError:
                 return None
-        record.setdefault("frame_count", record.get("num_frames", 0))  # name before 2026-11
+        # ledgers written before the rename of num_frames to frame_count
+        record.setdefault("frame_count", record.get("num_frames", 0))
         fields = {k: record[k] for k in VideoResult.__dataclass_fields__}
         return VideoResult(**(fields | {"source": source}))
 
