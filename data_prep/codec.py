@@ -59,7 +59,11 @@ class VideoInfo:
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Open with PyAV, require a video stream and one decodable frame; read count, fps, size.
+    """Open with PyAV and require a video stream and one decodable frame.
+
+    Returns the frame count (the header's; packets counted when the header has none, as in
+    webm/mkv), the frame rate (:func:`stream_rate`), the size of the first frame and the
+    duration (the stream's, else the container's, else count / rate).
 
     Raises:
         VideoError: naming the file and what is wrong with it.

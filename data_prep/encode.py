@@ -2,7 +2,8 @@
 
 Everything here runs inside a worker process, one video per call of :func:`process_video`,
 which never raises for a bad video: it returns a :class:`VideoResult` with ``status="broken"``
-and the reason, so one bad file never stops a 260k-video run. A failure to write the output
+and the reason (``"missing"`` for a file deleted since it was listed), so one bad file never
+stops a 260k-video run. A failure to write the output
 is not the video's fault: it raises :class:`~data_prep.errors.OutputError` and stops the run.
 
 Re-encoding (decode → ``reformat(width, height)`` → libx264, no audio, same fps) is the one place
@@ -61,7 +62,7 @@ class VideoResult:
 
     key: str  # "videos/<split>/<class>/<name>.mp4", the output path relative to OUT
     source: str
-    status: str  # "ok" or "broken"
+    status: str  # "ok", "broken", or "missing" (deleted since it was listed)
     reason: str = ""
     frame_count: int = 0  # decord's count of the file the list points to
     fps: float = 0.0
@@ -69,6 +70,8 @@ class VideoResult:
     height: int = 0
     duration: float = 0.0  # seconds, as probed
     seconds: float = 0.0  # processing time
+    source_size: int = -1  # the source as it was before it was read (-1: not seen); a rerun
+    source_mtime_ns: int = -1  # redoes the video when these have changed
 
 
 def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -164,14 +167,22 @@ def process_video(
 ) -> VideoResult:
     """Probe → (re-encode to ``out_dir/key``) → verify one ``(key, source)`` video.
 
-    Never raises for a bad video (``status="broken"`` and the reason); raises OutputError when
+    Never raises for a bad video (``status="broken"`` and the reason, ``"missing"`` when the
+    source is gone since it was listed); raises OutputError when
     the output cannot be written, which the pool reports to the main process as an exception.
     ``tmp_dir`` holds the partial output until it is complete.
     """
     key, source = video
     output = os.path.join(out_dir, key) if settings.reencode else None
     start = time.perf_counter()
+    try:
+        st = os.stat(source)  # before reading it: a change while it is read shows at the rerun
+    except FileNotFoundError:
+        return VideoResult(key, source, "missing", "no file found (deleted during the run)")
+    except OSError as exc:
+        return VideoResult(key, source, "broken", f"cannot read it ({exc.strerror})")
     result = VideoResult(key, source, "broken")
+    result.source_size, result.source_mtime_ns = st.st_size, st.st_mtime_ns
     try:
         info = probe_video(source)
         result.fps, result.duration = info.fps, info.duration

@@ -14,10 +14,12 @@ read-only file system), and the temp file is removed.
 from __future__ import annotations
 
 import codecs
+import csv
 import errno
+import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -25,21 +27,6 @@ from typing import IO, Any
 from data_prep.errors import DataError, OutputError
 
 TEMP_SUFFIX = ".tmp"
-
-# errno values that say the output side failed, whatever file was being read at the time.
-OUTPUT_ERRNOS = frozenset(
-    {
-        errno.ENOSPC,  # no space left on device
-        errno.EDQUOT,  # disk quota exceeded
-        errno.EFBIG,  # file too large for the file system
-        errno.EACCES,  # permission denied
-        errno.EPERM,
-        errno.EROFS,  # read-only file system
-        errno.ENOTDIR,  # a file where a folder should be
-        errno.EISDIR,  # a folder where a file should be
-        errno.EEXIST,
-    }
-)
 
 
 def temp_path(path: str | Path) -> Path:
@@ -133,11 +120,6 @@ def as_output_error(path: str | Path) -> Iterator[None]:
         raise output_error(exc, path) from None
 
 
-def is_output_errno(exc: BaseException) -> bool:
-    """True when ``exc`` is an OSError whose errno says the output side failed."""
-    return isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS
-
-
 def output_error(exc: OSError, path: str | Path) -> OutputError:
     """An :class:`OutputError` for a failed write of ``path``, naming its folder and the cause."""
     folder = Path(path).parent
@@ -176,6 +158,23 @@ def read_utf8(path: str | Path) -> str:
             f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}, line {line});"
             " save it as UTF-8"
         ) from None
+
+
+def read_csv(path: str | Path, columns: Iterable[str], what: str, expected: str) -> csv.DictReader:
+    """The rows of the UTF-8 CSV file ``path`` as dicts, once its header has every one of
+    ``columns``.
+
+    Raises:
+        DataError: ``"{path}: not {what}, missing columns [...] (expected {expected})"``, or
+            naming a byte that is not UTF-8 (:func:`read_utf8`).
+    """
+    rows = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
+    missing = set(columns) - set(rows.fieldnames or ())
+    if missing:
+        raise DataError(
+            f"{path}: not {what}, missing columns {sorted(missing)} (expected {expected})"
+        )
+    return rows
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

@@ -13,16 +13,12 @@ where ``num_frames`` is the clip length T of the config (``data.num_frames``).
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from data_prep.errors import DataError
-from data_prep.files import atomic_open, read_utf8, write_json
-
-LIST_COLUMNS = ("path", "label", "label_name", "num_frames", "fps", "width", "height")
-FIELDS = ("path", "label", "label_name", "frame_count", "fps", "width", "height")  # same order
+from data_prep.files import atomic_open, read_csv, read_utf8, write_json
 
 
 @dataclass(frozen=True)
@@ -36,13 +32,23 @@ class VideoRecord:
     height: int
 
 
+RENAMED = {"frame_count": "num_frames"}  # VideoRecord field → list column, where they differ
+LIST_COLUMNS = tuple(RENAMED.get(f.name, f.name) for f in fields(VideoRecord))
+
+
+def clip_span(T: int, tau: int) -> int:
+    """Source frames covered by a clip of ``T`` frames taken every ``tau``: ``(T - 1) * tau + 1``
+    (57 for the 8x8 recipes). A listed video shorter than this is looped by the samplers, and
+    ``prepare`` counts such videos per split."""
+    return (T - 1) * tau + 1
+
+
 def write_video_list(path: str | Path, records: list[VideoRecord]) -> None:
     """Write a prepared list atomically (temp file + rename)."""
     with atomic_open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LIST_COLUMNS)
-        writer.writeheader()
-        for record in records:
-            writer.writerow(dict(zip(LIST_COLUMNS, astuple(record), strict=True)))
+        writer = csv.writer(f)
+        writer.writerow(LIST_COLUMNS)
+        writer.writerows(astuple(record) for record in records)
 
 
 def read_video_list(path: str | Path, root: str | Path | None = None) -> list[VideoRecord]:
@@ -51,26 +57,23 @@ def read_video_list(path: str | Path, root: str | Path | None = None) -> list[Vi
     if not path.is_file():
         raise DataError(f"{path}: list file not found (run `run.py prepare` first)")
     base = Path(root) if root else path.parent
-    types = {f.name: f.type for f in fields(VideoRecord)}
+    expected = f"header {','.join(LIST_COLUMNS)}"
+    rows = read_csv(path, LIST_COLUMNS, "a prepared list", expected)
     records = []
-    with io.StringIO(read_utf8(path), newline="") as f:
-        reader = csv.DictReader(f)
-        missing = set(LIST_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise DataError(
-                f"{path}: not a prepared list, missing columns {sorted(missing)} "
-                f"(expected header {','.join(LIST_COLUMNS)})"
+    for line, row in enumerate(rows, start=2):
+        try:
+            record = VideoRecord(
+                path=str(base / row["path"]),
+                label=int(row["label"]),
+                label_name=row["label_name"],
+                frame_count=int(row[RENAMED["frame_count"]]),
+                fps=float(row["fps"]),
+                width=int(row["width"]),
+                height=int(row["height"]),
             )
-        for line, row in enumerate(reader, start=2):
-            try:
-                values = {
-                    name: _convert(types[name], row[column])
-                    for name, column in zip(FIELDS, LIST_COLUMNS, strict=True)
-                }
-            except (TypeError, ValueError):
-                raise DataError(f"{path}:{line}: malformed row {row}") from None
-            values["path"] = str(base / values["path"])
-            records.append(VideoRecord(**values))
+        except (TypeError, ValueError):  # a value that is not a number, a short row (None)
+            raise DataError(f"{path}:{line}: malformed row {row}") from None
+        records.append(record)
     return records
 
 
@@ -90,8 +93,3 @@ def read_classes(path: str | Path) -> list[str]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise DataError(f"{path}: expected a JSON list of class names")
     return names
-
-
-def _convert(kind, text: str):
-    kind = {"int": int, "float": float, "str": str}.get(kind, kind)
-    return kind(text)

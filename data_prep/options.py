@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from data_prep.encode import EncodeSettings
 from data_prep.errors import ConfigError
+from data_prep.lists import clip_span
 from data_prep.sources import KINETICS400, VIDEO_EXTENSIONS, normalize_split, parse_split_path
 
 
@@ -22,22 +24,26 @@ class PrepareOptions:
     lists: dict[str, str] = field(default_factory=dict)  # split -> plain list file
     folders: dict[str, str] = field(default_factory=dict)  # split -> folder-per-class tree
     classes: str | None = None  # class list file or "kinetics400"; default: sorted labels
-    reencode: bool = True
-    short_side: int = 256
-    keyframe_interval: int = 1  # all-intra: the fastest clips to load (benchmarks/RESULTS.md)
-    crf: int = 23
+    reencode: bool = EncodeSettings.reencode  # encode defaults: EncodeSettings (one source)
+    short_side: int = EncodeSettings.short_side
+    keyframe_interval: int = EncodeSettings.keyframe_interval
+    crf: int = EncodeSettings.crf
     reencode_changed: bool = False  # re-encode videos finished earlier with other settings
     min_frames: int = 8  # fewer frames → skipped as too short
     clip_frames: int = 8  # T and τ of the training clip (data.num_frames, data.frame_interval):
     clip_interval: int = 8  # kept videos shorter than one clip are counted (they get looped)
     workers: int | None = None  # default os.cpu_count(); 1 = in this process
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
-    progress: bool = True  # tqdm bar with ETA
+    progress: bool = False  # tqdm bar with ETA on stderr (the CLI turns it on)
+
+    def encode_settings(self) -> EncodeSettings:
+        """How each video is re-encoded (the ledger's signature of a finished video)."""
+        return EncodeSettings(self.reencode, self.short_side, self.keyframe_interval, self.crf)
 
     @property
     def clip_span(self) -> int:
-        """Frames one training clip covers: ``(T - 1) * τ + 1`` (57 for the 8x8 recipes)."""
-        return (self.clip_frames - 1) * self.clip_interval + 1
+        """Frames one training clip covers (:func:`data_prep.lists.clip_span`)."""
+        return clip_span(self.clip_frames, self.clip_interval)
 
     def check(self) -> None:
         """Raise ConfigError naming the flag of the first value out of range (DataError for a
@@ -53,7 +59,12 @@ class PrepareOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``run.py prepare``; :func:`options_from_args` turns them into options."""
+    """The flags of ``run.py prepare``; :func:`options_from_args` turns them into options.
+
+    Defaults are ``PrepareOptions``' (``dest`` is the field's name), except the progress bar,
+    which the command line draws and the library does not.
+    """
+    defaults = PrepareOptions(out_dir="")
     inputs = parser.add_argument_group("inputs (any mix)")
     inputs.add_argument(
         "--csv",
@@ -112,40 +123,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-reencode",
         dest="reencode",
         action="store_false",
+        default=defaults.reencode,
         help="keep the original files (lists point to them); videos are still "
         "checked with PyAV and decord",
     )
     enc.add_argument(
         "--short-side",
         type=int,
-        default=256,
-        help="shorter side of the re-encoded videos in pixels, never upscaled (default 256)",
+        default=defaults.short_side,
+        help="shorter side of the re-encoded videos in pixels, never upscaled "
+        "(default %(default)s)",
     )
     enc.add_argument(
         "--keyframe-interval",
         type=int,
-        default=1,
+        default=defaults.keyframe_interval,
         metavar="FRAMES",
-        help="frames between keyframes (default 1: every frame a keyframe). Training decodes "
-        "one random clip per video and decoding must start at the keyframe before each kept "
-        "frame: with 1 only the kept frames are decoded, ~1.5x the clips per CPU core of 8, "
-        "for ~3x the disk (benchmarks/RESULTS.md). 8 when disk is short; x264's default is 250",
+        help="frames between keyframes (default %(default)s; 1 = every frame a keyframe). "
+        "Training decodes one random clip per video and decoding must start at the keyframe "
+        "before each kept frame: with 1 only the kept frames are decoded, ~1.5x the clips per "
+        "CPU core of 8, for ~3x the disk (benchmarks/RESULTS.md). 8 when disk is short; x264's "
+        "default is 250",
     )
     enc.add_argument(
         "--reencode-changed",
         action="store_true",
+        default=defaults.reencode_changed,
         help="re-encode the videos an earlier run finished with other encode settings (without "
         "it, such a rerun stops and says which flags continue the earlier run)",
     )
     enc.add_argument(
-        "--crf", type=int, default=23, help="x264 quality, lower = better and bigger (default 23)"
+        "--crf",
+        type=int,
+        default=defaults.crf,
+        help="x264 quality, lower = better and bigger (default %(default)s)",
     )
     enc.add_argument(
         "--min-frames",
         type=int,
-        default=8,
-        help="videos with fewer frames are skipped as too short (default 8, the 8-frame clips "
-        "of the GloRe recipes)",
+        default=defaults.min_frames,
+        help="videos with fewer frames are skipped as too short (default %(default)s, the "
+        "8-frame clips of the GloRe recipes)",
     )
     clip = parser.add_argument_group(
         "clip length (counts only)",
@@ -154,19 +172,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "recipe's data.num_frames and data.frame_interval.",
     )
     clip.add_argument(
-        "--clip-frames", type=int, default=8, metavar="T", help="frames per clip (default 8)"
+        "--clip-frames",
+        type=int,
+        default=defaults.clip_frames,
+        metavar="T",
+        help="frames per clip (default %(default)s)",
     )
     clip.add_argument(
         "--clip-interval",
         type=int,
-        default=8,
+        default=defaults.clip_interval,
         metavar="TAU",
-        help="stride between sampled frames (default 8: one clip spans 57 frames)",
+        help="stride between sampled frames (default %(default)s: one clip spans "
+        f"{defaults.clip_span} frames)",
     )
     parser.add_argument(
         "--workers",
         type=int,
-        default=None,
+        default=defaults.workers,
         help=f"worker processes (default: all {os.cpu_count()} cores)",
     )
     parser.add_argument(
@@ -175,21 +198,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> PrepareOptions:
-    return PrepareOptions(
-        out_dir=args.out_dir,
-        csv_files=list(args.csv_files),
-        video_root=args.video_root,
-        lists=dict(parse_split_path(v) for v in args.lists),
-        folders=dict(parse_split_path(v) for v in args.folders),
-        classes=args.classes,
-        reencode=args.reencode,
-        reencode_changed=args.reencode_changed,
-        short_side=args.short_side,
-        keyframe_interval=args.keyframe_interval,
-        crf=args.crf,
-        min_frames=args.min_frames,
-        clip_frames=args.clip_frames,
-        clip_interval=args.clip_interval,
-        workers=args.workers,
-        progress=args.progress,
-    )
+    """The options of parsed :func:`add_arguments` flags (each flag's ``dest`` is a field)."""
+    given = {f.name: getattr(args, f.name) for f in fields(PrepareOptions) if hasattr(args, f.name)}
+    given["lists"] = dict(parse_split_path(v) for v in args.lists)
+    given["folders"] = dict(parse_split_path(v) for v in args.folders)
+    return PrepareOptions(**given)

@@ -136,9 +136,7 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
     out = _output_folder(options.out_dir)
     entries, indexed, index_seconds = _collect_entries(options, out)
     classes, label_of = resolve_classes(entries, options.classes)
-    settings = EncodeSettings(
-        options.reencode, options.short_side, options.keyframe_interval, options.crf
-    )
+    settings = options.encode_settings()
     tally = _Tally()
     planned = _plan(entries, label_of, tally)
     ledger = ResultLedger(out / ".prepare" / "results.jsonl", settings.signature(), out)
@@ -273,13 +271,15 @@ def _sort_results(
     tally: _Tally,
     options: PrepareOptions,
 ) -> dict[str, list[VideoRecord]]:
-    """The list records of every split: broken and too-short videos are tallied as skipped,
+    """The list records of every split: missing, broken and too-short videos are tallied as skipped,
     the rest kept (and counted when shorter than one clip)."""
     out_dir = os.path.abspath(options.out_dir)
     records: dict[str, list[VideoRecord]] = {split: [] for split in tally.counts}
     for key, entry in planned.items():
         result, counts = results[key], tally.split(entry.split)
-        if result.status != "ok":
+        if result.status == "missing":
+            tally.skip(entry, f"missing: {result.reason}")
+        elif result.status != "ok":
             tally.skip(entry, f"broken: {result.reason}")
         elif result.frame_count < options.min_frames:
             tally.skip(entry, f"too_short: {result.frame_count} frames < {options.min_frames}")

@@ -110,7 +110,10 @@ class ResultLedger:
             return None
         if record["status"] != "ok" and record.get("version", 1) < LEDGER_VERSION:
             return None
-        st = os.stat(source)
+        try:
+            st = os.stat(source)
+        except OSError:  # gone since it was listed: the worker reports it
+            return None
         if (record["source_size"], record["source_mtime_ns"]) != (st.st_size, st.st_mtime_ns):
             return None
         if record["status"] == "ok" and self.signature.get("reencode"):
@@ -119,7 +122,8 @@ class ResultLedger:
                     return None
             except OSError:
                 return None
-        record.setdefault("frame_count", record.get("num_frames", 0))  # name before 2026-11
+        # ledgers written before the rename of num_frames to frame_count
+        record.setdefault("frame_count", record.get("num_frames", 0))
         fields = {k: record[k] for k in VideoResult.__dataclass_fields__}
         return VideoResult(**(fields | {"source": source}))
 
@@ -135,14 +139,12 @@ class ResultLedger:
         return counts
 
     def append(self, result: VideoResult) -> None:
-        """Record ``result``; raises OutputError (and writes nothing) when the line does not fit."""
-        st = os.stat(result.source)
-        record = asdict(result) | {
-            "settings": self.signature,
-            "source_size": st.st_size,
-            "source_mtime_ns": st.st_mtime_ns,
-            "version": LEDGER_VERSION,
-        }
+        """Record ``result`` with the source's size and mtime as the worker saw them (a source
+        it never saw, deleted meanwhile, is not recorded: a later run looks again). Raises
+        OutputError (and writes nothing) when the line does not fit."""
+        if result.source_size < 0:
+            return
+        record = asdict(result) | {"settings": self.signature, "version": LEDGER_VERSION}
         if result.status == "ok" and self.signature.get("reencode"):
             record["output_size"] = (self.out_dir / result.key).stat().st_size
         with as_output_error(self.path):

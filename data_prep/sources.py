@@ -22,8 +22,7 @@ Labels, file names and splits become output paths only through :func:`path_compo
 
 from __future__ import annotations
 
-import csv
-import io
+import functools
 import logging
 import os
 import re
@@ -32,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 from data_prep.errors import DataError
-from data_prep.files import read_utf8
+from data_prep.files import read_csv, read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +97,17 @@ def parse_split_path(text: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------- class names
 
 
+@functools.cache
+def kinetics400_names() -> tuple[str, ...]:
+    """The bundled Kinetics-400 class names in the standard order, read once per process."""
+    text = resources.files("data_prep").joinpath("resources/kinetics400_classes.txt")
+    return tuple(text.read_text(encoding="utf-8").splitlines())
+
+
 def load_class_names(spec: str) -> list[str]:
     """Class names from ``kinetics400`` (bundled list), a JSON list, or a text file (one a line)."""
     if spec == KINETICS400:
-        text = resources.files("data_prep").joinpath("resources/kinetics400_classes.txt")
-        return text.read_text().splitlines()
+        return list(kinetics400_names())
     path = Path(spec)
     if not path.is_file():
         raise DataError(f"{path}: class file not found (give a .txt/.json file or 'kinetics400')")
@@ -124,22 +129,26 @@ def canonical_names(names: set[str], known: list[str] | None) -> dict[str, str]:
     official spelling (``air drumming``) so lists prepared from CSVs and from folders agree;
     anything else is kept as written.
     """
-    candidates = [known] if known is not None else [load_class_names(KINETICS400), None]
-    for reference in candidates:
-        if reference is None:
+    if known is None:
+        mapping = _match(names, kinetics400_names())
+        if None in mapping.values():
             return {n: n for n in names}
-        by_key = {label_key(n): n for n in reference}
-        mapping = {n: by_key.get(label_key(n)) for n in names}
-        unknown = sorted(n for n, m in mapping.items() if m is None)
-        if not unknown:
-            return mapping
-        if known is not None:
-            shown = ", ".join(repr(n) for n in unknown[:5])
-            raise DataError(
-                f"{len(unknown)} label(s) are not in the class list given with --classes: "
-                f"{shown}{' ...' if len(unknown) > 5 else ''}"
-            )
-    raise AssertionError("unreachable")
+        return mapping
+    mapping = _match(names, known)
+    unknown = sorted(n for n, m in mapping.items() if m is None)
+    if unknown:
+        shown = ", ".join(repr(n) for n in unknown[:5])
+        raise DataError(
+            f"{len(unknown)} label(s) are not in the class list given with --classes: "
+            f"{shown}{' ...' if len(unknown) > 5 else ''}"
+        )
+    return mapping
+
+
+def _match(names: set[str], reference) -> dict[str, str | None]:
+    """Each spelling → the reference name with the same :func:`label_key`, or None."""
+    by_key = {label_key(n): n for n in reference}
+    return {n: by_key.get(label_key(n)) for n in names}
 
 
 def resolve_classes(entries: list[VideoEntry], spec: str | None):
@@ -252,31 +261,24 @@ def read_kinetics_csv(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: annotation CSV not found")
+    expected = f"{','.join(_CSV_COLUMNS)}[,is_cc]; unlabelled test CSVs cannot be prepared"
+    rows = read_csv(path, _CSV_COLUMNS, "a Kinetics annotation CSV", expected)
     entries = []
-    with io.StringIO(read_utf8(path), newline="") as f:
-        reader = csv.DictReader(f)
-        missing = set(_CSV_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise DataError(
-                f"{path}: not a Kinetics annotation CSV, missing columns {sorted(missing)} "
-                f"(expected {','.join(_CSV_COLUMNS)}[,is_cc]; unlabelled test CSVs cannot be "
-                "prepared)"
-            )
-        for line, row in enumerate(reader, start=2):
-            try:
-                youtube_id = row["youtube_id"].strip()
-                start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-                label, split = row["label"].strip(), normalize_split(row["split"])
-            except (AttributeError, TypeError, ValueError):
-                raise DataError(f"{path}:{line}: malformed row {row}") from None
-            except DataError as exc:
-                raise DataError(f"{path}:{line}: {exc}") from None
-            if not youtube_id or not label:
-                raise DataError(f"{path}:{line}: empty youtube_id or label")
-            clip = f"{youtube_id}_{start:06d}_{end:06d}"
-            found = index.get(clip) or index.get(youtube_id)
-            source = _pick(found, label, extensions) if found else None
-            entries.append(VideoEntry(split, clip, label, source, clip))
+    for line, row in enumerate(rows, start=2):
+        try:
+            youtube_id = row["youtube_id"].strip()
+            start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+            label, split = row["label"].strip(), normalize_split(row["split"])
+        except (AttributeError, TypeError, ValueError):
+            raise DataError(f"{path}:{line}: malformed row {row}") from None
+        except DataError as exc:
+            raise DataError(f"{path}:{line}: {exc}") from None
+        if not youtube_id or not label:
+            raise DataError(f"{path}:{line}: empty youtube_id or label")
+        clip = f"{youtube_id}_{start:06d}_{end:06d}"
+        found = index.get(clip) or index.get(youtube_id)
+        source = _pick(found, label, extensions) if found else None
+        entries.append(VideoEntry(split, clip, label, source, clip))
     if not entries:
         raise DataError(f"{path}: no videos listed (only a header)")
     return entries

@@ -272,3 +272,45 @@ def test_short_videos_are_counted_once_when_the_loader_is_built(video_list, capl
     with caplog.at_level(logging.WARNING, logger="videoglore.data"):
         build_loader(cfg, "test", distributed=False, batch_size=1)
     assert not [r for r in caplog.records if "shorter than one clip" in r.getMessage()]
+
+
+def test_worker_init_needs_no_decord_and_quiets_the_video_libraries(monkeypatch):
+    """A pyav worker never imports decord (its start-up was paid only to set a bridge that
+    ``read_frames`` copes with); FFmpeg's messages are silenced once, when the worker starts."""
+    import sys
+
+    from videoglore.data import loader
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "decord", None)  # any `import decord` now fails
+    monkeypatch.setattr(loader, "quiet_video_libraries", lambda: calls.append(1))
+    threads = torch.get_num_threads()
+    try:
+        loader.seed_worker(0)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    ("mode", "kwargs", "message"),
+    [
+        ("train", {"reader": "opencv"}, "unknown video reader 'opencv'"),
+        ("val", {"reader": "opencv"}, "unknown video reader 'opencv'"),
+        ("train", {"output": "yuv"}, "decode output must be one of"),
+        ("test", {"output": "yuv"}, "decode output must be one of"),
+    ],
+)
+def test_a_wrong_argument_stops_the_first_item_not_a_video(video_list, mode, kwargs, message):
+    """Each value is checked once, where it is used (a config checks them when it loads): a
+    dataset built by hand with a wrong one fails loudly, never as an unreadable video."""
+    records = read_video_list(video_list)[:1]
+    ds = VideoClipDataset(records, mode, T, TAU, S, (36, 48), 36, num_clips=1, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        ds[0]
+
+
+def test_test_sampling_is_checked_when_the_dataset_is_built(video_list):
+    records = read_video_list(video_list)[:1]
+    with pytest.raises(ValueError, match="test.sampling must be one of uniform, released"):
+        VideoClipDataset(records, "test", test_sampling="even")

@@ -18,10 +18,12 @@ from data_prep.encode import EncodeSettings, output_size, process_video
 from data_prep.lists import read_classes, read_video_list
 from data_prep.prepare import PrepareOptions, add_arguments, options_from_args, prepare
 from data_prep.sources import (
+    VideoEntry,
     index_video_root,
     load_class_names,
     read_kinetics_csv,
     read_plain_list,
+    resolve_classes,
 )
 from data_prep.synthetic import write_motion_dataset
 from videoglore.errors import ConfigError, DataError
@@ -406,6 +408,45 @@ def test_kinetics400_order_is_sorted_names():
     assert K400 == sorted(K400) and len(K400) == 400
     if SHARED_K400.is_file():
         assert K400 == SHARED_K400.read_text().splitlines()
+
+
+def test_label_spellings_map_to_class_names():
+    """--classes: every spelling must match (case, '_' vs space); without it, spellings that
+    all match Kinetics-400 take the official names, any other set is kept as written."""
+    from data_prep.sources import canonical_names
+
+    assert canonical_names({"Walk_Fast", "run"}, ["walk fast", "run"]) == {
+        "Walk_Fast": "walk fast",
+        "run": "run",
+    }
+    with pytest.raises(DataError, match="1 label.*not in the class list.*'swim'"):
+        canonical_names({"run", "swim"}, ["run"])
+    assert canonical_names({"air_drumming", "Abseiling"}, None) == {
+        "air_drumming": "air drumming",
+        "Abseiling": "abseiling",
+    }
+    assert canonical_names({"air_drumming", "swim"}, None) == {
+        "air_drumming": "air_drumming",
+        "swim": "swim",
+    }
+
+
+def test_bundled_kinetics400_list_is_read_once(monkeypatch):
+    import data_prep.sources as sources
+
+    sources.kinetics400_names.cache_clear()
+    reads = []
+    files = sources.resources.files
+    monkeypatch.setattr(sources.resources, "files", lambda pkg: reads.append(pkg) or files(pkg))
+    folders = ["abseiling", "air_drumming"]
+    entries = [
+        VideoEntry("train", f"{f}/{i}.mp4", i, Path(f"/v/{f}/{i}.mp4"), str(i))
+        for i, f in enumerate(folders)
+    ] + [VideoEntry("val", "x.mp4", "Air Drumming", Path("/v/x.mp4"), "x")]
+    classes, label_of = resolve_classes(entries, None)
+    assert classes == ["abseiling", "air drumming"] and label_of(entries[2]) == (1, "air drumming")
+    assert load_class_names("kinetics400") == K400
+    assert len(reads) == 1
 
 
 def test_bad_inputs_raise_clear_errors(tmp_path):

@@ -8,6 +8,8 @@ non-UTF-8 text files and an ``--out`` that is a file fail with one line.
 from __future__ import annotations
 
 import csv
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -239,3 +241,64 @@ def test_out_is_an_existing_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --out") and err.count("\n") == 1
     assert out.read_text() == "keep me"
+
+
+# --------------------------------------------------------------------------- sources that vanish
+
+
+def test_a_source_deleted_during_the_run_is_missing_not_a_crash(tmp_path, monkeypatch):
+    """A source deleted before its turn is skipped as missing (and nothing is recorded for it:
+    a later run looks again); one deleted after its check is kept with the check's stat."""
+    import data_prep.prepare as prepare_module
+
+    tree = tmp_path / "src" / "train"
+    for name in ("a_0", "a_1", "b_0", "b_1"):
+        tiny_video(tree / name[0] / f"{name}.mp4")
+    real = prepare_module.process_video
+
+    def check_then_delete(video, **kw):
+        key, source = video
+        if key.endswith("a_0.mp4"):
+            os.remove(source)  # gone before its check
+        result = real(video, **kw)
+        if key.endswith("b_1.mp4"):
+            os.remove(source)  # gone after its check
+        return result
+
+    monkeypatch.setattr(prepare_module, "process_video", check_then_delete)
+    out = tmp_path / "out"
+    summary = run(out, folders={"train": str(tree)}, short_side=32)
+    counts = summary.splits["train"]
+    assert (counts.found, counts.missing, counts.broken, counts.kept) == (4, 1, 0, 3)
+    skipped = read_rows(out / "skipped.csv")
+    assert [(r["video"], r["reason"].split(":")[0]) for r in skipped] == [("a/a_0.mp4", "missing")]
+    ledger = [
+        json.loads(line) for line in (out / ".prepare/results.jsonl").read_text().splitlines()
+    ]
+    assert sorted(Path(r["key"]).name for r in ledger) == ["a_1.mp4", "b_0.mp4", "b_1.mp4"]
+    assert all(r["source_size"] > 0 and r["source_mtime_ns"] > 0 for r in ledger)
+    monkeypatch.setattr(prepare_module, "process_video", real)
+    again = run(out, folders={"train": str(tree)}, short_side=32)
+    assert (again.splits["train"].found, again.splits["train"].kept, again.reused) == (2, 2, 2)
+
+
+def test_ledger_takes_a_vanished_source_for_unfinished(tmp_path):
+    """The stat of a source gone since the listing means "not finished", never a traceback."""
+    from data_prep.encode import VideoResult
+    from data_prep.runner import ResultLedger
+
+    source = tmp_path / "v.mp4"
+    tiny_video(source)
+    ledger = ResultLedger(tmp_path / "results.jsonl", {"reencode": False}, tmp_path)
+    result = VideoResult("videos/train/a/v.mp4", str(source), "ok", frame_count=16)
+    result.source_size, result.source_mtime_ns = 1, 2  # what the worker saw
+    ledger.append(result)
+    ledger.close()
+    assert (
+        ResultLedger(tmp_path / "results.jsonl", {"reencode": False}, tmp_path).records[result.key][
+            "source_size"
+        ]
+        == 1
+    )
+    source.unlink()
+    assert ledger.finished(result.key, str(source)) is None

@@ -110,3 +110,31 @@ def test_plain_and_prepared_list_readers_have_distinct_names():
 
     assert hasattr(sources, "read_plain_list") and not hasattr(sources, "read_video_list_file")
     assert hasattr(lists, "read_video_list") and not hasattr(sources, "read_video_list")
+
+
+def test_cli_defaults_are_the_options_defaults(monkeypatch):
+    """One source for every default: the flags take theirs from ``PrepareOptions`` (help
+    included), whose encode defaults are ``EncodeSettings``'; only the CLI draws a bar."""
+    from dataclasses import dataclass
+
+    import data_prep.options
+    from data_prep.encode import EncodeSettings
+
+    options = PrepareOptions("o")
+    assert options.encode_settings() == EncodeSettings() and not options.progress
+    assert PrepareOptions("o", short_side=64).encode_settings() == EncodeSettings(short_side=64)
+
+    @dataclass
+    class Other(PrepareOptions):
+        crf: int = 30
+        min_frames: int = 16
+        clip_interval: int = 4
+
+    monkeypatch.setattr(data_prep.options, "PrepareOptions", Other)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    parsed = options_from_args(parser.parse_args(["--out", "o"]))
+    assert parsed == Other("o", progress=True)
+    text = " ".join(parser.format_help().split())
+    assert "(default 30)" in text and "(default 16," in text and "(default 4: one clip" in text
+    assert "(default 256)" in text and "(default 1; 1 = every frame a keyframe" in text

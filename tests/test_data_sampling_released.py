@@ -10,6 +10,7 @@ import pytest
 from data_prep.lists import VideoRecord
 from tests.helpers import REPO
 from videoglore.config import load_config
+from videoglore.data import dataset
 from videoglore.data.dataset import VideoClipDataset
 from videoglore.data.sampling import (
     TEST_SAMPLERS,
@@ -93,30 +94,22 @@ def test_released_bad_arguments_raise(args):
         sample_test_clips_released(*args)
 
 
-class _IndexRecorder(VideoClipDataset):
-    """Dataset whose decoder records the frame indices asked for and gives black frames."""
+@pytest.mark.parametrize("mode", ["val", "test"])
+@pytest.mark.parametrize("rule", ["uniform", "released"])
+def test_dataset_uses_the_configured_rule(mode, rule, monkeypatch):
+    """The dataset's decoder records the frame indices asked for and gives black frames."""
+    asked = []
 
-    asked: list
-
-    def _ask(self, record, indices_for) -> np.ndarray:
-        indices = np.asarray(indices_for(record.frame_count))
-        self.asked.append(indices.reshape(-1, self.num_frames).tolist())
-        return indices.reshape(-1)
-
-    def read_clip_frames(self, record, indices_for):  # whole-clip decoding
-        return np.zeros((self._ask(record, indices_for).size, 36, 48, 3), np.uint8)
-
-    def decode(self, record, indices_for, put):  # frame-by-frame decoding
-        indices = self._ask(record, indices_for)
+    def decode_clip(path, indices_for, put, reader):
+        indices = np.asarray(indices_for(102))
+        asked.append(indices.reshape(-1, 4).tolist())
+        indices = indices.reshape(-1)
         for index in np.unique(indices).tolist():
             put(np.zeros((36, 48, 3), np.uint8), np.flatnonzero(indices == index).tolist())
 
-
-@pytest.mark.parametrize("mode", ["val", "test"])
-@pytest.mark.parametrize("rule", ["uniform", "released"])
-def test_dataset_uses_the_configured_rule(mode, rule):
+    monkeypatch.setattr(dataset, "decode_clip", decode_clip)
     record = VideoRecord("a.mp4", 0, "a", 102, 25.0, 48, 36)
-    data = _IndexRecorder(
+    data = VideoClipDataset(
         [record],
         mode,
         num_frames=4,
@@ -127,10 +120,9 @@ def test_dataset_uses_the_configured_rule(mode, rule):
         num_crops=1,
         test_sampling=rule,
     )
-    data.asked = []
     views, _, _ = data[0]
     K = 3 if mode == "test" else 1  # validation: one clip of the same rule
-    assert data.asked == [TEST_SAMPLERS[rule](102, 4, 2, K).tolist()]
+    assert asked == [TEST_SAMPLERS[rule](102, 4, 2, K).tolist()]
     assert views.shape == ((K, 3, 4, 32, 32) if mode == "test" else (3, 4, 32, 32))
 
 

@@ -235,3 +235,17 @@ def test_a_bug_in_the_transform_is_not_taken_for_a_bad_video(tmp_path, reader):
         decode_clip(path, lambda n: np.arange(4), buggy, reader)
     with pytest.raises(VideoError, match=rf"{path}: frame 48x64 does not fit"):
         decode_clip(path, lambda n: np.arange(4), unusable, reader)
+
+
+def test_read_frames_gives_numpy_under_decords_torch_bridge(tmp_path):
+    """The one defence left against a process-wide ``decord.bridge.set_bridge("torch")``."""
+    import decord
+
+    path = tmp_path / "v.mp4"
+    write_video(path, np.zeros((4, 32, 32, 3), np.uint8), keyframe_interval=1)
+    decord.bridge.set_bridge("torch")
+    try:
+        frames = read_frames(path, [0, 3])
+    finally:
+        decord.bridge.set_bridge("native")
+    assert isinstance(frames, np.ndarray) and frames.shape == (2, 32, 32, 3)

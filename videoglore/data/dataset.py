@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from data_prep.lists import VideoRecord
 from videoglore.data import sampling, transforms
-from videoglore.data.video import READERS, decode_clip
+from videoglore.data.video import decode_clip
 from videoglore.data.yuv420 import YuvClips
 from videoglore.errors import ConfigError, DataError, VideoError
 
@@ -80,14 +80,8 @@ class VideoClipDataset(Dataset):
             raise ValueError(f"dataset mode must be one of {MODES}, got {mode!r}")
         if not records:
             raise DataError(f"{mode} list is empty: no videos to load")
-        if num_crops not in transforms.CROP_COUNTS:
-            raise ValueError(f"test.num_crops must be one of {transforms.CROP_COUNTS}")
-        if reader not in READERS:
-            raise ConfigError(f"data.reader must be one of {READERS}, got {reader!r}")
-        if output not in transforms.OUTPUTS:
-            raise ConfigError(
-                f"data.decode_output must be one of {transforms.OUTPUTS}, got {output!r}"
-            )
+        # num_crops, reader and output are checked where they are used (crop_boxes,
+        # decode_clip, the transforms' output arrays) and, from a config, when it loads
         if test_sampling not in sampling.TEST_SAMPLERS:
             rules = ", ".join(sampling.TEST_SAMPLERS)
             raise ValueError(f"test.sampling must be one of {rules}, got {test_sampling!r}")
@@ -107,7 +101,7 @@ class VideoClipDataset(Dataset):
         self.pad = 0  # yuv420: side of the buffer that holds any crop box of this list
         if output == "yuv420":
             short = min(self.train_scale) if mode == "train" else test_scale
-            sizes = [(r.height, r.width) for r in self.records if r.height > 0 and r.width > 0]
+            sizes = {(r.height, r.width) for r in self.records if r.height > 0 and r.width > 0}
             if not sizes:
                 raise ConfigError(
                     "data.decode_output=yuv420 needs the frame sizes of the list (its width "
@@ -148,12 +142,10 @@ class VideoClipDataset(Dataset):
         clip = transforms.TrainClip(
             T, self.crop_size, self.train_scale, self.flip, rng, self.output, self.pad
         )
-        self.decode(record, lambda n: sampling.sample_train_clip(n, T, tau, rng), clip.put)
+        decode_clip(
+            record.path, lambda n: sampling.sample_train_clip(n, T, tau, rng), clip.put, self.reader
+        )
         return clip.result()
-
-    def decode(self, record: VideoRecord, indices_for, put) -> None:
-        """``video.decode_clip`` of ``record`` with this dataset's reader."""
-        decode_clip(record.path, indices_for, put, self.reader)
 
     def _train_item(self, index: int, epoch: int):
         rng = self.item_rng(index, epoch)
@@ -182,7 +174,7 @@ class VideoClipDataset(Dataset):
             K, T, self.test_scale, self.crop_size, self.num_crops, self.output, self.pad
         )
         sample = sampling.TEST_SAMPLERS[self.test_sampling]  # val: K = 1 of the same rule
-        self.decode(record, lambda n: sample(n, T, tau, K), views.put)
+        decode_clip(record.path, lambda n: sample(n, T, tau, K), views.put, self.reader)
         result = views.result()  # (K*C, 3, T, S, S) or YuvClips
         if self.mode == "test":
             return result

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from data_prep.codec import quiet_video_libraries
 from data_prep.lists import VideoRecord, read_video_list
 from videoglore.config import Config
 from videoglore.data import sampling
@@ -104,6 +105,9 @@ def seed_worker(worker_id: int) -> None:
     Workers run in parallel already, so each uses one core: torch's intra-op pool gets one
     thread, and OpenMP/BLAS pools started from here on are told so by the environment. The
     readers pass one thread to libavcodec, decord and swscale themselves (video.py, pixels.py).
+    FFmpeg's own messages are silenced here once per worker (the readers ask again, at the cost
+    of a set lookup, for processes that are not loader workers). decord is not imported: a
+    pyav worker never needs it, and ``read_frames`` accepts whatever bridge decord is set to.
     """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -111,9 +115,7 @@ def seed_worker(worker_id: int) -> None:
     torch.set_num_threads(1)
     for name in ONE_THREAD_ENV:
         os.environ[name] = "1"
-    import decord
-
-    decord.bridge.set_bridge("native")
+    quiet_video_libraries()
 
 
 def build_dataset(

@@ -23,10 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-
-def clip_span(T: int, tau: int) -> int:
-    """Number of source frames covered by a clip of ``T`` frames at interval ``tau``."""
-    return (T - 1) * tau + 1
+from data_prep.lists import clip_span
 
 
 def sample_train_clip(frame_count: int, T: int, tau: int, rng: np.random.Generator) -> np.ndarray:

@@ -5,7 +5,8 @@
       │ test:  short side → test_scale, centre / 3 / 5 crops of S×S, K clips
       ▼
     data.decode_output = "rgb":    one swscale call per kept frame (pixels.py) writes the
-        resized RGB crop straight into uint8 (3, T, S, S) / (K*C, 3, T, S, S)
+        resized RGB crop straight into uint8 (3, T, S, S) / (K*C, 3, T, S, S); with 3 or 5 test
+        crops, which cover (nearly) all of the scaled frame, it scales the whole frame once
     data.decode_output = "yuv420": the crops' YUV planes as they are (``YuvClips``), half the
         bytes of RGB; no colour conversion or resize in the worker
       │ DataLoader (uint8 until the device)
@@ -25,7 +26,7 @@ released code's ``data/iterator_factory.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -142,13 +143,14 @@ def crop_boxes(height: int, width: int, crop_size: int, num_crops: int) -> list[
     return [(0, 0), (0, right), (bottom, 0), (bottom, right), centre]
 
 
-def yuv420_pad(sizes: Sequence[tuple[int, int]], short: int, crop_size: int) -> int:
+def yuv420_pad(sizes: Iterable[tuple[int, int]], short: int, crop_size: int) -> int:
     """Side of the square buffer that holds any crop box of frames of these (h, w) sizes.
 
-    ``short``: the smallest short side the frames are scaled to (the largest boxes).
+    ``short``: the smallest short side the frames are scaled to (the largest boxes). Each
+    distinct size is boxed once (a list of 260k videos has a handful of sizes).
     """
     side = 4
-    for height, width in sizes:
+    for height, width in set(sizes):
         box = source_box(height, width, short_side_size(height, width, short), 0, 0, crop_size)
         side = max(side, box.height, box.width)
     return side + side % 4
@@ -186,7 +188,7 @@ class TrainClip:
             )
         elif size != self.size:
             raise ValueError(f"frame size changes inside the video ({self.size} then {size})")
-        self.views.put_box(frame, 0, slots, self.box, self.mirror)
+        self.views.put_box(frame, [(0, t) for t in slots], self.box, self.mirror)
 
     def result(self):
         return self.views.result(single=True)
@@ -209,8 +211,6 @@ class EvalViews:
         output: str = "rgb",
         pad: int = 0,
     ) -> None:
-        if num_crops not in CROP_COUNTS:
-            raise ValueError(f"number of test crops must be one of {CROP_COUNTS}, got {num_crops}")
         self.num_frames, self.scale, self.crop_size, self.num_crops = (
             num_frames,
             scale,
@@ -222,24 +222,25 @@ class EvalViews:
 
     def put(self, frame, slots: list[int]) -> None:
         size = pixels.frame_size(frame)
-        if self.size is None:
+        if self.size is None:  # the boxes are fixed per video: work them out once
             self.size = size
             self.scaled = short_side_size(*size, max(self.scale, self.crop_size))
             self.corners = crop_boxes(*self.scaled, self.crop_size, self.num_crops)
+            self.boxes = [
+                source_box(*size, self.scaled, *at, self.crop_size) for at in self.corners
+            ]
         elif size != self.size:
             raise ValueError(f"frame size changes inside the video ({self.size} then {size})")
         C, S = self.num_crops, self.crop_size
-        if self.views.output == "yuv420":
-            for c, (top, left) in enumerate(self.corners):
-                box = source_box(*size, self.scaled, top, left, S)
-                for slot in slots:
-                    k, t = divmod(slot, self.num_frames)
-                    self.views.put_box(frame, k * C + c, [t], box, False)
+        clips_frames = [divmod(slot, self.num_frames) for slot in slots]  # (k, t) per slot
+        if self.views.output == "yuv420" or C == 1:  # only the boxes' pixels are converted
+            for c, box in enumerate(self.boxes):
+                self.views.put_box(frame, [(k * C + c, t) for k, t in clips_frames], box, False)
             return
+        # 3 or 5 crops cover (nearly) the whole scaled frame: scale it once, cut the crops out
         scaled = pixels.scale_frame(frame, *self.scaled)  # (3, h, w): one swscale call
         out = self.views.out
-        for slot in slots:
-            k, t = divmod(slot, self.num_frames)
+        for k, t in clips_frames:
             for c, (top, left) in enumerate(self.corners):
                 out[k * C + c, :, t] = scaled[:, top : top + S, left : left + S]
 
@@ -262,12 +263,14 @@ class _Views:
             self.out = np.zeros((num_views, T, pad * 3 // 2, pad), np.uint8)
             self.geometry = np.zeros((num_views, 4), np.int32)
 
-    def put_box(self, frame, view: int, slots: list[int], box: Box, mirror: bool) -> None:
-        first, *others = slots
+    def put_box(self, frame, targets: list[tuple[int, int]], box: Box, mirror: bool) -> None:
+        """``box`` of ``frame`` into frame t of view v for every ``(v, t)`` in ``targets``:
+        converted (or its planes cut out) once, copied to the other targets."""
+        (view, first), *others = targets
         if self.output == "rgb":
             pixels.scale_into(frame, box, self.out[view, :, first], flip=mirror)
-            for slot in others:
-                self.out[view, :, slot] = self.out[view, :, first]
+            for v, t in others:
+                self.out[v, :, t] = self.out[view, :, first]
             return
         if max(box.height, box.width) > self.pad:
             raise ValueError(
@@ -276,12 +279,12 @@ class _Views:
             )
         y, u, v, colour = pixels.yuv420_box(frame, box)
         P, (h, w) = self.pad, y.shape
-        for slot in slots:
-            planes = self.out[view, slot]  # (3P/2, P): Y on top, then U | V side by side
+        for view, t in targets:
+            planes = self.out[view, t]  # (3P/2, P): Y on top, then U | V side by side
             planes[:h, :w] = y
             planes[P : P + h // 2, : w // 2] = u
             planes[P : P + h // 2, P // 2 : P // 2 + w // 2] = v
-        self.geometry[view] = (h, w, int(mirror), colour)
+            self.geometry[view] = (h, w, int(mirror), colour)
 
     def result(self, single: bool):
         out = torch.from_numpy(self.out[0] if single else self.out)

@@ -84,11 +84,12 @@ def open_pyav(path: str | Path):
 def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) -> np.ndarray:
     """Decode the frames at ``indices`` with decord; returns uint8 (T, H, W, 3) RGB.
 
-    Pass an already opened ``reader`` to avoid reopening the file for several clips. Without
-    one, a fresh single-threaded reader is opened and released here: one reader per item keeps
-    memory bounded over long runs (decord's readers grow with use, dmlc/decord#1, #208).
+    ``reader``: an already opened decord reader of ``path``; without one, a fresh
+    single-threaded reader is opened (one reader per item keeps memory bounded over long
+    runs: decord's readers grow with use, dmlc/decord#1, #208). Either way the reader is
+    seeked back to frame 0 afterwards, which releases the frames decord keeps buffered after
+    ``get_batch`` (dmlc/decord#197, #208).
     """
-    own_reader = reader is None
     reader = reader if reader is not None else open_video(path)
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size and (indices.min() < 0 or indices.max() >= len(reader)):
@@ -100,11 +101,7 @@ def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) 
         batch = reader.get_batch(indices.tolist())
         # A global decord.bridge.set_bridge("torch") elsewhere would hand back a tensor.
         frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
-        del batch
-        if own_reader:
-            # Known decord leaks (dmlc/decord#197, #208): the reader keeps decoded frames
-            # buffered after get_batch; seeking back to 0 releases them before the reader goes.
-            reader.seek(0)
+        reader.seek(0)
     except Exception as exc:  # decord's own error types
         raise VideoError(f"{path}: cannot decode frames ({library_error(exc)})") from None
     return frames
@@ -137,7 +134,6 @@ def decode_clip(
     indices = np.asarray(indices_for(len(handle)), dtype=np.int64).reshape(-1)
     unique, slots = _slots(indices)
     frames = read_frames(path, unique, reader=handle)  # (U, H, W, 3)
-    handle.seek(0)  # drop decord's buffered frames before the reader goes (#208)
     for frame, where in zip(frames, slots, strict=True):
         put(frame, where)
 
@@ -263,24 +259,20 @@ def _decode_positions(
 ) -> set | None:
     """Hand the frames at decode positions ``wanted`` to ``put``; returns the positions found.
 
-    With a time ``grid`` (constant frame rate), seek to the keyframe before the first wanted
-    frame and take each packet's position from its pts; every packet must sit on the grid, one
-    after the other, so decode order is presentation order up to the last wanted frame. Without
-    one, count packets from the start and check that pts increase, reading ``REORDER_CHECK``
-    packets past the last wanted one to rule out B-frames. None when a check fails: positions
-    are then not frames (the caller scans again or asks decord; their frames overwrite any
-    handed over here).
+    The positions of the packets come from the time ``grid`` (constant frame rate:
+    :func:`_grid_positions`) or from counting packets (:func:`_counted_positions`). None when
+    their checks fail: positions are then not frames (the caller scans again or asks decord;
+    their frames overwrite any handed over here).
     """
-    codec = stream.codec_context
     last = max(wanted)
+    if grid:
+        positions = _grid_positions(container, stream, grid, min(wanted), last)
+    else:
+        positions = _counted_positions(container, stream, last)
+    codec = stream.codec_context
     found: set[int] = set()
     wanted_pts: dict[int, int] = {}  # pts -> position of the needed frames met so far
     buffered: list = []  # packets since the last keyframe, not decoded yet (at most one GOP)
-    position, previous_pts = -1, None
-    if grid:
-        start, step = grid
-        container.seek(start + min(wanted) * step, stream=stream, backward=True)
-        landed = False  # on a keyframe at or before the first wanted frame
 
     def hand_over(frames) -> None:  # matched by pts: a decoder may hand frames out late
         for frame in frames:
@@ -289,37 +281,72 @@ def _decode_positions(
                 found.add(at)
                 put(frame, wanted[at])
 
-    for packet in _packets(container, stream):
-        if packet.size == 0:  # end-of-stream marker
-            continue
-        if packet.pts is None or (previous_pts is not None and packet.pts <= previous_pts):
-            return None
-        if grid:
-            at, off = divmod(packet.pts - start, step)
-            if not landed:
-                landed = packet.is_keyframe and at <= min(wanted)
-                position = at - 1
-            if off or not landed or at != position + 1:
-                return None
-            position = at
-            if position > last:
-                break
-        else:
-            position += 1
-            if position > last:
-                if position > last + REORDER_CHECK:
-                    break
-                previous_pts = packet.pts
-                continue
-        previous_pts = packet.pts
-        if packet.is_keyframe:
-            buffered = []
-        buffered.append(packet)
-        if position in wanted:
-            wanted_pts[packet.pts] = position
-            for pending in buffered:
-                hand_over(_decode(codec, pending))
-            buffered = []
+    try:
+        for position, packet in positions:
+            if packet.is_keyframe:
+                buffered = []
+            buffered.append(packet)
+            if position in wanted:
+                wanted_pts[packet.pts] = position
+                for pending in buffered:
+                    hand_over(_decode(codec, pending))
+                buffered = []
+    except _NotFrames:
+        return None
     if wanted_pts:
         hand_over(_decode(codec, None))  # drain frames the decoder still holds
     return found
+
+
+class _NotFrames(Exception):
+    """The packets' positions cannot be taken for frame indices (see the position generators)."""
+
+
+def _increasing(packets):
+    """The packets with data; raises _NotFrames at a missing or non-increasing pts (decode order
+    is then not presentation order: B-frames, or a broken header)."""
+    previous = None
+    for packet in packets:
+        if packet.size == 0:  # end-of-stream marker
+            continue
+        if packet.pts is None or (previous is not None and packet.pts <= previous):
+            raise _NotFrames
+        previous = packet.pts
+        yield packet
+
+
+def _grid_positions(container, stream, grid: tuple[int, int], first: int, last: int):
+    """(position, packet) from ``first``'s keyframe to ``last``, positions read off the grid.
+
+    Seeks to the keyframe before frame ``first``; every packet must sit on the grid
+    (``pts = start + position * step``), one after the other, so decode order is presentation
+    order up to ``last``. Raises _NotFrames otherwise.
+    """
+    start, step = grid
+    container.seek(start + first * step, stream=stream, backward=True)
+    position = None  # of the packet before; None until the seek's keyframe
+    for packet in _increasing(_packets(container, stream)):
+        at, off = divmod(packet.pts - start, step)
+        if position is None:  # landed: a keyframe at or before the first wanted frame
+            if not (packet.is_keyframe and at <= first):
+                raise _NotFrames
+            position = at - 1
+        if off or at != position + 1:
+            raise _NotFrames
+        position = at
+        if position > last:
+            return
+        yield position, packet
+
+
+def _counted_positions(container, stream, last: int):
+    """(position, packet) from the start to ``last``, the n-th packet being frame n.
+
+    Reads ``REORDER_CHECK`` packets past ``last`` so that increasing pts rule out B-frames;
+    raises _NotFrames when they do not.
+    """
+    for position, packet in enumerate(_increasing(_packets(container, stream))):
+        if position > last + REORDER_CHECK:
+            return
+        if position <= last:
+            yield position, packet
