@@ -29,20 +29,27 @@ from data_prep.files import atomic_open, first_line
 
 
 def x264_options(
-    keyframe_interval: int, crf: int, preset: str = "veryfast", tune: str = "fastdecode"
+    keyframe_interval: int,
+    crf: int,
+    preset: str = "veryfast",
+    tune: str = "fastdecode",
+    mbtree: bool = True,
 ) -> dict[str, str]:
     """libx264 options of every file we write: a keyframe exactly every ``keyframe_interval``
     frames (no scene-cut keyframes) and no B-frames, so a random clip never needs more than one
     GOP decoded per frame and decode order is presentation order (the PyAV reader's fast path).
     ``tune="fastdecode"`` (no CABAC, no deblocking) makes decoding ~1.8x faster for ~35 % larger
     files (benchmarks/RESULTS.md, "Data loading"); ``""`` keeps x264's default tuning.
+    ``mbtree=False`` turns x264's macroblock-tree rate control off: with it, identical frames
+    were measured to come out as different bytes now and then (its SIMD code; never with it off,
+    nor with ``asm=0``), which generated test and demo clips cannot have.
     """
     k = int(keyframe_interval)
     options = {
         "crf": str(crf),
         "preset": preset,
         "bf": "0",
-        "x264-params": f"keyint={k}:min-keyint={k}:scenecut=0",
+        "x264-params": f"keyint={k}:min-keyint={k}:scenecut=0" + ("" if mbtree else ":mbtree=0"),
     }
     if tune:
         options["tune"] = tune
@@ -122,6 +129,7 @@ def add_h264_stream(
     crf: int,
     preset: str = "veryfast",
     tune: str = "fastdecode",
+    mbtree: bool = True,
 ):
     """The H.264 output stream of every file we write (prepared and generated videos alike).
 
@@ -134,7 +142,7 @@ def add_h264_stream(
     stream.codec_context.time_base = 1 / rate
     stream.codec_context.thread_count = 1
     stream.codec_context.gop_size = keyframe_interval
-    stream.options = x264_options(keyframe_interval, crf, preset, tune)
+    stream.options = x264_options(keyframe_interval, crf, preset, tune, mbtree)
     return stream
 
 
@@ -255,12 +263,15 @@ def write_video(
     keyframe_interval: int = 8,
     crf: int = 23,
     tune: str = "fastdecode",
+    reproducible: bool = True,
 ) -> None:
     """Write uint8 (T, H, W, 3) RGB frames as an H.264 .mp4, atomically (temp file + rename).
 
     Height and width must be even (yuv420p). ``keyframe_interval`` is the GOP length: short GOPs
     make random clip access cheap (see the data benchmark); the encoder settings are
-    :func:`x264_options`, the same as prepared videos.
+    :func:`x264_options`, those of prepared videos, except that ``reproducible`` (generated test,
+    demo and benchmark clips) turns x264's macroblock tree off so that the same frames always
+    give the same bytes; ``reproducible=False`` writes exactly as ``prepare`` does.
     """
     import av
 
@@ -272,7 +283,16 @@ def write_video(
         raise ValueError(f"{path}: H.264 needs even height and width, got {height}x{width}")
     rate = Fraction(fps).limit_denominator(1001)
     with atomic_open(path, "wb") as f, av.open(f, mode="w", format="mp4") as container:
-        stream = add_h264_stream(container, rate, width, height, keyframe_interval, crf, tune=tune)
+        stream = add_h264_stream(
+            container,
+            rate,
+            width,
+            height,
+            keyframe_interval,
+            crf,
+            tune=tune,
+            mbtree=not reproducible,
+        )
         for frame in frames:
             packet_list = stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
             container.mux(packet_list)

@@ -249,3 +249,23 @@ def test_read_frames_gives_numpy_under_decords_torch_bridge(tmp_path):
     finally:
         decord.bridge.set_bridge("native")
     assert isinstance(frames, np.ndarray) and frames.shape == (2, 32, 32, 3)
+
+
+def _x264_settings(path) -> str:
+    """The option string x264 stores in every stream it writes (an SEI message)."""
+    data = path.read_bytes()
+    start = data.index(b"x264 - core")
+    return data[start : data.index(b"\x00", start)].decode("ascii", "replace")
+
+
+def test_generated_clips_are_encoded_reproducibly_prepared_ones_as_prepare_does(tmp_path):
+    """Generated clips (tests, demo, relational benchmark) must be the same bytes every run:
+    x264's macroblock-tree rate control was measured to write different bytes now and then for
+    identical frames on this machine's SIMD paths (2-10 % of encodes in long loops; never with
+    it off). Prepared videos and the loading benchmark's stand-ins keep prepare's settings."""
+    frames = moving_video(16)
+    write_video(tmp_path / "generated.mp4", frames)
+    write_video(tmp_path / "like_prepared.mp4", frames, reproducible=False)
+    assert "mbtree=0" in _x264_settings(tmp_path / "generated.mp4")
+    assert "mbtree=1" in _x264_settings(tmp_path / "like_prepared.mp4")
+    assert "threads=1 " in _x264_settings(tmp_path / "generated.mp4")

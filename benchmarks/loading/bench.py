@@ -208,7 +208,10 @@ def generate_videos(cache: Path, setup: dict, gop: int, tune: str) -> list[Video
         if not path.is_file():
             log.info("writing %s", path)
             frames = moving_frames(num_frames, height, width, seed=i)
-            write_video(path, frames, fps, gop, tune="" if tune == "none" else tune)
+            # written as prepare writes (reproducible=False: x264's macroblock tree on)
+            write_video(
+                path, frames, fps, gop, tune="" if tune == "none" else tune, reproducible=False
+            )
         records.append(
             VideoRecord(str(path), i % 4, f"class_{i % 4}", num_frames, fps, width, height)
         )
