@@ -13,6 +13,7 @@ from videoglore.config import TrainConfig, load_config
 from videoglore.data import build_dataset, normalize
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine import forward as forward_module
+from videoglore.engine import trainer as trainer_module
 from videoglore.engine.optim import build_optimizer, lr_multiplier, scaled_lr
 from videoglore.engine.run_log import read_log
 from videoglore.engine.trainer import train
@@ -163,3 +164,14 @@ def test_non_finite_validation_scores_stop_training_and_pick_no_best(tiny_videos
     assert ckpt.load_checkpoint(saved)["best_acc"] == -1.0
     epochs = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "epoch"]
     assert len(epochs) == 1 and "val_top1" not in epochs[0]
+
+
+def test_a_plot_that_fails_is_a_warning(tiny_videos, tmp_path, monkeypatch, caplog):
+    def broken(run_dir):
+        raise RuntimeError("matplotlib backend missing\nmore details")
+
+    monkeypatch.setattr(trainer_module, "plot_curves", broken)
+    result = train(tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 1}))
+    assert result["epoch"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["curves.png not drawn: matplotlib backend missing"]

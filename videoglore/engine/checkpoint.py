@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_prep.files import atomic_open, output_error
+from data_prep.files import as_output_error, atomic_open, output_error
 from videoglore.errors import CheckpointError, OutputError
 from videoglore.models.weights import read_torch_file
 
@@ -259,7 +259,8 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
     """Delete all but the ``keep_last`` newest training checkpoints (best.pt is separate)."""
     found = training_checkpoints(run_dir)
     for path in found[: max(0, len(found) - max(1, keep_last))]:
-        path.unlink(missing_ok=True)
+        with as_output_error(path):
+            path.unlink(missing_ok=True)
 
 
 def epoch_path(run_dir: str | Path, epoch: int) -> Path:

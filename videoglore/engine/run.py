@@ -95,6 +95,8 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     val_loader = None
     if tc.val_every > 0 and cfg.data.val_list:
         val_loader = build_loader(cfg, "val", distributed=rt.distributed, batch_size=tc.batch_size)
+    run_log = RunLog(cfg.output.dir, enabled=rt.is_main)
+    on_main(run_log.open, rt)
     return Run(
         cfg=cfg,
         rt=rt,
@@ -105,7 +107,7 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
         classes=classes,
         iters_per_epoch=iters_per_epoch,
         state=state,
-        log=RunLog(cfg.output.dir, enabled=rt.is_main),
+        log=run_log,
         **modules,
     )
 

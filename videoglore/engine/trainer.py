@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_prep.files import remove_stale_temps
+from data_prep.files import first_line, remove_stale_temps
 from videoglore.config import Config, config_to_dict, save_config
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import (
@@ -60,7 +60,7 @@ def train(cfg: Config) -> dict:
     rt = setup_runtime(cfg.train.device)
     lock = RunLock(cfg.output.dir)  # one trainer per run directory; rank 0 holds it
     try:
-        on_main(lambda: _take_run_dir(lock), rt)
+        on_main(lambda: _take_run_dir(lock, cfg), rt)
         run = build_run(cfg, rt)
         try:
             result = fit(run)
@@ -80,11 +80,13 @@ def train(cfg: Config) -> dict:
     }
 
 
-def _take_run_dir(lock: RunLock) -> None:
+def _take_run_dir(lock: RunLock, cfg: Config) -> None:
+    """Rank 0: lock the run directory, clear what killed writers left, save the config."""
     lock.acquire()
     # Under the lock no other trainer writes here: temp files are leftovers of killed writers.
     for path in remove_stale_temps(ckpt.checkpoint_dir(lock.run_dir)):
         log.info("removed %s, left by a writer that was killed", path)
+    save_config(cfg, lock.run_dir / "config.yaml")
 
 
 def fit(run: Run) -> dict:
@@ -115,7 +117,7 @@ def fit(run: Run) -> dict:
                 "Lower train.lr or set train.clip_grad"
             )
         if run.rt.is_main:
-            plot_curves(run.run_dir)
+            _plot_curves(run.run_dir)
             log.info("epoch %d/%d: %s", state.epoch, tc.epochs, _fmt(result))
     return result
 
@@ -264,16 +266,22 @@ def save(run: Run, path: Path, metrics: dict, is_best: bool) -> Path:
 
 
 def _log_start(run: Run) -> None:
-    if run.rt.is_main:
-        save_config(run.cfg, run.run_dir / "config.yaml")
-        run.log.write(
-            "start",
-            run.state.iteration,
-            epoch=run.state.epoch,
-            world_size=run.rt.world_size,
-            global_batch=run.global_batch,
-            iters_per_epoch=run.iters_per_epoch,
-        )
+    run.log.write(
+        "start",
+        run.state.iteration,
+        epoch=run.state.epoch,
+        world_size=run.rt.world_size,
+        global_batch=run.global_batch,
+        iters_per_epoch=run.iters_per_epoch,
+    )
+
+
+def _plot_curves(run_dir: Path) -> None:
+    """curves.png; a plot that fails (rank 0 alone, outside any collective) is a warning."""
+    try:
+        plot_curves(run_dir)
+    except Exception as exc:  # a missing picture must not stop days of training
+        log.warning("curves.png not drawn: %s", first_line(exc))
 
 
 def _fmt(values: dict) -> str:
