@@ -140,8 +140,7 @@ def train_one_epoch(run: Run) -> dict:
     run.net.train()
     meter = StepMeter()
     bar = progress_bar(run.rt.is_main, run.iters_per_epoch, done, state.epoch, tc.epochs)
-    for clips, labels, *_ in loader:
-        meter.batch_arrived()
+    for clips, labels, *_ in meter.timed(loader):
         lr = run.optimizer.param_groups[0]["lr"]  # the lr this step uses
         loss_sum, correct_sum, n = train_step(run, clips, labels)
         meter.step_done(int(n))
