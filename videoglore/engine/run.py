@@ -23,10 +23,10 @@ from torch.utils.data import DataLoader
 
 from data_prep.lists import read_classes
 from videoglore.config import Config
-from videoglore.data import build_loader
+from videoglore.data import YuvClips, build_loader
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import Runtime, on_main
-from videoglore.engine.forward import FastPath, fast_path
+from videoglore.engine.forward import FastPath, fast_path, forward_batch
 from videoglore.engine.optim import (
     build_optimizer,
     build_scheduler,
@@ -66,6 +66,11 @@ class Run:
     @property
     def global_batch(self) -> int:
         return self.cfg.train.batch_size * self.rt.world_size
+
+    def forward(self, module: nn.Module, batch: torch.Tensor | YuvClips) -> torch.Tensor:
+        """Logits (B, K) of a loader batch through ``module`` (``net`` or ``model``) on this
+        run's fast path (``forward.forward_batch``)."""
+        return forward_batch(module, batch, self.cfg.data, self.rt.device, self.fast)
 
 
 def build_run(cfg: Config, rt: Runtime) -> Run:

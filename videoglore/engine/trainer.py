@@ -1,25 +1,25 @@
 """Training: ``train(cfg)`` runs (or resumes) a run in ``cfg.output.dir``.
 
-Data flow of one step (per process)::
+Data flow of one step (per process, ``step.sgd_step``)::
 
-    uint8 clips (B, 3, T, S, S) ──forward_batch: to device, normalize, autocast──▶ logits (B, K)
-      ──CE (label smoothing)──▶ loss ──backward (GradScaler for fp16)──▶ clip grad ─▶ SGD step
-      ─▶ per-iteration lr schedule
+    loader batch (uint8 (B, 3, T, S, S) or YuvClips) ──run.forward: to device, normalize,
+      autocast──▶ logits (B, K) ──CE (label smoothing)──▶ loss ──backward (GradScaler for fp16)
+      ──▶ clip grad ─▶ SGD step ─▶ per-iteration lr schedule
 
 ``train`` takes the run lock, ``run.build_run`` builds or resumes everything, ``fit`` loops over
-epochs: ``train_one_epoch`` (steps, mid-epoch checkpoints), ``evaluate`` (one centre clip per
-video), then the epoch checkpoint. Resuming is exact: the train order of an epoch is a function
-of (seed, epoch) only (``TrainSampler.set_epoch``), each clip's augmentation is a function of
-(seed, epoch, index) (``videoglore.data``), the lr schedule is a function of the iteration, and the
-checkpoint stores every RNG state (dropout). A mid-epoch checkpoint (``train.ckpt_every_iters``)
-resumes by skipping the batches of that epoch that were already done.
+epochs: ``train_one_epoch`` (steps, mid-epoch checkpoints), precise BN (``train.precise_bn``,
+``engine/precise_bn.py``), ``evaluate`` (one centre clip per video), then the epoch checkpoint.
+Resuming is exact: the train order of an epoch is a function of (seed, epoch) only
+(``TrainSampler.set_epoch``), each clip's augmentation is a function of (seed, epoch, index)
+(``videoglore.data``), the precise-BN batches are a function of (seed, epoch), the lr schedule
+is a function of the iteration, and the checkpoint stores every RNG state (dropout). A
+mid-epoch checkpoint (``train.ckpt_every_iters``) resumes by skipping the batches of that epoch
+that were already done.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -44,15 +44,10 @@ from videoglore.engine.plots import plot_curves
 from videoglore.engine.precise_bn import precise_bn_batches, run_precise_bn
 from videoglore.engine.run import Run, build_run
 from videoglore.engine.run_lock import RunLock
+from videoglore.engine.step import sgd_step
 from videoglore.errors import TrainingError
 
 log = logging.getLogger(__name__)
-
-OOM_ADVICE = (
-    "out of GPU memory at iteration {iteration}; lower train.batch_size (the lr is rescaled "
-    "automatically), use shorter clips (data.num_frames) or smaller crops (data.crop_size), keep "
-    "train.amp=bf16/fp16 and train.channels_last=auto"
-)
 
 
 def train(cfg: Config) -> dict:
@@ -90,14 +85,16 @@ def _take_run_dir(lock: RunLock, cfg: Config) -> None:
 
 
 def fit(run: Run) -> dict:
-    """Train until ``train.epochs``: each epoch, its validation, its checkpoint."""
+    """Train until ``train.epochs``: each epoch's steps, its precise BN (``train.precise_bn``),
+    its validation (every ``train.val_every`` epochs), its checkpoint; returns the last epoch's
+    metrics."""
     tc, state = run.cfg.train, run.state
     _log_start(run)
     result: dict = {}
     while state.epoch < tc.epochs:
         result = train_one_epoch(run)
         if tc.precise_bn > 0:  # released recipe: precise BN, then validate and save
-            _precise_bn(run)
+            result |= _precise_bn(run)
         if run.val_loader is not None and (state.epoch + 1) % tc.val_every == 0:
             # the plain module: no DDP collectives, so uneven val shards cannot hang
             result |= evaluate(run.model, run.val_loader, run.cfg, run.rt, run.fast)
@@ -122,12 +119,11 @@ def fit(run: Run) -> dict:
     return result
 
 
-def _precise_bn(run: Run) -> None:
-    """The epoch's precise-BN steps (``engine/precise_bn.py``) on fresh training batches."""
+def _precise_bn(run: Run) -> dict:
+    """The epoch's precise-BN steps (``engine/precise_bn.py``) on fresh training batches;
+    returns ``{"precise_bn_loss": ...}`` when it has an update stage."""
     batches = precise_bn_batches(run.train_loader, run.state.epoch, run.cfg.train.precise_bn)
-    fwd = partial(forward_batch, data=run.cfg.data, device=run.rt.device, fast=run.fast)
-    modules = (run.net, run.model, run.optimizer, run.scheduler, run.scaler)
-    run_precise_bn(*modules, batches, fwd, run.cfg, run.rt, run.state.iteration)
+    return run_precise_bn(run, batches)
 
 
 def train_one_epoch(run: Run) -> dict:
@@ -174,38 +170,15 @@ def _report_step(run: Run, meter: StepMeter, bar, loss: float, lr: float) -> Non
     bar.update(1)
 
 
-def train_step(run: Run, clips: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
-    """Forward, check the loss on all ranks, backward, update; returns sums over the ranks of
-    (loss × clips, correct clips, clips)."""
-    tc, rt, state = run.cfg.train, run.rt, run.state
-    try:
-        labels = labels.to(rt.device, non_blocking=True)
-        logits = forward_batch(run.net, clips, run.cfg.data, rt.device, run.fast)  # (B, K)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc.label_smoothing)
-        correct = topk_correct(logits.detach().float(), labels, 1).sum().item()
-        # Sum over ranks before backward: every rank sees the same (finite or not) loss and
-        # stops together instead of hanging in DDP's gradient all-reduce.
-        loss_sum, correct_sum, n = all_reduce_sum(
-            [loss.item() * len(labels), float(correct), float(len(labels))], rt
-        )
-        if not math.isfinite(loss_sum):
-            raise TrainingError(
-                f"loss is {loss_sum / n} at iteration {state.iteration + 1} (epoch "
-                f"{state.epoch + 1}); stopped without saving. Last good checkpoint: "
-                f"{state.last_checkpoint or 'none'}. Lower train.lr or set train.clip_grad"
-            )
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        if tc.clip_grad > 0:
-            run.scaler.unscale_(run.optimizer)
-            nn.utils.clip_grad_norm_(run.model.parameters(), tc.clip_grad)
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-    except torch.OutOfMemoryError:
-        raise TrainingError(OOM_ADVICE.format(iteration=state.iteration + 1)) from None
+def train_step(run: Run, clips, labels: torch.Tensor) -> tuple[float, float, float]:
+    """One training step (``step.sgd_step``), then the per-iteration schedule; returns sums over
+    the ranks of (loss × clips, correct clips, clips)."""
+    state = run.state
+    where = f"at iteration {state.iteration + 1} (epoch {state.epoch + 1})"
+    sums = sgd_step(run, clips, labels, where)
     run.scheduler.step()
     state.iteration += 1
-    return loss_sum, correct_sum, n
+    return sums
 
 
 @torch.no_grad()
