@@ -127,8 +127,16 @@ def test_stage_lengths_split_as_released():
     assert stage_lengths(500, "released") == (400, 100)  # train/model.py: round(0.2 * 500)
     assert stage_lengths(12, "norm") == (10, 2)
     assert stage_lengths(12, "none") == (0, 12)
-    with pytest.raises(ConfigError, match="train.precise_bn must be >= 0"):
-        stage_lengths(-1, "released")
+
+
+def test_precise_bn_settings_are_checked_when_the_config_loads():
+    assert load_config(None).train.precise_bn == 0  # off unless a config asks for it
+    with pytest.raises(ConfigError, match="train.precise_bn must be >= 0, got -1"):
+        load_config(None, ["train.precise_bn=-1"])
+    with pytest.raises(ConfigError, match="train.precise_bn_update must be one of .*did you mean"):
+        load_config(None, ["train.precise_bn_update=nrom"])
+    with pytest.raises(ConfigError, match="train.precise_bn_average must be one of .*did you mean"):
+        load_config(None, ["train.precise_bn_average=exct"])
 
 
 def test_updated_parameter_sets():
@@ -333,7 +341,6 @@ def test_k400_configs_turn_released_precise_bn_on(name):
     cfg = load_config(REPO / "configs" / name)
     assert cfg.train.precise_bn > 0 and cfg.train.precise_bn_update == "released"
     assert cfg.train.precise_bn_average == "ema"
-    assert load_config(None).train.precise_bn == 0  # off unless a config asks for it
 
 
 def test_forward_only_precise_bn_changes_nothing_but_the_statistics(tiny_videos, tmp_path):
