@@ -106,13 +106,8 @@ def restore(
     Raises:
         CheckpointError: the weights do not fit the configured model.
     """
-    try:
-        model.load_state_dict(saved["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{path}: does not fit the configured model ({str(exc).splitlines()[0]}); "
-            "point output.dir at a new folder to start a different model"
-        ) from None
+    advice = "point output.dir at a new folder to start a different model"
+    load_model_state(model, saved["model"], path, advice)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
@@ -123,6 +118,23 @@ def restore(
     state.saved_iters_per_epoch = saved.get("iters_per_epoch", 0)
     rng = saved["rng"]
     set_rng_state(rng[rank] if rank < len(rng) else rng[0])
+
+
+def load_model_state(
+    model: nn.Module, weights: dict[str, torch.Tensor], path: str | Path, advice: str
+) -> None:
+    """Load a checkpoint's ``model`` entry strictly into ``model``.
+
+    Raises:
+        CheckpointError: one line naming the file, the first problem and ``advice``.
+    """
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        # torch's message: a heading line, then one line per missing, unexpected or misshapen key
+        lines = [line.strip() for line in str(exc).strip().splitlines()]
+        detail = (lines[1] if len(lines) > 1 else lines[0])[:200]
+        raise CheckpointError(f"{path}: does not fit the model ({detail}); {advice}") from None
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:

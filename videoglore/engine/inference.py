@@ -51,14 +51,26 @@ class Prediction:
 def load_model_from_checkpoint(
     path: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, list[str], Config]:
-    """Rebuild the network from the config stored in a checkpoint and load its weights."""
-    state = ckpt.load_checkpoint(path)
+    """Rebuild the network from the config stored in a checkpoint and load its weights
+    (in eval mode on ``device``).
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, refused, not ours, or its weights do
+            not fit the model its config describes.
+    """
+    model, classes, cfg = model_from_state(ckpt.load_checkpoint(path), path)
+    model.to(device).eval()
+    return model, classes, cfg
+
+
+def model_from_state(state: dict, path: str | Path) -> tuple[nn.Module, list[str], Config]:
+    """The network, class names and config of a loaded checkpoint of ours (``model`` and
+    ``config`` entries), on the CPU; ``path`` names the file in messages."""
     cfg = config_from_dict(state["config"], source=f"{path}:config")
     # The weights come from the checkpoint itself; do not re-read the files used at train time.
-    model_cfg = dataclasses.replace(cfg.model, pretrained="", weights="")
-    model = build_model(model_cfg)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
+    model = build_model(dataclasses.replace(cfg.model, pretrained="", weights=""))
+    advice = "its weights do not match the model of its own config: was the file edited?"
+    ckpt.load_model_state(model, state["model"], path, advice)
     classes = state.get("classes") or [str(i) for i in range(model.num_classes)]
     return model, classes, cfg
 
