@@ -26,7 +26,7 @@ from videoglore.config import Config
 from videoglore.data import YuvClips, build_loader
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import Runtime, on_main
-from videoglore.engine.forward import FastPath, fast_path, forward_batch
+from videoglore.engine.forward import FastPath, fast_path, forward_batch, place_model
 from videoglore.engine.optim import (
     build_optimizer,
     build_scheduler,
@@ -129,10 +129,7 @@ def _build_model(cfg: Config, rt: Runtime, fast: FastPath, num_classes: int) -> 
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:
             log.warning("train.sync_bn needs CUDA; using per-process BatchNorm on CPU")
-    model.to(rt.device)
-    if fast.channels_last:
-        model.to(memory_format=torch.channels_last_3d)
-    return model
+    return place_model(model, rt.device, fast)
 
 
 def _wrap(model: nn.Module, rt: Runtime, fast: FastPath) -> nn.Module:
