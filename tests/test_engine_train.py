@@ -11,15 +11,17 @@ from torch import nn
 
 from tests.helpers import REPO, non_finite_in_eval, tiny_config
 from videoglore.config import TrainConfig, load_config
-from videoglore.data import build_dataset, normalize
+from videoglore.data import build_dataset, build_loader, normalize
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine import forward as forward_module
 from videoglore.engine import meter as meter_module
 from videoglore.engine import trainer as trainer_module
+from videoglore.engine.distributed import Runtime
+from videoglore.engine.forward import FastPath
 from videoglore.engine.meter import StepMeter
 from videoglore.engine.optim import build_optimizer, lr_multiplier, scaled_lr
 from videoglore.engine.run_log import read_log
-from videoglore.engine.trainer import train
+from videoglore.engine.trainer import evaluate, train
 from videoglore.errors import TrainingError
 from videoglore.models import build_model
 
@@ -220,3 +222,14 @@ def test_a_slow_checkpoint_is_busy_time_not_data_wait(tiny_videos, tmp_path, mon
     assert [r["data_wait"] for r in steps] == [0.0] * 4
     # step k (2 clips each) is reported after the k - 1 saves before it
     assert [r["clips_per_s"] for r in steps[1:]] == pytest.approx([4 / 100, 6 / 200, 8 / 300])
+
+
+def test_evaluate_gives_accuracies_or_only_the_count_of_non_finite_videos(tiny_videos, tmp_path):
+    cfg = tiny_config(tiny_videos, tmp_path / "run")
+    loader = build_loader(cfg, "val", distributed=False, batch_size=2)
+    cpu = Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    fp32 = FastPath(None, False, False)
+    model = build_model(cfg.model)
+    assert sorted(evaluate(model, loader, cfg, cpu, fp32)) == ["val_loss", "val_top1", "val_top5"]
+    model.load_state_dict(non_finite_in_eval(model))
+    assert evaluate(model, loader, cfg, cpu, fp32) == {"val_non_finite": 4}

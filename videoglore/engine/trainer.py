@@ -99,10 +99,7 @@ def fit(run: Run) -> dict:
             # the plain module: no DDP collectives, so uneven val shards cannot hang
             result |= evaluate(run.model, run.val_loader, run.cfg, run.rt, run.fast)
         state.epoch, state.partial = state.epoch + 1, {}
-        non_finite = result.pop("val_non_finite", 0)
-        if non_finite:  # NaN/Inf scores: no accuracy to report, never a best model
-            result = {k: v for k, v in result.items() if not k.startswith("val_")}
-            result["val_non_finite"] = non_finite
+        non_finite = result.get("val_non_finite", 0)
         is_best = "val_top1" in result and result["val_top1"] > state.best_acc
         state.best_acc = result["val_top1"] if is_best else state.best_acc
         path = save(run, ckpt.epoch_path(run.run_dir, state.epoch), result, is_best)
@@ -183,8 +180,9 @@ def train_step(run: Run, clips, labels: torch.Tensor) -> tuple[float, float, flo
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, cfg: Config, rt: Runtime, fast: FastPath) -> dict:
-    """Single centre clip per video (split "val", as the released code validates); the count
-    of videos with non-finite scores is returned too (their accuracy means nothing)."""
+    """Single centre clip per video (split "val", as the released code validates): val_loss,
+    val_top1, val_top5; or, when any video gets non-finite scores (NaN/Inf), only their count
+    ``val_non_finite`` (no accuracy means anything then, and no best model is picked)."""
     model.eval()
     loss, top1, top5, count, non_finite = 0.0, 0.0, 0.0, 0.0, 0.0
     for clips, labels, *_ in loader:
@@ -199,13 +197,10 @@ def evaluate(model: nn.Module, loader, cfg: Config, rt: Runtime, fast: FastPath)
         count += len(labels)
     loss, top1, top5, count, non_finite = all_reduce_sum([loss, top1, top5, count, non_finite], rt)
     model.train()
+    if non_finite:
+        return {"val_non_finite": int(non_finite)}
     count = max(count, 1.0)
-    return {
-        "val_loss": loss / count,
-        "val_top1": top1 / count,
-        "val_top5": top5 / count,
-        "val_non_finite": int(non_finite),
-    }
+    return {"val_loss": loss / count, "val_top1": top1 / count, "val_top5": top5 / count}
 
 
 def save(run: Run, path: Path, metrics: dict, is_best: bool) -> Path:
