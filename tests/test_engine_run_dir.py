@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.helpers import REPO, tiny_config_dict
@@ -198,3 +199,18 @@ def test_a_checkpoint_that_cannot_be_pruned_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "unlink", refuse)
     with pytest.raises(OutputError, match=r"cannot write to .*checkpoints.*EACCES.*epoch_0001"):
         ckpt.prune_checkpoints(tmp_path, keep_last=1)
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read() calls so far (Linux)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_the_best_bar_is_read_without_reading_the_weights(tmp_path):
+    weights = {"w": torch.zeros(4_000_000)}  # 16 MB
+    ckpt.save_checkpoint({"model": weights, "best_acc": 0.75}, tmp_path / "checkpoints/best.pt")
+    before = _bytes_read()
+    bar = ckpt.best_bar(tmp_path)
+    assert bar == 0.75 and _bytes_read() - before < 1_000_000

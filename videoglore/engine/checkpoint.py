@@ -165,8 +165,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path, *copies: str | Path
     return Path(path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint`` onto the CPU.
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint`` onto the CPU (``mmap``: tensors mapped
+    from the file, read only when used).
 
     Only tensors and plain data are read (``models.weights.read_torch_file``, weights_only=True):
     a file that would run code is refused, never executed.
@@ -174,7 +175,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: naming the file when it is missing, unreadable, refused or not ours.
     """
-    state = read_torch_file(path)
+    state = read_torch_file(path, mmap=mmap)
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a videoglore checkpoint (no 'model' entry)")
     return state
@@ -227,12 +228,15 @@ def load_latest(
 
 def best_bar(run_dir: str | Path) -> float:
     """The validation top-1 that ``best.pt`` holds (-1 without one): after any restart only a
-    better model replaces it. An unreadable ``best.pt`` is set aside and the bar is -1."""
+    better model replaces it. An unreadable ``best.pt`` is set aside and the bar is -1.
+
+    Runs at every start: the weights are mapped, not read (``mmap``).
+    """
     path = checkpoint_dir(run_dir) / BEST_NAME
     if not path.is_file():
         return -1.0
     try:
-        return float(load_checkpoint(path).get("best_acc", -1.0))
+        return float(load_checkpoint(path, mmap=True).get("best_acc", -1.0))
     except CheckpointError as exc:
         log.warning("best checkpoint unreadable: %s", exc)
         set_aside(path)

@@ -57,12 +57,14 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)  # "key: file shape vs model shape"
 
 
-def read_torch_file(path: str | Path) -> Any:
+def read_torch_file(path: str | Path, mmap: bool = False) -> Any:
     """The project's one ``torch.load``: tensors and plain containers only, never code.
 
     ``weights_only=True`` refuses every Python object outside tensors and plain data, so a
     checkpoint cannot run code. Also allowed: NumPy arrays of plain dtypes, found in the RNG state
     of checkpoints written before videoglore stored it as tensors (rebuilding one runs no code).
+    ``mmap=True`` maps the tensors instead of reading them: reading one number of a checkpoint
+    then costs kilobytes, not the size of the model.
 
     Raises:
         CheckpointError: one line naming the file: missing, unreadable, or refused.
@@ -72,7 +74,7 @@ def read_torch_file(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         forbidden = re.search(r"GLOBAL (\S+)", str(exc))
         if forbidden:
