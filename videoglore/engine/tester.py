@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from data_prep.lists import read_classes, read_video_list
+from data_prep.lists import read_classes
 from videoglore.config import Config
 from videoglore.data import build_loader
 from videoglore.engine import checkpoint as ckpt
@@ -65,7 +65,7 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
         )
     if not rt.is_main:
         return {}
-    records = read_video_list(cfg.data.val_list, root=cfg.data.root or None)
+    records = loader.dataset.records  # the list as the loader read it; parts index into it
     metrics = {**video_metrics(merged, records, len(classes), cfg), "checkpoint": str(path)}
     write_results(run_dir, metrics, merged, records, classes, cfg.test.save_scores)
     log.info(
