@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_prep.files import as_output_error, atomic_open, output_error
+from data_prep.files import as_output_error, atomic_open, first_line, output_error
 from videoglore.errors import CheckpointError, OutputError
 from videoglore.models.weights import read_torch_file
 
@@ -100,15 +100,27 @@ def restore(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
     rank: int,
+    seed: int,
 ) -> None:
     """Load a ``payload`` into the modules, ``state`` and this rank's random generators.
 
+    A rank the checkpoint holds no generator state of (resumed on more ranks than saved it) is
+    seeded from (``seed``, ``rank``, iteration): its own draws, the same at every such resume.
+
     Raises:
-        CheckpointError: the weights do not fit the configured model.
+        CheckpointError: the weights do not fit the configured model, or the optimizer state
+            does not fit its parameter groups.
     """
     advice = "point output.dir at a new folder to start a different model"
     load_model_state(model, saved["model"], path, advice)
-    optimizer.load_state_dict(saved["optimizer"])
+    try:
+        optimizer.load_state_dict(saved["optimizer"])
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{path}: the optimizer state does not fit this run's parameter groups "
+            f"({first_line(exc)}); train.lr_mult or train.weight_decay_norm differ from the run "
+            "that saved it: set them back, or point output.dir at a new folder"
+        ) from None
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
     state.epoch, state.iteration = saved["epoch"], saved["iteration"]
@@ -117,7 +129,10 @@ def restore(
     state.last_checkpoint = str(path)
     state.saved_iters_per_epoch = saved.get("iters_per_epoch", 0)
     rng = saved["rng"]
-    set_rng_state(rng[rank] if rank < len(rng) else rng[0])
+    if rank < len(rng):
+        set_rng_state(rng[rank])
+    else:
+        seed_rank(seed, rank, state.iteration)
 
 
 def load_model_state(
@@ -305,6 +320,14 @@ def rng_state() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def seed_rank(seed: int, rank: int, iteration: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from (``seed``, ``rank``, ``iteration``)."""
+    value = int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1)[0])  # < 2^32
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

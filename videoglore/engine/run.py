@@ -156,7 +156,7 @@ def _resume(cfg: Config, rt: Runtime, state: ckpt.TrainState, modules: dict) -> 
     if not path:
         return
     saved = found[0] if rt.is_main else ckpt.load_checkpoint(path)
-    ckpt.restore(saved, path, state, rank=rt.rank, **modules)
+    ckpt.restore(saved, path, state, rank=rt.rank, seed=cfg.train.seed, **modules)
     log.info("resumed from %s (epoch %d, iteration %d)", path, state.epoch, state.iteration)
 
 
