@@ -1,8 +1,10 @@
 """Tester: aggregation and metrics by hand, the output files, bad videos, predict."""
 
 import csv
+import errno
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -22,7 +24,8 @@ from videoglore.engine.metrics import (
     top_confused_pairs,
     topk_accuracy,
 )
-from videoglore.errors import CheckpointError
+from videoglore.engine.results import mark_stale
+from videoglore.errors import CheckpointError, OutputError
 from videoglore.models import build_model
 
 
@@ -198,3 +201,14 @@ def test_yuv420_batches_score_like_rgb_through_test_predict_and_training(tested_
     )
     assert result["epoch"] == 1 and math.isfinite(result["train_loss"])
     assert "val_top1" in result
+
+
+def test_results_that_cannot_be_set_aside_are_one_line(tmp_path, monkeypatch):
+    (tmp_path / "metrics.json").write_text("{}\n")
+
+    def refuse(src, dst):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(src))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OutputError, match=rf"cannot write to {tmp_path}: .*EACCES.*metrics"):
+        mark_stale(tmp_path)
