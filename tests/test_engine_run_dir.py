@@ -215,7 +215,7 @@ def test_the_best_bar_is_read_without_reading_the_weights(tmp_path):
     bar = ckpt.best_bar(tmp_path)
     assert bar == 0.75 and _bytes_read() - before < 1_000_000
     best = tmp_path / "checkpoints" / "best.pt"
-    torn = best.read_bytes()[: 8_000_000]
+    torn = best.read_bytes()[:8_000_000]
     best.write_bytes(torn)
     assert ckpt.best_bar(tmp_path) == -1.0  # unreadable: set aside, kept
     assert not best.exists() and (best.parent / "unreadable" / "best.pt").read_bytes() == torn
