@@ -63,10 +63,6 @@ class Run:
     def run_dir(self) -> Path:
         return Path(self.cfg.output.dir)
 
-    @property
-    def global_batch(self) -> int:
-        return self.cfg.train.batch_size * self.rt.world_size
-
     def forward(self, module: nn.Module, batch: torch.Tensor | YuvClips) -> torch.Tensor:
         """Logits (B, K) of a loader batch through ``module`` (``net`` or ``model``) on this
         run's fast path (``forward.forward_batch``)."""
@@ -81,20 +77,20 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     classes = read_run_classes(cfg)
     model = _build_model(cfg, rt, fast, len(classes))
     train_loader = build_loader(cfg, "train", distributed=rt.distributed, batch_size=tc.batch_size)
-    global_batch = tc.batch_size * rt.world_size
+    batch = global_batch(cfg, rt)
     iters_per_epoch = len(train_loader)  # before any skip_first
     if iters_per_epoch == 0:
         raise ConfigError(
             f"{len(train_loader.dataset)} training videos are fewer than one global batch of "
-            f"{global_batch}; lower train.batch_size"
+            f"{batch}; lower train.batch_size"
         )
-    optimizer = build_optimizer(model, tc, global_batch)
+    optimizer = build_optimizer(model, tc, batch)
     scheduler = build_scheduler(optimizer, iters_per_epoch, tc)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=fast.dtype == torch.float16)
     state = ckpt.TrainState()
     modules = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
     _resume(cfg, rt, state, modules)
-    _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, global_batch))
+    _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, batch))
     if state.iteration == 0:  # same init on every rank above; different dropout draws below
         seed_everything(tc.seed + rt.rank, tc.deterministic)
     val_loader = None
@@ -115,6 +111,11 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
         log=run_log,
         **modules,
     )
+
+
+def global_batch(cfg: Config, rt: Runtime) -> int:
+    """Clips per optimizer step over all ranks (the lr is scaled to it)."""
+    return cfg.train.batch_size * rt.world_size
 
 
 def _build_model(cfg: Config, rt: Runtime, fast: FastPath, num_classes: int) -> nn.Module:

@@ -42,7 +42,7 @@ from videoglore.engine.meter import StepMeter, duration, progress_bar
 from videoglore.engine.metrics import topk_correct
 from videoglore.engine.plots import plot_curves
 from videoglore.engine.precise_bn import precise_bn_batches, run_precise_bn
-from videoglore.engine.run import Run, build_run
+from videoglore.engine.run import Run, build_run, global_batch
 from videoglore.engine.run_lock import RunLock
 from videoglore.engine.step import sgd_step
 from videoglore.errors import TrainingError
@@ -238,7 +238,7 @@ def _log_start(run: Run) -> None:
         run.state.iteration,
         epoch=run.state.epoch,
         world_size=run.rt.world_size,
-        global_batch=run.global_batch,
+        global_batch=global_batch(run.cfg, run.rt),
         iters_per_epoch=run.iters_per_epoch,
     )
 
