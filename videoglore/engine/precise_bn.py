@@ -32,8 +32,10 @@ Which parameters the first stage updates (``train.precise_bn_update``):
 Under DDP the update stage runs through the DDP module, so gradients are averaged and the weights
 stay the same on every rank. The forward stage runs the plain module on each rank's own batches
 and then averages running_mean/var over the ranks, so validation and the checkpoint see the same
-statistics everywhere. (The released code instead copied rank 0's whole state to every rank
-through a checkpoint file before this phase, and saved rank 0's statistics after it.)
+statistics everywhere. With ``train.sync_bn`` the average changes nothing: SyncBatchNorm already
+normalises with the statistics of the global batch, so every rank's running statistics are the
+same. (The released code instead copied rank 0's whole state to every rank through a checkpoint
+file before this phase, and saved rank 0's statistics after it.)
 
 The forward stage puts the random state back when it ends (dropout draws), so with
 ``precise_bn_update: none`` a run trains exactly as without precise BN: only the running
@@ -217,7 +219,11 @@ def forward_stage(
 
 
 def average_running_stats(model: nn.Module, rt: Runtime) -> None:
-    """Replace every BatchNorm's running_mean/var by its mean over the ranks (no-op alone)."""
+    """Replace every BatchNorm's running_mean/var by its mean over the ranks (no-op alone).
+
+    Needed for per-process BatchNorm; SyncBatchNorm layers (``train.sync_bn``) already hold the
+    same statistics on every rank, and their mean is that value again.
+    """
     if not rt.distributed:
         return
     buffers = [
