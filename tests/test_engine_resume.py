@@ -1,10 +1,7 @@
 """Checkpoints: atomic files, fallback past a corrupt one, and exact resume (also after SIGKILL)."""
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import torch
 import yaml
 from torch import nn
 
-from tests.helpers import REPO, tiny_config, tiny_config_dict
+from tests.helpers import start_training, tiny_config, tiny_config_dict
 from videoglore.config import TrainConfig, load_config
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.optim import build_optimizer, build_scheduler
@@ -91,18 +88,6 @@ def test_corrupt_newest_checkpoint_falls_back_and_resumes_exactly(tiny_videos, t
     assert resumed[-1]["train_loss"] == pytest.approx(straight[-1]["train_loss"], rel=1e-6)
 
 
-def _start_training(config: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def _write_config(tiny_videos, out_dir: Path, path: Path) -> Path:
     raw = tiny_config_dict(tiny_videos, out_dir)
     raw["train"].update({"epochs": 4, "ckpt_every_iters": 2, "keep_last": 20, "val_every": 0})
@@ -112,7 +97,7 @@ def _write_config(tiny_videos, out_dir: Path, path: Path) -> Path:
 
 def test_sigkill_mid_epoch_then_rerun_gives_the_same_weights(tiny_videos, tmp_path):
     killed_cfg = _write_config(tiny_videos, tmp_path / "b", tmp_path / "b.yaml")
-    proc = _start_training(killed_cfg)
+    proc = start_training(killed_cfg)
     first_mid_epoch = tmp_path / "b" / "checkpoints" / "epoch_0001_iter_00000006.pt"
     deadline = time.time() + 120
     while not first_mid_epoch.exists() and proc.poll() is None and time.time() < deadline:
@@ -124,7 +109,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_same_weights(tiny_videos, tmp_pa
     assert killed_at < 16, "killed too late to test a resume"
     # the uninterrupted reference runs in this process (same code, same single thread)
     train(load_config(_write_config(tiny_videos, tmp_path / "a", tmp_path / "a.yaml")))
-    rerun = _start_training(killed_cfg)
+    rerun = start_training(killed_cfg)
     out, _ = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, out
     starts = [r for r in read_log(tmp_path / "b" / "log.jsonl") if r["kind"] == "start"]

@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import REPO, tiny_config_dict
+from tests.helpers import start_training, tiny_config_dict
 from videoglore.cli import main
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.run_log import RunLog, read_log
@@ -49,15 +48,7 @@ def test_a_second_trainer_on_the_same_run_exits_2_and_a_killed_one_blocks_nothin
     tiny_videos, tmp_path, capsys
 ):
     config, run = _config(tiny_videos, tmp_path, epochs=200, val_every=0)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen(
-        [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    first = start_training(config)
     try:
         _wait_for(lambda: _starts(run), first, "the first trainer started")
         assert main(["train", "-c", str(config)]) == 2
