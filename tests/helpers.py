@@ -9,6 +9,9 @@ which each class has its own brightness and motion direction, plus prepared ``tr
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,19 @@ from data_prep.lists import VideoRecord, write_classes, write_video_list
 from videoglore.config import Config, config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: run.py, configs/
+
+
+def start_training(config: str | Path) -> subprocess.Popen:
+    """``run.py train -c config`` in a process of its own (one thread, unbuffered output)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _class_video(label: int, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:

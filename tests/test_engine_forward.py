@@ -5,9 +5,15 @@ import torch
 from torch import nn
 
 from tests.helpers import REPO
-from videoglore.config import DataConfig, TrainConfig, load_config
+from videoglore.config import Config, DataConfig, TrainConfig, load_config
 from videoglore.data import normalize
-from videoglore.engine.forward import FastPath, fast_path, forward_batch
+from videoglore.engine.forward import (
+    FastPath,
+    fast_path,
+    forward_batch,
+    forward_views,
+    place_model,
+)
 from videoglore.errors import ConfigError
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
@@ -58,3 +64,35 @@ def test_forward_batch_normalizes_then_runs_under_autocast_in_the_memory_format(
     assert spy.seen == (torch.float32, False) and logits.dtype == torch.float32
     expected = normalize(batch, "official").flatten(1).sum(1, keepdim=True).expand(2, 2)
     torch.testing.assert_close(logits, expected)
+
+
+class _Chunks(nn.Module):
+    """Logits that depend on each view alone; records the batch sizes it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x):  # (B, 3, T, S, S)
+        self.sizes.append(len(x))
+        return self.fc(x.mean(dim=(2, 3, 4)))  # (B, 4)
+
+
+def test_views_run_in_chunks_of_max_views_per_forward():
+    torch.manual_seed(0)
+    views = torch.randint(0, 256, (7, 3, 2, 8, 8), dtype=torch.uint8)
+    cfg = Config()
+    cfg.test.max_views_per_forward = 3
+    model = _Chunks()
+    logits = forward_views(model, views, cfg, CPU, FastPath(None, False, False))
+    assert model.sizes == [3, 3, 1] and logits.shape == (7, 4) and logits.dtype == torch.float32
+    torch.testing.assert_close(logits, model(normalize(views, cfg.data.normalization)))
+
+
+def test_place_model_moves_it_into_the_fast_paths_memory_format():
+    conv = nn.Conv3d(3, 4, 3)
+    assert place_model(conv, CPU, FastPath(None, True, False)) is conv
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    plain = place_model(nn.Conv3d(3, 4, 3), CPU, FastPath(None, False, False))
+    assert not plain.weight.is_contiguous(memory_format=torch.channels_last_3d)

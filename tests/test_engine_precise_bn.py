@@ -5,31 +5,37 @@ BN) through exact resume."""
 
 import copy
 import dataclasses
+import functools
+import math
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from torch import nn
 
 from tests.helpers import REPO, tiny_config
 from videoglore.config import Config, ModelConfig, TrainConfig, load_config
 from videoglore.engine import checkpoint as ckpt
+from videoglore.engine import forward as forward_module
 from videoglore.engine.distributed import Runtime
+from videoglore.engine.forward import FastPath, forward_batch
 from videoglore.engine.optim import build_optimizer, build_scheduler, lrs_at
 from videoglore.engine.precise_bn import (
-    batch_forward,
     batch_key,
     forward_stage,
     run_precise_bn,
     stage_lengths,
     updated_parameter_names,
 )
-from videoglore.engine.run_log import read_log
+from videoglore.engine.run import Run
+from videoglore.engine.run_log import RunLog, read_log
 from videoglore.engine.trainer import train
-from videoglore.errors import ConfigError
+from videoglore.errors import ConfigError, TrainingError
 from videoglore.models import build_model
 
 CPU = Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+FP32 = FastPath(dtype=None, channels_last=False, compile=False)
 
 
 def r50_glore(seed: int = 0) -> nn.Module:
@@ -59,6 +65,33 @@ def config(steps: int, update: str, **train) -> Config:
         **train,
     )
     return cfg
+
+
+def make_run(
+    model: nn.Module, cfg: Config, rt: Runtime = CPU, net: nn.Module | None = None, batch: int = 2
+) -> Run:
+    """A ``Run`` holding what precise BN uses (no loaders: the tests feed the batches)."""
+    optimizer = build_optimizer(model, cfg.train, global_batch=batch * rt.world_size)
+    return Run(
+        cfg=cfg,
+        rt=rt,
+        fast=FP32,
+        model=model,
+        net=model if net is None else net,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, iters_per_epoch=10, cfg=cfg.train),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        train_loader=None,
+        val_loader=None,
+        classes=[],
+        iters_per_epoch=10,
+        state=ckpt.TrainState(),
+        log=RunLog("", enabled=False),
+    )
+
+
+def fp32_forward(cfg: Config, rt: Runtime = CPU):
+    return functools.partial(forward_batch, data=cfg.data, device=rt.device, fast=FP32)
 
 
 def clips(n: int, seed: int, batch: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -94,8 +127,16 @@ def test_stage_lengths_split_as_released():
     assert stage_lengths(500, "released") == (400, 100)  # train/model.py: round(0.2 * 500)
     assert stage_lengths(12, "norm") == (10, 2)
     assert stage_lengths(12, "none") == (0, 12)
-    with pytest.raises(ConfigError, match="train.precise_bn must be >= 0"):
-        stage_lengths(-1, "released")
+
+
+def test_precise_bn_settings_are_checked_when_the_config_loads():
+    assert load_config(None).train.precise_bn == 0  # off unless a config asks for it
+    with pytest.raises(ConfigError, match="train.precise_bn must be >= 0, got -1"):
+        load_config(None, ["train.precise_bn=-1"])
+    with pytest.raises(ConfigError, match="train.precise_bn_update must be one of .*did you mean"):
+        load_config(None, ["train.precise_bn_update=nrom"])
+    with pytest.raises(ConfigError, match="train.precise_bn_average must be one of .*did you mean"):
+        load_config(None, ["train.precise_bn_average=exct"])
 
 
 def test_updated_parameter_sets():
@@ -113,19 +154,24 @@ def test_updated_parameter_sets():
 def test_update_stage_trains_only_its_parameters_at_the_last_rate(update):
     model = r50_glore()
     cfg = config(5, update)  # 4 update steps, 1 forward-only
-    opt = build_optimizer(model, cfg.train, global_batch=2)
-    sched = build_scheduler(opt, iters_per_epoch=10, cfg=cfg.train)
+    run = make_run(model, cfg)
+    opt, sched = run.optimizer, run.scheduler
     for _ in range(3):  # inside the warmup: the rate changes every step
         opt.step()
         sched.step()
+    run.state.iteration = 3
     rates_before = [g["lr"] for g in opt.param_groups]
     seen = []
     opt.register_step_pre_hook(lambda o, a, k: seen.append([g["lr"] for g in o.param_groups]))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    fwd = batch_forward(cfg, CPU, None)
-    result = run_precise_bn(model, model, opt, sched, scaler, clips(5, 1), fwd, cfg, CPU, 3)
-    assert result["precise_bn_loss"] > 0
+    logits = []
+    model.register_forward_hook(lambda m, args, out: logits.append(out.detach()))
+    batches = clips(5, 1)
+    result = run_precise_bn(run, batches)
+    # the reported loss is the mean cross-entropy of the 4 update steps' logits
+    losses = [F.cross_entropy(x, y) for x, (_, y) in zip(logits[:4], batches[:4], strict=True)]
+    want = float(sum(losses)) / 4
+    assert len(logits) == 5 and result["precise_bn_loss"] == pytest.approx(want, rel=1e-6)
     trained = released_names(model) if update == "released" else norm_names(model)
     for name, param in model.named_parameters():
         if name not in trained:
@@ -136,6 +182,18 @@ def test_update_stage_trains_only_its_parameters_at_the_last_rate(update):
     assert seen == [lrs_at(opt, sched, 2)] * 4
     assert seen[0] != rates_before
     assert [g["lr"] for g in opt.param_groups] == rates_before  # restored
+
+
+def test_out_of_memory_in_the_update_stage_becomes_advice(monkeypatch):
+    def no_memory(batch, data, device=None):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(forward_module, "model_input", no_memory)
+    run = make_run(r50_glore(), config(5, "released"))
+    run.state.iteration = 7
+    advice = "out of GPU memory during precise BN after iteration 7.*batch_size"
+    with pytest.raises(TrainingError, match=advice):
+        run_precise_bn(run, clips(5, 1))
 
 
 def reference_running_stats(
@@ -187,9 +245,7 @@ def test_forward_stage_gives_the_recomputed_statistics(average):
     model.train()(torch.randn(2, 3, 8, 32, 32))  # running statistics that are not the defaults
     want = reference_running_stats(model, batches, cfg, exact=average == "exact")
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    # no update stage, so no optimizer is needed
-    fwd = batch_forward(cfg, CPU, None)
-    run_precise_bn(model, model, None, None, None, batches, fwd, cfg, CPU, iteration=0)
+    assert run_precise_bn(make_run(model, cfg), batches) == {}  # no update stage, no loss
     got = running_stats(model)
     assert got.keys() == want.keys() and len(got) > 50
     for name in want:
@@ -208,15 +264,12 @@ def _ddp_worker(rank: int, store: str, out: str) -> None:
     # 1) update stage through DDP: weights stay equal on both ranks
     model = r50_glore()
     cfg = config(5, "released")
-    net = nn.parallel.DistributedDataParallel(model)
-    opt = build_optimizer(model, cfg.train, global_batch=4)
-    sched = build_scheduler(opt, 10, cfg.train)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    fwd = batch_forward(cfg, rt, None)
-    run_precise_bn(net, model, opt, sched, scaler, clips(5, 10 + rank), fwd, cfg, rt, 4)
+    run = make_run(model, cfg, rt, net=nn.parallel.DistributedDataParallel(model))
+    run.state.iteration = 4
+    run_precise_bn(run, clips(5, 10 + rank))
     # 2) forward-only stage on each rank's own batches, statistics averaged
     plain = r50_glore()
-    forward_stage(plain, iter(clips(4, 20 + rank)), 4, fwd, rt)
+    forward_stage(plain, iter(clips(4, 20 + rank)), 4, fp32_forward(cfg, rt), rt)
     torch.save(
         {"trained": model.state_dict(), "forward": running_stats(plain)}, f"{out}/rank{rank}.pt"
     )
@@ -249,7 +302,11 @@ def test_trainer_runs_precise_bn_before_the_checkpoint_and_resumes_exactly(
     tiny_videos, tmp_path, caplog
 ):
     extra = {"epochs": 2, "ckpt_every_iters": 3, "keep_last": 10, "precise_bn": 3}
-    train(tiny_config(tiny_videos, tmp_path / "straight", train=extra))
+    result = train(tiny_config(tiny_videos, tmp_path / "straight", train=extra))
+    epochs = [r for r in read_log(tmp_path / "straight" / "log.jsonl") if r["kind"] == "epoch"]
+    losses = [r["precise_bn_loss"] for r in epochs]  # 3 steps: 2 update, 1 forward-only
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert result["precise_bn_loss"] == losses[-1]
     straight = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "epoch_0002.pt")
     plain = tiny_config(tiny_videos, tmp_path / "plain", train={**extra, "precise_bn": 0})
     train(plain)
@@ -284,7 +341,6 @@ def test_k400_configs_turn_released_precise_bn_on(name):
     cfg = load_config(REPO / "configs" / name)
     assert cfg.train.precise_bn > 0 and cfg.train.precise_bn_update == "released"
     assert cfg.train.precise_bn_average == "ema"
-    assert load_config(None).train.precise_bn == 0  # off unless a config asks for it
 
 
 def test_forward_only_precise_bn_changes_nothing_but_the_statistics(tiny_videos, tmp_path):

@@ -1,19 +1,20 @@
 """Checkpoints: atomic files, fallback past a corrupt one, and exact resume (also after SIGKILL)."""
 
-import os
+import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from torch import nn
 
-from tests.helpers import REPO, tiny_config, tiny_config_dict
-from videoglore.config import load_config
+from tests.helpers import start_training, tiny_config, tiny_config_dict
+from videoglore.config import TrainConfig, load_config
 from videoglore.engine import checkpoint as ckpt
+from videoglore.engine.optim import build_optimizer, build_scheduler
 from videoglore.engine.run_log import read_log
 from videoglore.engine.trainer import train
 from videoglore.errors import CheckpointError
@@ -87,18 +88,6 @@ def test_corrupt_newest_checkpoint_falls_back_and_resumes_exactly(tiny_videos, t
     assert resumed[-1]["train_loss"] == pytest.approx(straight[-1]["train_loss"], rel=1e-6)
 
 
-def _start_training(config: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def _write_config(tiny_videos, out_dir: Path, path: Path) -> Path:
     raw = tiny_config_dict(tiny_videos, out_dir)
     raw["train"].update({"epochs": 4, "ckpt_every_iters": 2, "keep_last": 20, "val_every": 0})
@@ -108,7 +97,7 @@ def _write_config(tiny_videos, out_dir: Path, path: Path) -> Path:
 
 def test_sigkill_mid_epoch_then_rerun_gives_the_same_weights(tiny_videos, tmp_path):
     killed_cfg = _write_config(tiny_videos, tmp_path / "b", tmp_path / "b.yaml")
-    proc = _start_training(killed_cfg)
+    proc = start_training(killed_cfg)
     first_mid_epoch = tmp_path / "b" / "checkpoints" / "epoch_0001_iter_00000006.pt"
     deadline = time.time() + 120
     while not first_mid_epoch.exists() and proc.poll() is None and time.time() < deadline:
@@ -120,7 +109,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_same_weights(tiny_videos, tmp_pa
     assert killed_at < 16, "killed too late to test a resume"
     # the uninterrupted reference runs in this process (same code, same single thread)
     train(load_config(_write_config(tiny_videos, tmp_path / "a", tmp_path / "a.yaml")))
-    rerun = _start_training(killed_cfg)
+    rerun = start_training(killed_cfg)
     out, _ = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, out
     starts = [r for r in read_log(tmp_path / "b" / "log.jsonl") if r["kind"] == "start"]
@@ -143,3 +132,54 @@ def test_resume_with_another_global_batch_rescales_lr_and_restarts_the_epoch(
     assert result["iteration"] == 4  # 8 videos / 4 = 2 iterations per epoch now
     last = [r for r in read_log(run / "log.jsonl") if r["kind"] == "train_step"][-1]
     assert last["step"] == 4 and last["lr"] == pytest.approx(0.02 * 4 / 2)  # lr × batch / lr_batch
+
+
+def _tiny_modules(**train) -> dict:
+    net = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4))
+    cfg = TrainConfig(**train)
+    optimizer = build_optimizer(net, cfg, global_batch=8)
+    return dict(
+        model=net,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, 10, cfg),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+    )
+
+
+def _saved(rng: list[dict], **train) -> dict:
+    state = ckpt.TrainState(epoch=1, iteration=10)
+    return ckpt.payload(
+        state,
+        **_tiny_modules(**train),
+        rng=rng,
+        config={},
+        classes=[],
+        iters_per_epoch=10,
+        world_size=len(rng),
+        metrics={},
+    )
+
+
+def _draws() -> tuple:
+    return random.random(), float(np.random.random()), float(torch.rand(1))
+
+
+def test_ranks_beyond_the_saved_ones_get_seeds_of_their_own():
+    torch.manual_seed(5)
+    saved = _saved([ckpt.rng_state()])  # one rank saved, resumed on three
+    draws = {}
+    for rank, seed in ((0, 0), (1, 0), (2, 0), (1, 0), (1, 7)):
+        ckpt.restore(saved, "a.pt", ckpt.TrainState(), rank=rank, seed=seed, **_tiny_modules())
+        draws.setdefault((rank, seed), []).append(_draws())
+    assert draws[1, 0][0] == draws[1, 0][1]  # a function of (seed, rank, iteration)
+    assert len({d[0] for d in draws.values()}) == 4  # rank 0 resumes rank 0's state
+
+
+def test_optimizer_state_of_other_parameter_groups_is_one_line():
+    saved = _saved([ckpt.rng_state()])  # 2 groups: decayed, not decayed
+    modules = _tiny_modules(lr_mult={"0.*": 0.5})  # 4 groups
+    with pytest.raises(CheckpointError) as info:
+        ckpt.restore(saved, "run/a.pt", ckpt.TrainState(), rank=0, seed=0, **modules)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("run/a.pt: the optimizer state")
+    assert "train.lr_mult" in message and "train.weight_decay_norm" in message

@@ -8,16 +8,18 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
-from tests.helpers import REPO, tiny_config_dict
+from tests.helpers import start_training, tiny_config_dict
 from videoglore.cli import main
 from videoglore.engine import checkpoint as ckpt
-from videoglore.engine.run_log import read_log
+from videoglore.engine.run_log import RunLog, read_log
+from videoglore.errors import OutputError
 
 
 def _config(tiny_videos, tmp_path, **train) -> tuple:
@@ -46,15 +48,7 @@ def test_a_second_trainer_on_the_same_run_exits_2_and_a_killed_one_blocks_nothin
     tiny_videos, tmp_path, capsys
 ):
     config, run = _config(tiny_videos, tmp_path, epochs=200, val_every=0)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen(
-        [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    first = start_training(config)
     try:
         _wait_for(lambda: _starts(run), first, "the first trainer started")
         assert main(["train", "-c", str(config)]) == 2
@@ -102,15 +96,18 @@ def test_no_readable_checkpoint_refuses_to_restart_and_keeps_every_file(
 
 
 class _FullDisk:
-    """A file that takes ``room`` bytes, then fails like a full disk (ENOSPC)."""
+    """A file that takes ``room`` bytes (or characters), then fails like a full disk (ENOSPC)."""
 
     def __init__(self, file, room: int):
         self.file, self.room = file, room
 
     def write(self, data) -> int:
-        size = memoryview(data).nbytes
+        text = isinstance(data, str)
+        size = len(data) if text else memoryview(data).nbytes
         if size > self.room:
-            self.file.write(bytes(memoryview(data).cast("B")[: self.room]))
+            self.file.write(
+                data[: self.room] if text else bytes(memoryview(data).cast("B")[: self.room])
+            )
             self.room = 0
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.room -= size
@@ -151,3 +148,65 @@ def test_full_disk_while_saving_a_checkpoint(tiny_videos, tmp_path, monkeypatch,
     assert not stale.exists()
     written = (folder / "epoch_0001.pt").stat().st_size
     assert abs(needed - written) <= 0.01 * written  # the same model state, a few bytes apart
+
+
+def test_a_full_disk_turns_the_run_log_off_with_one_warning(tmp_path, monkeypatch, caplog):
+    run_log = RunLog(tmp_path / "run")
+    run_log.open()
+    run_log.write("start", 0, epoch=0)
+    real_open = builtins.open
+
+    def full(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        return _FullDisk(handle, room=0) if Path(file).name == "log.jsonl" else handle
+
+    monkeypatch.setattr(builtins, "open", full)
+    run_log.close()
+    run_log = RunLog(tmp_path / "run")
+    run_log.open()  # a resumed run appends
+    for step in (1, 2, 3):
+        run_log.write("train_step", step, loss=1.0)  # rank 0 alone: never raises
+    run_log.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert f"cannot write to {tmp_path / 'run'}: " in warnings[0] and "(ENOSPC)" in warnings[0]
+    assert "\n" not in warnings[0]
+    assert [r["kind"] for r in read_log(tmp_path / "run" / "log.jsonl")] == ["start"]
+
+
+def test_an_unwritable_run_log_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match=r"cannot write to .*file.*ENOTDIR"):
+        RunLog(tmp_path / "file" / "run").open()
+
+
+def test_a_checkpoint_that_cannot_be_pruned_is_one_line(tmp_path, monkeypatch):
+    for name in ("epoch_0001.pt", "epoch_0002.pt"):
+        ckpt.save_checkpoint({"model": {}}, tmp_path / "checkpoints" / name)
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(OutputError, match=r"cannot write to .*checkpoints.*EACCES.*epoch_0001"):
+        ckpt.prune_checkpoints(tmp_path, keep_last=1)
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read() calls so far (Linux)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_the_best_bar_is_read_without_reading_the_weights(tmp_path):
+    weights = {"w": torch.zeros(4_000_000)}  # 16 MB
+    ckpt.save_checkpoint({"model": weights, "best_acc": 0.75}, tmp_path / "checkpoints/best.pt")
+    before = _bytes_read()
+    bar = ckpt.best_bar(tmp_path)
+    assert bar == 0.75 and _bytes_read() - before < 1_000_000
+    best = tmp_path / "checkpoints" / "best.pt"
+    torn = best.read_bytes()[:8_000_000]
+    best.write_bytes(torn)
+    assert ckpt.best_bar(tmp_path) == -1.0  # unreadable: set aside, kept
+    assert not best.exists() and (best.parent / "unreadable" / "best.pt").read_bytes() == torn

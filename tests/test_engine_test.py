@@ -1,8 +1,10 @@
-"""Tester: aggregation and metrics by hand, the output files, bad videos, predict."""
+"""Tester: aggregation and metrics by hand, the output files, bad videos, non-finite scores."""
 
 import csv
+import errno
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -22,7 +24,8 @@ from videoglore.engine.metrics import (
     top_confused_pairs,
     topk_accuracy,
 )
-from videoglore.errors import CheckpointError
+from videoglore.engine.results import mark_stale
+from videoglore.errors import CheckpointError, OutputError
 from videoglore.models import build_model
 
 
@@ -130,20 +133,6 @@ def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
     assert (run / "confusion.png").stat().st_size > 1000
 
 
-def test_predict_top_labels_and_bad_file(tested_run, tiny_videos, tmp_path):
-    _, _, records, broken = tested_run
-    ckpt_path = str(tmp_path / "run" / "checkpoints" / "epoch_0001.pt")
-    videos = [records[0].path, str(broken), records[2].path]
-    out = list(inference.predict(videos, ckpt_path, topk=5, device="cpu"))
-    assert [p.video for p in out] == videos
-    for p in (out[0], out[2]):
-        assert p.error == ""
-        assert sorted(name for name, _ in p.labels) == ["class_0", "class_1"]  # k capped at 2
-        probs = [prob for _, prob in p.labels]
-        assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
-    assert out[1].labels == [] and out[1].error.startswith(f"{broken}: cannot open or decode")
-
-
 def test_non_finite_scores_fail_and_leave_no_valid_looking_metrics(tested_run, tmp_path):
     cfg, model, _, _ = tested_run
     run = tmp_path / "run"
@@ -198,3 +187,14 @@ def test_yuv420_batches_score_like_rgb_through_test_predict_and_training(tested_
     )
     assert result["epoch"] == 1 and math.isfinite(result["train_loss"])
     assert "val_top1" in result
+
+
+def test_results_that_cannot_be_set_aside_are_one_line(tmp_path, monkeypatch):
+    (tmp_path / "metrics.json").write_text("{}\n")
+
+    def refuse(src, dst):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(src))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OutputError, match=rf"cannot write to {tmp_path}: .*EACCES.*metrics"):
+        mark_stale(tmp_path)

@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,12 +11,17 @@ from torch import nn
 
 from tests.helpers import REPO, non_finite_in_eval, tiny_config
 from videoglore.config import TrainConfig, load_config
-from videoglore.data import build_dataset, normalize
+from videoglore.data import build_dataset, build_loader, normalize
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine import forward as forward_module
+from videoglore.engine import meter as meter_module
+from videoglore.engine import trainer as trainer_module
+from videoglore.engine.distributed import Runtime
+from videoglore.engine.forward import FastPath
+from videoglore.engine.meter import StepMeter
 from videoglore.engine.optim import build_optimizer, lr_multiplier, scaled_lr
 from videoglore.engine.run_log import read_log
-from videoglore.engine.trainer import train
+from videoglore.engine.trainer import evaluate, train
 from videoglore.errors import TrainingError
 from videoglore.models import build_model
 
@@ -163,3 +169,67 @@ def test_non_finite_validation_scores_stop_training_and_pick_no_best(tiny_videos
     assert ckpt.load_checkpoint(saved)["best_acc"] == -1.0
     epochs = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "epoch"]
     assert len(epochs) == 1 and "val_top1" not in epochs[0]
+
+
+def test_a_plot_that_fails_is_a_warning(tiny_videos, tmp_path, monkeypatch, caplog):
+    def broken(run_dir):
+        raise RuntimeError("matplotlib backend missing\nmore details")
+
+    monkeypatch.setattr(trainer_module, "plot_curves", broken)
+    result = train(tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 1}))
+    assert result["epoch"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["curves.png not drawn: matplotlib backend missing"]
+
+
+def _fake_clock(monkeypatch) -> list[float]:
+    """The meter's clock, moved by hand: time passes only where a test says so."""
+    now = [0.0]
+    monkeypatch.setattr(meter_module, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    return now
+
+
+def test_step_meter_counts_only_the_loaders_time_as_data_wait(monkeypatch):
+    now = _fake_clock(monkeypatch)
+
+    def loader():
+        for batch in range(3):
+            now[0] += 2.0  # the loader takes 2 s per batch
+            yield batch
+
+    meter = StepMeter()
+    for _ in meter.timed(loader()):
+        now[0] += 3.0  # step, log line, progress bar, checkpoint: 3 s
+        meter.step_done(4)
+    assert meter.steps == 3 and meter.clips == 12
+    assert meter.data_wait_pct == pytest.approx(100 * 6 / 15)
+    assert meter.clips_per_s == pytest.approx(12 / 15)
+    assert meter.eta(10) == pytest.approx(10 * 15 / 3)
+
+
+def test_a_slow_checkpoint_is_busy_time_not_data_wait(tiny_videos, tmp_path, monkeypatch):
+    now = _fake_clock(monkeypatch)
+    real_save = trainer_module.save
+
+    def slow_save(*args, **kwargs):
+        now[0] += 100.0  # a checkpoint on a slow disk: the only time that passes
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "save", slow_save)
+    cfg = tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 1, "ckpt_every_iters": 1})
+    train(cfg)
+    steps = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "train_step"]
+    assert [r["data_wait"] for r in steps] == [0.0] * 4
+    # step k (2 clips each) is reported after the k - 1 saves before it
+    assert [r["clips_per_s"] for r in steps[1:]] == pytest.approx([4 / 100, 6 / 200, 8 / 300])
+
+
+def test_evaluate_gives_accuracies_or_only_the_count_of_non_finite_videos(tiny_videos, tmp_path):
+    cfg = tiny_config(tiny_videos, tmp_path / "run")
+    loader = build_loader(cfg, "val", distributed=False, batch_size=2)
+    cpu = Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    fp32 = FastPath(None, False, False)
+    model = build_model(cfg.model)
+    assert sorted(evaluate(model, loader, cfg, cpu, fp32)) == ["val_loss", "val_top1", "val_top5"]
+    model.load_state_dict(non_finite_in_eval(model))
+    assert evaluate(model, loader, cfg, cpu, fp32) == {"val_non_finite": 4}

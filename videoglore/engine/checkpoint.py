@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_prep.files import atomic_open, output_error
+from data_prep.files import as_output_error, atomic_open, first_line, output_error
 from videoglore.errors import CheckpointError, OutputError
 from videoglore.models.weights import read_torch_file
 
@@ -100,20 +100,27 @@ def restore(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
     rank: int,
+    seed: int,
 ) -> None:
     """Load a ``payload`` into the modules, ``state`` and this rank's random generators.
 
+    A rank the checkpoint holds no generator state of (resumed on more ranks than saved it) is
+    seeded from (``seed``, ``rank``, iteration): its own draws, the same at every such resume.
+
     Raises:
-        CheckpointError: the weights do not fit the configured model.
+        CheckpointError: the weights do not fit the configured model, or the optimizer state
+            does not fit its parameter groups.
     """
+    advice = "point output.dir at a new folder to start a different model"
+    load_model_state(model, saved["model"], path, advice)
     try:
-        model.load_state_dict(saved["model"])
-    except RuntimeError as exc:
+        optimizer.load_state_dict(saved["optimizer"])
+    except ValueError as exc:
         raise CheckpointError(
-            f"{path}: does not fit the configured model ({str(exc).splitlines()[0]}); "
-            "point output.dir at a new folder to start a different model"
+            f"{path}: the optimizer state does not fit this run's parameter groups "
+            f"({first_line(exc)}); train.lr_mult or train.weight_decay_norm differ from the run "
+            "that saved it: set them back, or point output.dir at a new folder"
         ) from None
-    optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
     state.epoch, state.iteration = saved["epoch"], saved["iteration"]
@@ -122,7 +129,27 @@ def restore(
     state.last_checkpoint = str(path)
     state.saved_iters_per_epoch = saved.get("iters_per_epoch", 0)
     rng = saved["rng"]
-    set_rng_state(rng[rank] if rank < len(rng) else rng[0])
+    if rank < len(rng):
+        set_rng_state(rng[rank])
+    else:
+        seed_rank(seed, rank, state.iteration)
+
+
+def load_model_state(
+    model: nn.Module, weights: dict[str, torch.Tensor], path: str | Path, advice: str
+) -> None:
+    """Load a checkpoint's ``model`` entry strictly into ``model``.
+
+    Raises:
+        CheckpointError: one line naming the file, the first problem and ``advice``.
+    """
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        # torch's message: a heading line, then one line per missing, unexpected or misshapen key
+        lines = [line.strip() for line in str(exc).strip().splitlines()]
+        detail = (lines[1] if len(lines) > 1 else lines[0])[:200]
+        raise CheckpointError(f"{path}: does not fit the model ({detail}); {advice}") from None
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -153,8 +180,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path, *copies: str | Path
     return Path(path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint`` onto the CPU.
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint`` onto the CPU (``mmap``: tensors mapped
+    from the file, read only when used).
 
     Only tensors and plain data are read (``models.weights.read_torch_file``, weights_only=True):
     a file that would run code is refused, never executed.
@@ -162,7 +190,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: naming the file when it is missing, unreadable, refused or not ours.
     """
-    state = read_torch_file(path)
+    state = read_torch_file(path, mmap=mmap)
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a videoglore checkpoint (no 'model' entry)")
     return state
@@ -215,12 +243,15 @@ def load_latest(
 
 def best_bar(run_dir: str | Path) -> float:
     """The validation top-1 that ``best.pt`` holds (-1 without one): after any restart only a
-    better model replaces it. An unreadable ``best.pt`` is set aside and the bar is -1."""
+    better model replaces it. An unreadable ``best.pt`` is set aside and the bar is -1.
+
+    Runs at every start: the weights are mapped, not read (``mmap``).
+    """
     path = checkpoint_dir(run_dir) / BEST_NAME
     if not path.is_file():
         return -1.0
     try:
-        return float(load_checkpoint(path).get("best_acc", -1.0))
+        return float(load_checkpoint(path, mmap=True).get("best_acc", -1.0))
     except CheckpointError as exc:
         log.warning("best checkpoint unreadable: %s", exc)
         set_aside(path)
@@ -259,7 +290,8 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
     """Delete all but the ``keep_last`` newest training checkpoints (best.pt is separate)."""
     found = training_checkpoints(run_dir)
     for path in found[: max(0, len(found) - max(1, keep_last))]:
-        path.unlink(missing_ok=True)
+        with as_output_error(path):
+            path.unlink(missing_ok=True)
 
 
 def epoch_path(run_dir: str | Path, epoch: int) -> Path:
@@ -288,6 +320,14 @@ def rng_state() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def seed_rank(seed: int, rank: int, iteration: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from (``seed``, ``rank``, ``iteration``)."""
+    value = int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1)[0])  # < 2^32
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

@@ -17,7 +17,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from videoglore.errors import ConfigError, VideogloreError
+from data_prep.files import first_line
+from videoglore.errors import ConfigError, TrainingError, VideogloreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,19 +99,28 @@ def broadcast_object(obj, rt: Runtime):
 def on_main(fn: Callable[[], T], rt: Runtime) -> T:
     """Run ``fn()`` on rank 0 only and give every rank its result.
 
-    A ``VideogloreError`` raised on rank 0 is raised on every rank, so that all processes stop
-    together with the same message instead of waiting forever in the next collective.
+    Whatever ``fn`` raises on rank 0 stops every rank, so that no process waits forever in the
+    next collective: rank 0 re-raises its own exception, the other ranks raise our error as it
+    is (a ``VideogloreError``: one line for the user) or, for any other exception, a
+    ``TrainingError`` with its first line (rank 0's traceback shows the rest).
     """
     result, error = None, None
     if rt.is_main:
         try:
             result = fn()
-        except VideogloreError as exc:
+        except Exception as exc:
             error = exc
-    result, error = broadcast_object((result, error), rt)
+    shared = error if isinstance(error, VideogloreError) or error is None else _one_line(error)
+    result, shared = broadcast_object((result, shared), rt)
     if error is not None:
         raise error
+    if shared is not None:
+        raise shared
     return result
+
+
+def _one_line(exc: Exception) -> TrainingError:
+    return TrainingError(f"rank 0: {first_line(exc)}")
 
 
 def cleanup(rt: Runtime) -> None:

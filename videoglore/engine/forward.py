@@ -1,5 +1,7 @@
 """normalize → autocast → forward, written once: training, validation, testing, prediction and
-the speed benchmark all call ``forward_batch``.
+the speed benchmark all call ``forward_batch`` (testing and prediction through ``forward_views``,
+its chunks of test views); ``place_model`` puts a model on the device in the fast path's memory
+format.
 
     loader batch: uint8 (B, 3, T, S, S) or YuvClips (data.decode_output)
       ──videoglore.data.model_input: to(device), [YUV420 → RGB, resize], normalize──▶
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from videoglore.config import DataConfig, TrainConfig
+from videoglore.config import Config, DataConfig, TrainConfig
 from videoglore.data import YuvClips, model_input
 from videoglore.errors import ConfigError
 
@@ -51,8 +53,6 @@ def fast_path(tc: TrainConfig, device: torch.device, training: bool = True) -> F
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``train.amp``; None means full float32."""
-    if amp not in ("auto", "bf16", "fp16", "off"):
-        raise ConfigError(f"train.amp must be auto, bf16, fp16 or off, got {amp!r}")
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "fp16" and device.type != "cuda":
@@ -80,3 +80,27 @@ def forward_batch(
         x = x.contiguous(memory_format=torch.channels_last_3d)
     with autocast(fast.dtype, device):
         return model(x)  # (B, K)
+
+
+def forward_views(
+    model: nn.Module,
+    views: torch.Tensor | YuvClips,
+    cfg: Config,
+    device: torch.device,
+    fast: FastPath,
+) -> torch.Tensor:
+    """Float32 logits (V, K), on the CPU, of test views (V, 3, T, S, S): ``forward_batch`` on
+    chunks of ``test.max_views_per_forward`` views, so that 30 views × a batch of videos fit in
+    device memory."""
+    chunks = views.split(max(1, cfg.test.max_views_per_forward))
+    return torch.cat(
+        [forward_batch(model, c, cfg.data, device, fast).float().cpu() for c in chunks]
+    )
+
+
+def place_model(model: nn.Module, device: torch.device, fast: FastPath) -> nn.Module:
+    """``model`` moved to ``device`` and, on the fast path, to channels_last_3d (in place)."""
+    model.to(device)
+    if fast.channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+    return model

@@ -2,7 +2,7 @@
 
     files and folders ─find_videos (folders: every video under them)─▶ paths
       ─probe_video (data_prep)─▶ test views of the checkpoint's config (K clips × C crops)
-      ─forward_batch, softmax averaged over the views─▶ Prediction(video, top-k labels | error)
+      ─forward_views, softmax averaged over the views─▶ Prediction(video, top-k labels | error)
 
 A file that cannot be read gives a ``Prediction`` with ``error`` set and the others go on; the
 command line prints one line per failure and exits non-zero at the end.
@@ -29,7 +29,7 @@ from videoglore.config import Config, TrainConfig, config_from_dict
 from videoglore.data import build_dataset
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import select_device
-from videoglore.engine.forward import FastPath, fast_path, forward_batch
+from videoglore.engine.forward import FastPath, fast_path, forward_views, place_model
 from videoglore.engine.metrics import aggregate_views
 from videoglore.errors import ConfigError, DataError, VideoError
 from videoglore.models import build_model
@@ -51,14 +51,26 @@ class Prediction:
 def load_model_from_checkpoint(
     path: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, list[str], Config]:
-    """Rebuild the network from the config stored in a checkpoint and load its weights."""
-    state = ckpt.load_checkpoint(path)
+    """Rebuild the network from the config stored in a checkpoint and load its weights
+    (in eval mode on ``device``).
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, refused, not ours, or its weights do
+            not fit the model its config describes.
+    """
+    model, classes, cfg = model_from_state(ckpt.load_checkpoint(path), path)
+    model.to(device).eval()
+    return model, classes, cfg
+
+
+def model_from_state(state: dict, path: str | Path) -> tuple[nn.Module, list[str], Config]:
+    """The network, class names and config of a loaded checkpoint of ours (``model`` and
+    ``config`` entries), on the CPU; ``path`` names the file in messages."""
     cfg = config_from_dict(state["config"], source=f"{path}:config")
     # The weights come from the checkpoint itself; do not re-read the files used at train time.
-    model_cfg = dataclasses.replace(cfg.model, pretrained="", weights="")
-    model = build_model(model_cfg)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
+    model = build_model(dataclasses.replace(cfg.model, pretrained="", weights=""))
+    advice = "its weights do not match the model of its own config: was the file edited?"
+    ckpt.load_model_state(model, state["model"], path, advice)
     classes = state.get("classes") or [str(i) for i in range(model.num_classes)]
     return model, classes, cfg
 
@@ -107,8 +119,7 @@ def predict(
     model, classes, cfg = load_model_from_checkpoint(checkpoint, dev)
     # the defaults for this device (bf16 + channels_last_3d on CUDA), whatever the run trained with
     fast = fast_path(TrainConfig(), dev, training=False)
-    if fast.channels_last:
-        model.to(memory_format=torch.channels_last_3d)
+    place_model(model, dev, fast)
     for video in videos:
         try:
             probs = _video_scores(model, video, cfg, dev, fast)  # (K,)
@@ -126,11 +137,10 @@ def _video_scores(
     info = probe_video(video)  # VideoError naming the file
     record = VideoRecord(str(video), 0, "", info.frame_count, info.fps, info.width, info.height)
     views = build_dataset(cfg, "test", records=[record]).eval_views(record)  # (V, 3, T, S, S)
-    chunks = views.split(max(1, cfg.test.max_views_per_forward))
-    logits = torch.cat([forward_batch(model, c, cfg.data, device, fast).float() for c in chunks])
+    logits = forward_views(model, views, cfg, device, fast)  # (V, K)
     if not logits.isfinite().all():
         raise VideoError(f"{video}: the model gives non-finite scores (NaN/Inf) for this video")
-    return aggregate_views(logits[None].cpu(), "softmax")[0]  # (K,)
+    return aggregate_views(logits[None], "softmax")[0]  # (K,)
 
 
 def check_output_path(path: str | Path | None) -> None:

@@ -1,15 +1,21 @@
 """Speed, data wait and ETA of the training loop (the role of torchvision's ``MetricLogger``),
 and the progress bar that shows them.
 
-Each step has two timestamps: when its batch arrived from the loader and when the step was done.
-Time from the end of one step to the arrival of the next batch is *data wait* (the loader was
-slower than the device); the rest is *busy*. A data wait above a few percent means the run is
-loader-bound: more ``data.num_workers`` or cheaper decoding help, a faster GPU does not.
+The loop takes its batches through ``StepMeter.timed``: the time spent inside the loader's
+``next`` (worker start-up included) is *data wait*, the loader was slower than the device;
+everything else since the meter was made (the step, the log line, the progress bar, a mid-epoch
+checkpoint) is *busy*. A data wait above a few percent means the run is loader-bound: more
+``data.num_workers`` or cheaper decoding help, a faster GPU does not.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+_END = object()
 
 
 class StepMeter:
@@ -17,33 +23,38 @@ class StepMeter:
 
     def __init__(self) -> None:
         self.wait = 0.0  # seconds spent waiting for batches
-        self.busy = 0.0  # seconds spent in steps (and what the loop does after them)
         self.clips = 0
         self.steps = 0
-        self._tick = time.perf_counter()  # end of the previous step
-        self._arrived = self._tick
+        self._start = time.perf_counter()
 
-    def batch_arrived(self) -> None:
-        self._arrived = time.perf_counter()
-        self.wait += self._arrived - self._tick
+    def timed(self, batches: Iterable[T]) -> Iterator[T]:
+        """The batches of ``batches``, the time spent getting each one counted as data wait."""
+        tick = time.perf_counter()
+        iterator = iter(batches)  # starts the loader's workers: waiting too
+        while (batch := next(iterator, _END)) is not _END:
+            self.wait += time.perf_counter() - tick
+            yield batch
+            tick = time.perf_counter()
 
     def step_done(self, clips: int) -> None:
-        self._tick = time.perf_counter()
-        self.busy += self._tick - self._arrived
         self.clips += clips
         self.steps += 1
 
     @property
+    def elapsed(self) -> float:
+        return max(time.perf_counter() - self._start, 1e-9)
+
+    @property
     def clips_per_s(self) -> float:
-        return self.clips / max(self.wait + self.busy, 1e-9)
+        return self.clips / self.elapsed
 
     @property
     def data_wait_pct(self) -> float:
-        return 100.0 * self.wait / max(self.wait + self.busy, 1e-9)
+        return 100.0 * self.wait / self.elapsed
 
     def eta(self, steps_left: int) -> float:
         """Seconds for ``steps_left`` more steps at this meter's pace."""
-        return steps_left * (self.wait + self.busy) / max(self.steps, 1)
+        return steps_left * self.elapsed / max(self.steps, 1)
 
 
 def progress_bar(enabled: bool, total: int, done: int, epoch: int, epochs: int):

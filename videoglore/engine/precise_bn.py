@@ -32,8 +32,10 @@ Which parameters the first stage updates (``train.precise_bn_update``):
 Under DDP the update stage runs through the DDP module, so gradients are averaged and the weights
 stay the same on every rank. The forward stage runs the plain module on each rank's own batches
 and then averages running_mean/var over the ranks, so validation and the checkpoint see the same
-statistics everywhere. (The released code instead copied rank 0's whole state to every rank
-through a checkpoint file before this phase, and saved rank 0's statistics after it.)
+statistics everywhere. With ``train.sync_bn`` the average changes nothing: SyncBatchNorm already
+normalises with the statistics of the global batch, so every rank's running statistics are the
+same. (The released code instead copied rank 0's whole state to every rank through a checkpoint
+file before this phase, and saved rank 0's statistics after it.)
 
 The forward stage puts the random state back when it ends (dropout draws), so with
 ``precise_bn_update: none`` a run trains exactly as without precise BN: only the running
@@ -46,29 +48,30 @@ clips and augmentations that depend only on (seed, epoch), so a resumed run repl
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
-from videoglore.config import Config
-from videoglore.engine.distributed import Runtime, all_reduce_sum
-from videoglore.engine.forward import fast_path, forward_batch
+from videoglore.data import YuvClips
+from videoglore.engine.distributed import Runtime
 from videoglore.engine.optim import NORM_LAYERS, lrs_at
-from videoglore.errors import ConfigError, TrainingError
+from videoglore.engine.step import sgd_step
+from videoglore.errors import TrainingError
+
+if TYPE_CHECKING:
+    from videoglore.engine.run import Run
 
 log = logging.getLogger(__name__)
 
-# (module, uint8 clips (B, 3, T, S, S)) → logits (B, K): normalize, autocast, forward
-Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+# (module, loader batch: uint8 (B, 3, T, S, S) or YuvClips) → logits (B, K): to device,
+# normalize, autocast, forward (``Run.forward``)
+Forward = Callable[[nn.Module, torch.Tensor | YuvClips], torch.Tensor]
 
 FORWARD_SHARE = 0.2  # released: epoch_freeze_step = int(round(0.2 * precise_bn_steps))
 KEY_BASE = 1_000_000  # epoch keys of precise-BN batches: KEY_BASE * (pass + 1) + epoch
@@ -76,8 +79,6 @@ KEY_BASE = 1_000_000  # epoch keys of precise-BN batches: KEY_BASE * (pass + 1) 
 
 def stage_lengths(steps: int, update: str) -> tuple[int, int]:
     """(update steps, forward-only steps) of ``steps`` precise-BN steps."""
-    if steps < 0:
-        raise ConfigError(f"train.precise_bn must be >= 0 (0 = off), got {steps}")
     if update == "none":
         return 0, steps
     forward = int(round(FORWARD_SHARE * steps))
@@ -99,9 +100,7 @@ def updated_parameter_names(model: nn.Module, update: str) -> set[str]:
             if isinstance(module, NORM_LAYERS)
             for name, _ in module.named_parameters(recurse=False)
         }
-    if update == "none":
-        return set()
-    raise ValueError(f"train.precise_bn_update must be released, norm or none, got {update!r}")
+    return set()  # "none"
 
 
 def batch_key(epoch: int, repeat: int) -> int:
@@ -130,35 +129,24 @@ def precise_bn_batches(
         repeat += 1
 
 
-def run_precise_bn(
-    net: nn.Module,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LambdaLR,
-    scaler: torch.amp.GradScaler,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    forward: Forward,
-    cfg: Config,
-    rt: Runtime,
-    iteration: int,
-) -> dict:
-    """The precise-BN phase after the training steps of an epoch (``iteration`` steps done).
+def run_precise_bn(run: Run, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict:
+    """The precise-BN phase after the training steps of an epoch (``run.state.iteration`` steps
+    done), on ``batches`` (``precise_bn_batches``).
 
-    ``net`` is what trains (DDP-wrapped and/or compiled), ``model`` the plain module, ``forward``
-    runs a uint8 batch through either (``batch_forward``). Returns ``{"precise_bn_loss": mean
-    loss of the update stage}`` (absent without one).
+    The update stage trains ``run.net`` (DDP-wrapped and/or compiled), the forward stage runs the
+    plain ``run.model``. Returns ``{"precise_bn_loss": mean loss of the update stage}`` (empty
+    without one).
     """
-    tc = cfg.train
+    tc, iteration = run.cfg.train, run.state.iteration
     update_steps, forward_steps = stage_lengths(tc.precise_bn, tc.precise_bn_update)
     batches = iter(batches)
     result = {}
     if update_steps:
-        lrs = lrs_at(optimizer, scheduler, max(iteration - 1, 0))  # of the last training step
-        result["precise_bn_loss"] = update_stage(
-            net, model, optimizer, scaler, lrs, batches, update_steps, forward, cfg, rt
-        )
+        # at the rates of the last training step
+        lrs = lrs_at(run.optimizer, run.scheduler, max(iteration - 1, 0))
+        result["precise_bn_loss"] = update_stage(run, lrs, batches, update_steps)
     exact = tc.precise_bn_average == "exact"
-    forward_stage(model, batches, forward_steps, forward, rt, exact)
+    forward_stage(run.model, batches, forward_steps, run.forward, run.rt, exact)
     what = (
         f"{update_steps} update steps ({tc.precise_bn_update}), {forward_steps} forward-only "
         f"({tc.precise_bn_average} statistics)"
@@ -169,51 +157,28 @@ def run_precise_bn(
 
 
 def update_stage(
-    net: nn.Module,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
+    run: Run,
     lrs: list[float],
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     steps: int,
-    forward: Forward,
-    cfg: Config,
-    rt: Runtime,
 ) -> float:
-    """``steps`` SGD steps at the group rates ``lrs`` on the ``precise_bn_update`` parameters
-    only; returns the mean loss. The groups' own rates are put back afterwards.
+    """``steps`` SGD steps (``step.sgd_step``) at the group rates ``lrs`` on the
+    ``precise_bn_update`` parameters only; returns the mean loss. The groups' own rates are put
+    back afterwards.
 
     The other parameters get no update at all (no weight decay, no momentum): their gradients
     are dropped before the step, as the released optimizer skips their groups.
     """
-    tc = cfg.train
-    names = updated_parameter_names(model, tc.precise_bn_update)
-    frozen = [p for n, p in model.named_parameters() if n not in names]
-    trained = [p for n, p in model.named_parameters() if n in names]
-    net.train()
+    names = updated_parameter_names(run.model, run.cfg.train.precise_bn_update)
+    trained = [p for n, p in run.model.named_parameters() if n in names]
+    where = f"during precise BN after iteration {run.state.iteration} (train.precise_bn)"
+    run.net.train()
     total, count = 0.0, 0.0
-    with _learning_rates(optimizer, lrs):
+    with _learning_rates(run.optimizer, lrs):
         for _, (clips, labels) in zip(range(steps), batches, strict=False):
-            labels = labels.to(rt.device, non_blocking=True)
-            logits = forward(net, clips)  # (B, K)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc.label_smoothing)
-            loss_sum, n = all_reduce_sum([loss.item() * len(labels), float(len(labels))], rt)
-            if not math.isfinite(loss_sum):
-                raise TrainingError(
-                    f"loss is {loss_sum / n} during precise BN (train.precise_bn); "
-                    "lower train.lr or set train.clip_grad"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            for param in frozen:
-                param.grad = None
-            if tc.clip_grad > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(trained, tc.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
+            loss_sum, _, n = sgd_step(run, clips, labels, where, only=trained)
             total, count = total + loss_sum, count + n
-    optimizer.zero_grad(set_to_none=True)
+    run.optimizer.zero_grad(set_to_none=True)
     return total / max(count, 1.0)
 
 
@@ -254,7 +219,11 @@ def forward_stage(
 
 
 def average_running_stats(model: nn.Module, rt: Runtime) -> None:
-    """Replace every BatchNorm's running_mean/var by its mean over the ranks (no-op alone)."""
+    """Replace every BatchNorm's running_mean/var by its mean over the ranks (no-op alone).
+
+    Needed for per-process BatchNorm; SyncBatchNorm layers (``train.sync_bn``) already hold the
+    same statistics on every rank, and their mean is that value again.
+    """
     if not rt.distributed:
         return
     buffers = [
@@ -273,12 +242,6 @@ def average_running_stats(model: nn.Module, rt: Runtime) -> None:
     for buf in buffers:
         buf.copy_(flat[offset : offset + buf.numel()].view_as(buf))
         offset += buf.numel()
-
-
-def batch_forward(cfg: Config, rt: Runtime, dtype: torch.dtype | None) -> Forward:
-    """``forward_batch`` with this config's fast path at autocast ``dtype``, as a ``Forward``."""
-    fast = dataclasses.replace(fast_path(cfg.train, rt.device), dtype=dtype)
-    return functools.partial(forward_batch, data=cfg.data, device=rt.device, fast=fast)
 
 
 @contextlib.contextmanager

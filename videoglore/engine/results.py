@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.files import atomic_open, atomic_write_text, write_json
+from data_prep.files import as_output_error, atomic_open, atomic_write_text, write_json
 from data_prep.lists import VideoRecord
 from videoglore.engine.metrics import confusion_matrix
 from videoglore.engine.plots import plot_confusions
@@ -75,10 +75,15 @@ def write_predictions(
 
 def mark_stale(run_dir: Path) -> list[str]:
     """Rename the result files of an earlier test to NAME.stale (kept, but never mistaken for
-    the results of a test that failed); returns the names renamed."""
+    the results of a test that failed); returns the names renamed.
+
+    Raises:
+        OutputError: a file cannot be renamed (one line naming the folder and the cause).
+    """
     renamed = []
     for name in RESULT_FILES:
         if (run_dir / name).is_file():
-            os.replace(run_dir / name, run_dir / f"{name}.stale")
+            with as_output_error(run_dir / name):
+                os.replace(run_dir / name, run_dir / f"{name}.stale")
             renamed.append(name)
     return renamed

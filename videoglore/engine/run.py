@@ -23,10 +23,10 @@ from torch.utils.data import DataLoader
 
 from data_prep.lists import read_classes
 from videoglore.config import Config
-from videoglore.data import build_loader
+from videoglore.data import YuvClips, build_loader
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import Runtime, on_main
-from videoglore.engine.forward import FastPath, fast_path
+from videoglore.engine.forward import FastPath, fast_path, forward_batch, place_model
 from videoglore.engine.optim import (
     build_optimizer,
     build_scheduler,
@@ -63,9 +63,10 @@ class Run:
     def run_dir(self) -> Path:
         return Path(self.cfg.output.dir)
 
-    @property
-    def global_batch(self) -> int:
-        return self.cfg.train.batch_size * self.rt.world_size
+    def forward(self, module: nn.Module, batch: torch.Tensor | YuvClips) -> torch.Tensor:
+        """Logits (B, K) of a loader batch through ``module`` (``net`` or ``model``) on this
+        run's fast path (``forward.forward_batch``)."""
+        return forward_batch(module, batch, self.cfg.data, self.rt.device, self.fast)
 
 
 def build_run(cfg: Config, rt: Runtime) -> Run:
@@ -76,25 +77,27 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     classes = read_run_classes(cfg)
     model = _build_model(cfg, rt, fast, len(classes))
     train_loader = build_loader(cfg, "train", distributed=rt.distributed, batch_size=tc.batch_size)
-    global_batch = tc.batch_size * rt.world_size
+    batch = global_batch(cfg, rt)
     iters_per_epoch = len(train_loader)  # before any skip_first
     if iters_per_epoch == 0:
         raise ConfigError(
             f"{len(train_loader.dataset)} training videos are fewer than one global batch of "
-            f"{global_batch}; lower train.batch_size"
+            f"{batch}; lower train.batch_size"
         )
-    optimizer = build_optimizer(model, tc, global_batch)
+    optimizer = build_optimizer(model, tc, batch)
     scheduler = build_scheduler(optimizer, iters_per_epoch, tc)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=fast.dtype == torch.float16)
     state = ckpt.TrainState()
     modules = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
     _resume(cfg, rt, state, modules)
-    _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, global_batch))
+    _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, batch))
     if state.iteration == 0:  # same init on every rank above; different dropout draws below
         seed_everything(tc.seed + rt.rank, tc.deterministic)
     val_loader = None
     if tc.val_every > 0 and cfg.data.val_list:
         val_loader = build_loader(cfg, "val", distributed=rt.distributed, batch_size=tc.batch_size)
+    run_log = RunLog(cfg.output.dir, enabled=rt.is_main)
+    on_main(run_log.open, rt)
     return Run(
         cfg=cfg,
         rt=rt,
@@ -105,9 +108,14 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
         classes=classes,
         iters_per_epoch=iters_per_epoch,
         state=state,
-        log=RunLog(cfg.output.dir, enabled=rt.is_main),
+        log=run_log,
         **modules,
     )
+
+
+def global_batch(cfg: Config, rt: Runtime) -> int:
+    """Clips per optimizer step over all ranks (the lr is scaled to it)."""
+    return cfg.train.batch_size * rt.world_size
 
 
 def _build_model(cfg: Config, rt: Runtime, fast: FastPath, num_classes: int) -> nn.Module:
@@ -122,10 +130,7 @@ def _build_model(cfg: Config, rt: Runtime, fast: FastPath, num_classes: int) -> 
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:
             log.warning("train.sync_bn needs CUDA; using per-process BatchNorm on CPU")
-    model.to(rt.device)
-    if fast.channels_last:
-        model.to(memory_format=torch.channels_last_3d)
-    return model
+    return place_model(model, rt.device, fast)
 
 
 def _wrap(model: nn.Module, rt: Runtime, fast: FastPath) -> nn.Module:
@@ -152,7 +157,7 @@ def _resume(cfg: Config, rt: Runtime, state: ckpt.TrainState, modules: dict) -> 
     if not path:
         return
     saved = found[0] if rt.is_main else ckpt.load_checkpoint(path)
-    ckpt.restore(saved, path, state, rank=rt.rank, **modules)
+    ckpt.restore(saved, path, state, rank=rt.rank, seed=cfg.train.seed, **modules)
     log.info("resumed from %s (epoch %d, iteration %d)", path, state.epoch, state.iteration)
 
 

@@ -4,7 +4,7 @@ Protocol (paper §4.1, released ``test/``): K temporal clips × C spatial crops 
 default, 10×5 selectable), softmax scores averaged per video::
 
     views uint8 (B, V, 3, T, S, S) ─flatten─▶ (B*V, 3, T, S, S) ─chunks of max_views_per_forward─▶
-      forward_batch ─▶ logits (B*V, K) ─▶ (B, V, K) ─aggregate_views─▶ per-video scores (B, K)
+      forward_views ─▶ logits (B*V, K) ─▶ (B, V, K) ─aggregate_views─▶ per-video scores (B, K)
 
 ``score_videos`` returns plain data (lists, NumPy) so that ``all_gather_object`` can collect every
 rank's part; ``merge_parts`` puts them back in list order and ``video_metrics`` computes the
@@ -21,7 +21,7 @@ from torch import nn
 
 from data_prep.lists import VideoRecord
 from videoglore.config import Config
-from videoglore.engine.forward import FastPath, forward_batch
+from videoglore.engine.forward import FastPath, forward_views
 from videoglore.engine.metrics import (
     aggregate_views,
     mean_class_accuracy,
@@ -37,7 +37,6 @@ def score_videos(
     """This rank's per-video scores, clip-level hit counts and the number of videos with
     non-finite scores (plain data, for gathering)."""
     model.eval()
-    max_views = max(1, cfg.test.max_views_per_forward)
     indices, labels, scores, skipped = [], [], [], []
     clip_hits = {"top1": 0, "top5": 0, "count": 0}
     non_finite = 0  # videos with a NaN/Inf score in any view
@@ -46,13 +45,7 @@ def score_videos(
         if batch_labels.numel() == 0:
             continue
         B, V = views.shape[:2]  # views (B, V, 3, T, S, S)
-        flat = views.flatten(0, 1)  # (B*V, 3, T, S, S)
-        logits = torch.cat(
-            [
-                forward_batch(model, chunk, cfg.data, device, fast).float().cpu()
-                for chunk in flat.split(max_views)
-            ]
-        )  # (B*V, K)
+        logits = forward_views(model, views.flatten(0, 1), cfg, device, fast)  # (B*V, K)
         view_labels = batch_labels.repeat_interleave(V)
         clip_hits["top1"] += int(topk_correct(logits, view_labels, 1).sum())
         clip_hits["top5"] += int(topk_correct(logits, view_labels, 5).sum())

@@ -1,6 +1,7 @@
 """Multi-view testing: ``test(cfg)`` scores every video of ``data.val_list`` with a checkpoint.
 
-    checkpoint ─load_model_from_checkpoint─▶ model (bf16 + channels_last_3d on CUDA by default)
+    checkpoint ─read once: ours (model_from_state) or released weights (load_weights)─▶ model
+      (bf16 + channels_last_3d on CUDA by default)
     test list ─ShardSampler (rank r: disjoint slice, no padding)─▶ scoring.score_videos per rank
       ─all_gather_object─▶ every rank ─merge_parts─▶ non-finite? stop on every rank
       ─▶ rank 0: video_metrics ─▶ results.write_results (metrics.json, predictions.csv, ...)
@@ -12,21 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
-from data_prep.lists import read_classes, read_video_list
+from data_prep.lists import read_classes
 from videoglore.config import Config
 from videoglore.data import build_loader
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import Runtime, cleanup, gather_objects, setup_runtime
-from videoglore.engine.forward import fast_path
-from videoglore.engine.inference import load_model_from_checkpoint
+from videoglore.engine.forward import fast_path, place_model
+from videoglore.engine.inference import model_from_state
 from videoglore.engine.results import mark_stale, write_results
 from videoglore.engine.scoring import merge_parts, score_videos, video_metrics
 from videoglore.errors import CheckpointError
 from videoglore.models import build_model, load_weights
+from videoglore.models.weights import read_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,9 @@ def test(cfg: Config, checkpoint: str | None = None) -> dict:
 
 def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
     path = checkpoint or cfg.test.checkpoint or str(ckpt.find_checkpoint(cfg.output.dir))
-    model, classes = _model_to_test(path, cfg, rt.device)
+    model, classes = _model_to_test(path, cfg)
     fast = fast_path(cfg.train, rt.device, training=False)
-    if fast.channels_last:
-        model.to(memory_format=torch.channels_last_3d)
+    place_model(model, rt.device, fast).eval()
     loader = build_loader(cfg, "test", distributed=rt.distributed, batch_size=cfg.test.batch_size)
     merged = merge_parts(gather_objects(score_videos(model, loader, cfg, rt.device, fast), rt))
     run_dir = Path(cfg.output.dir)
@@ -65,7 +65,7 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
         )
     if not rt.is_main:
         return {}
-    records = read_video_list(cfg.data.val_list, root=cfg.data.root or None)
+    records = loader.dataset.records  # the list as the loader read it; parts index into it
     metrics = {**video_metrics(merged, records, len(classes), cfg), "checkpoint": str(path)}
     write_results(run_dir, metrics, merged, records, classes, cfg.test.save_scores)
     log.info(
@@ -74,19 +74,17 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
     return {**metrics, "run_dir": str(run_dir)}
 
 
-def _model_to_test(path: str, cfg: Config, device: torch.device):
+def _model_to_test(path: str, cfg: Config):
     """Net and class names from our checkpoint, or else a released / bare weights file (e.g.
     GloRe's ``resnet50-lite_3d_8x8_w-glore_2-3_ep-0000.pth``) loaded into the net of
     ``cfg.model``, with the class list of ``cfg.data`` (released label order: prepare's
-    kinetics400 list)."""
-    try:
-        model, classes, _ = load_model_from_checkpoint(path, device)
+    kinetics400 list). The file is read once."""
+    state = read_torch_file(path)  # CheckpointError: not found, unreadable, refused
+    if isinstance(state, Mapping) and "model" in state and "config" in state:  # ours
+        model, classes, _ = model_from_state(state, path)
         return model, classes
-    except CheckpointError:
-        pass  # not one of ours
     model = build_model(dataclasses.replace(cfg.model, pretrained="", weights=""))
-    load_weights(model, path)  # CheckpointError naming the file when it does not fit
-    model.to(device).eval()
+    load_weights(model, state, name=path)  # CheckpointError naming the file when it does not fit
     listed = cfg.data.classes or str(Path(cfg.data.val_list).parent / "classes.json")
     if Path(listed).is_file():
         return model, read_classes(listed)

@@ -1,32 +1,32 @@
 """Training: ``train(cfg)`` runs (or resumes) a run in ``cfg.output.dir``.
 
-Data flow of one step (per process)::
+Data flow of one step (per process, ``step.sgd_step``)::
 
-    uint8 clips (B, 3, T, S, S) ──forward_batch: to device, normalize, autocast──▶ logits (B, K)
-      ──CE (label smoothing)──▶ loss ──backward (GradScaler for fp16)──▶ clip grad ─▶ SGD step
-      ─▶ per-iteration lr schedule
+    loader batch (uint8 (B, 3, T, S, S) or YuvClips) ──run.forward: to device, normalize,
+      autocast──▶ logits (B, K) ──CE (label smoothing)──▶ loss ──backward (GradScaler for fp16)
+      ──▶ clip grad ─▶ SGD step ─▶ per-iteration lr schedule
 
 ``train`` takes the run lock, ``run.build_run`` builds or resumes everything, ``fit`` loops over
-epochs: ``train_one_epoch`` (steps, mid-epoch checkpoints), ``evaluate`` (one centre clip per
-video), then the epoch checkpoint. Resuming is exact: the train order of an epoch is a function
-of (seed, epoch) only (``TrainSampler.set_epoch``), each clip's augmentation is a function of
-(seed, epoch, index) (``videoglore.data``), the lr schedule is a function of the iteration, and the
-checkpoint stores every RNG state (dropout). A mid-epoch checkpoint (``train.ckpt_every_iters``)
-resumes by skipping the batches of that epoch that were already done.
+epochs: ``train_one_epoch`` (steps, mid-epoch checkpoints), precise BN (``train.precise_bn``,
+``engine/precise_bn.py``), ``evaluate`` (one centre clip per video), then the epoch checkpoint.
+Resuming is exact: the train order of an epoch is a function of (seed, epoch) only
+(``TrainSampler.set_epoch``), each clip's augmentation is a function of (seed, epoch, index)
+(``videoglore.data``), the precise-BN batches are a function of (seed, epoch), the lr schedule
+is a function of the iteration, and the checkpoint stores every RNG state (dropout). A
+mid-epoch checkpoint (``train.ckpt_every_iters``) resumes by skipping the batches of that epoch
+that were already done.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_prep.files import remove_stale_temps
+from data_prep.files import first_line, remove_stale_temps
 from videoglore.config import Config, config_to_dict, save_config
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import (
@@ -42,17 +42,12 @@ from videoglore.engine.meter import StepMeter, duration, progress_bar
 from videoglore.engine.metrics import topk_correct
 from videoglore.engine.plots import plot_curves
 from videoglore.engine.precise_bn import precise_bn_batches, run_precise_bn
-from videoglore.engine.run import Run, build_run
+from videoglore.engine.run import Run, build_run, global_batch
 from videoglore.engine.run_lock import RunLock
+from videoglore.engine.step import sgd_step
 from videoglore.errors import TrainingError
 
 log = logging.getLogger(__name__)
-
-OOM_ADVICE = (
-    "out of GPU memory at iteration {iteration}; lower train.batch_size (the lr is rescaled "
-    "automatically), use shorter clips (data.num_frames) or smaller crops (data.crop_size), keep "
-    "train.amp=bf16/fp16 and train.channels_last=auto"
-)
 
 
 def train(cfg: Config) -> dict:
@@ -60,7 +55,7 @@ def train(cfg: Config) -> dict:
     rt = setup_runtime(cfg.train.device)
     lock = RunLock(cfg.output.dir)  # one trainer per run directory; rank 0 holds it
     try:
-        on_main(lambda: _take_run_dir(lock), rt)
+        on_main(lambda: _take_run_dir(lock, cfg), rt)
         run = build_run(cfg, rt)
         try:
             result = fit(run)
@@ -80,30 +75,31 @@ def train(cfg: Config) -> dict:
     }
 
 
-def _take_run_dir(lock: RunLock) -> None:
+def _take_run_dir(lock: RunLock, cfg: Config) -> None:
+    """Rank 0: lock the run directory, clear what killed writers left, save the config."""
     lock.acquire()
     # Under the lock no other trainer writes here: temp files are leftovers of killed writers.
     for path in remove_stale_temps(ckpt.checkpoint_dir(lock.run_dir)):
         log.info("removed %s, left by a writer that was killed", path)
+    save_config(cfg, lock.run_dir / "config.yaml")
 
 
 def fit(run: Run) -> dict:
-    """Train until ``train.epochs``: each epoch, its validation, its checkpoint."""
+    """Train until ``train.epochs``: each epoch's steps, its precise BN (``train.precise_bn``),
+    its validation (every ``train.val_every`` epochs), its checkpoint; returns the last epoch's
+    metrics."""
     tc, state = run.cfg.train, run.state
     _log_start(run)
     result: dict = {}
     while state.epoch < tc.epochs:
         result = train_one_epoch(run)
         if tc.precise_bn > 0:  # released recipe: precise BN, then validate and save
-            _precise_bn(run)
+            result |= _precise_bn(run)
         if run.val_loader is not None and (state.epoch + 1) % tc.val_every == 0:
             # the plain module: no DDP collectives, so uneven val shards cannot hang
             result |= evaluate(run.model, run.val_loader, run.cfg, run.rt, run.fast)
         state.epoch, state.partial = state.epoch + 1, {}
-        non_finite = result.pop("val_non_finite", 0)
-        if non_finite:  # NaN/Inf scores: no accuracy to report, never a best model
-            result = {k: v for k, v in result.items() if not k.startswith("val_")}
-            result["val_non_finite"] = non_finite
+        non_finite = result.get("val_non_finite", 0)
         is_best = "val_top1" in result and result["val_top1"] > state.best_acc
         state.best_acc = result["val_top1"] if is_best else state.best_acc
         path = save(run, ckpt.epoch_path(run.run_dir, state.epoch), result, is_best)
@@ -115,17 +111,16 @@ def fit(run: Run) -> dict:
                 "Lower train.lr or set train.clip_grad"
             )
         if run.rt.is_main:
-            plot_curves(run.run_dir)
+            _plot_curves(run.run_dir)
             log.info("epoch %d/%d: %s", state.epoch, tc.epochs, _fmt(result))
     return result
 
 
-def _precise_bn(run: Run) -> None:
-    """The epoch's precise-BN steps (``engine/precise_bn.py``) on fresh training batches."""
+def _precise_bn(run: Run) -> dict:
+    """The epoch's precise-BN steps (``engine/precise_bn.py``) on fresh training batches;
+    returns ``{"precise_bn_loss": ...}`` when it has an update stage."""
     batches = precise_bn_batches(run.train_loader, run.state.epoch, run.cfg.train.precise_bn)
-    fwd = partial(forward_batch, data=run.cfg.data, device=run.rt.device, fast=run.fast)
-    modules = (run.net, run.model, run.optimizer, run.scheduler, run.scaler)
-    run_precise_bn(*modules, batches, fwd, run.cfg, run.rt, run.state.iteration)
+    return run_precise_bn(run, batches)
 
 
 def train_one_epoch(run: Run) -> dict:
@@ -138,8 +133,7 @@ def train_one_epoch(run: Run) -> dict:
     run.net.train()
     meter = StepMeter()
     bar = progress_bar(run.rt.is_main, run.iters_per_epoch, done, state.epoch, tc.epochs)
-    for clips, labels, *_ in loader:
-        meter.batch_arrived()
+    for clips, labels, *_ in meter.timed(loader):
         lr = run.optimizer.param_groups[0]["lr"]  # the lr this step uses
         loss_sum, correct_sum, n = train_step(run, clips, labels)
         meter.step_done(int(n))
@@ -173,44 +167,22 @@ def _report_step(run: Run, meter: StepMeter, bar, loss: float, lr: float) -> Non
     bar.update(1)
 
 
-def train_step(run: Run, clips: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
-    """Forward, check the loss on all ranks, backward, update; returns sums over the ranks of
-    (loss × clips, correct clips, clips)."""
-    tc, rt, state = run.cfg.train, run.rt, run.state
-    try:
-        labels = labels.to(rt.device, non_blocking=True)
-        logits = forward_batch(run.net, clips, run.cfg.data, rt.device, run.fast)  # (B, K)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc.label_smoothing)
-        correct = topk_correct(logits.detach().float(), labels, 1).sum().item()
-        # Sum over ranks before backward: every rank sees the same (finite or not) loss and
-        # stops together instead of hanging in DDP's gradient all-reduce.
-        loss_sum, correct_sum, n = all_reduce_sum(
-            [loss.item() * len(labels), float(correct), float(len(labels))], rt
-        )
-        if not math.isfinite(loss_sum):
-            raise TrainingError(
-                f"loss is {loss_sum / n} at iteration {state.iteration + 1} (epoch "
-                f"{state.epoch + 1}); stopped without saving. Last good checkpoint: "
-                f"{state.last_checkpoint or 'none'}. Lower train.lr or set train.clip_grad"
-            )
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        if tc.clip_grad > 0:
-            run.scaler.unscale_(run.optimizer)
-            nn.utils.clip_grad_norm_(run.model.parameters(), tc.clip_grad)
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-    except torch.OutOfMemoryError:
-        raise TrainingError(OOM_ADVICE.format(iteration=state.iteration + 1)) from None
+def train_step(run: Run, clips, labels: torch.Tensor) -> tuple[float, float, float]:
+    """One training step (``step.sgd_step``), then the per-iteration schedule; returns sums over
+    the ranks of (loss × clips, correct clips, clips)."""
+    state = run.state
+    where = f"at iteration {state.iteration + 1} (epoch {state.epoch + 1})"
+    sums = sgd_step(run, clips, labels, where)
     run.scheduler.step()
     state.iteration += 1
-    return loss_sum, correct_sum, n
+    return sums
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, cfg: Config, rt: Runtime, fast: FastPath) -> dict:
-    """Single centre clip per video (split "val", as the released code validates); the count
-    of videos with non-finite scores is returned too (their accuracy means nothing)."""
+    """Single centre clip per video (split "val", as the released code validates): val_loss,
+    val_top1, val_top5; or, when any video gets non-finite scores (NaN/Inf), only their count
+    ``val_non_finite`` (no accuracy means anything then, and no best model is picked)."""
     model.eval()
     loss, top1, top5, count, non_finite = 0.0, 0.0, 0.0, 0.0, 0.0
     for clips, labels, *_ in loader:
@@ -225,13 +197,10 @@ def evaluate(model: nn.Module, loader, cfg: Config, rt: Runtime, fast: FastPath)
         count += len(labels)
     loss, top1, top5, count, non_finite = all_reduce_sum([loss, top1, top5, count, non_finite], rt)
     model.train()
+    if non_finite:
+        return {"val_non_finite": int(non_finite)}
     count = max(count, 1.0)
-    return {
-        "val_loss": loss / count,
-        "val_top1": top1 / count,
-        "val_top5": top5 / count,
-        "val_non_finite": int(non_finite),
-    }
+    return {"val_loss": loss / count, "val_top1": top1 / count, "val_top5": top5 / count}
 
 
 def save(run: Run, path: Path, metrics: dict, is_best: bool) -> Path:
@@ -264,16 +233,22 @@ def save(run: Run, path: Path, metrics: dict, is_best: bool) -> Path:
 
 
 def _log_start(run: Run) -> None:
-    if run.rt.is_main:
-        save_config(run.cfg, run.run_dir / "config.yaml")
-        run.log.write(
-            "start",
-            run.state.iteration,
-            epoch=run.state.epoch,
-            world_size=run.rt.world_size,
-            global_batch=run.global_batch,
-            iters_per_epoch=run.iters_per_epoch,
-        )
+    run.log.write(
+        "start",
+        run.state.iteration,
+        epoch=run.state.epoch,
+        world_size=run.rt.world_size,
+        global_batch=global_batch(run.cfg, run.rt),
+        iters_per_epoch=run.iters_per_epoch,
+    )
+
+
+def _plot_curves(run_dir: Path) -> None:
+    """curves.png; a plot that fails (rank 0 alone, outside any collective) is a warning."""
+    try:
+        plot_curves(run_dir)
+    except Exception as exc:  # a missing picture must not stop days of training
+        log.warning("curves.png not drawn: %s", first_line(exc))
 
 
 def _fmt(values: dict) -> str:

@@ -1,4 +1,5 @@
-"""Model names → factories (``MODELS``), and ``build_model`` from a name or a ``ModelConfig``.
+"""Model names → factories (``MODELS``: each architecture of ``ARCHITECTURES`` without and with
+GloRe units), and ``build_model`` from a name or a ``ModelConfig``.
 
 Each factory takes the keyword arguments of ``videonet.build_video_net`` (``num_classes``,
 ``width``, ``dropout``, ``normalize_glore``, ``glore_nodes``) and returns a ``VideoNet``.
@@ -14,24 +15,27 @@ from videoglore.errors import ConfigError
 from videoglore.models.layers import Triple
 from videoglore.models.mfnet3d import MFNET
 from videoglore.models.resnet3d import resnet_architecture
-from videoglore.models.videonet import VideoNet, build_video_net
+from videoglore.models.videonet import Architecture, VideoNet, build_video_net
 from videoglore.models.weights import inflate_2d_weights, load_weights
 
-R50, R101 = resnet_architecture(50), resnet_architecture(101)
+ARCHITECTURES: dict[str, Architecture] = {
+    "r50": resnet_architecture(50),
+    "r101": resnet_architecture(101),
+    "mfnet": MFNET,
+}
 
+# every architecture without and with GloRe units: r50, r50_glore, r101, ...
 MODELS: dict[str, Callable[..., VideoNet]] = {
-    "r50": partial(build_video_net, R50, glore=False),
-    "r50_glore": partial(build_video_net, R50, glore=True),
-    "r101": partial(build_video_net, R101, glore=False),
-    "r101_glore": partial(build_video_net, R101, glore=True),
-    "mfnet": partial(build_video_net, MFNET, glore=False),
-    "mfnet_glore": partial(build_video_net, MFNET, glore=True),
+    f"{arch}{suffix}": partial(build_video_net, ARCHITECTURES[arch], glore=glore)
+    for arch in ARCHITECTURES
+    for suffix, glore in (("", False), ("_glore", True))
 }
 
 
 def default_clip(name: str) -> Triple:
     """(T, H, W) of the released training clips of model ``name``, without building it."""
-    return _factory(name).args[0].default_clip
+    _factory(name)  # ConfigError for an unknown name
+    return ARCHITECTURES[name.removesuffix("_glore")].default_clip
 
 
 def model_name(cfg: ModelConfig) -> str:

@@ -57,12 +57,14 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)  # "key: file shape vs model shape"
 
 
-def read_torch_file(path: str | Path) -> Any:
+def read_torch_file(path: str | Path, mmap: bool = False) -> Any:
     """The project's one ``torch.load``: tensors and plain containers only, never code.
 
     ``weights_only=True`` refuses every Python object outside tensors and plain data, so a
     checkpoint cannot run code. Also allowed: NumPy arrays of plain dtypes, found in the RNG state
     of checkpoints written before videoglore stored it as tensors (rebuilding one runs no code).
+    ``mmap=True`` maps the tensors instead of reading them: reading one number of a checkpoint
+    then costs kilobytes, not the size of the model.
 
     Raises:
         CheckpointError: one line naming the file: missing, unreadable, or refused.
@@ -72,7 +74,7 @@ def read_torch_file(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         forbidden = re.search(r"GLOBAL (\S+)", str(exc))
         if forbidden:
@@ -96,10 +98,13 @@ def _numpy_array_globals() -> list:
     return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-def read_state_dict(source: str | Path | Mapping) -> tuple[dict[str, torch.Tensor], str]:
-    """Return (state dict with our key names, detected format) from a file or a loaded dict."""
+def read_state_dict(
+    source: str | Path | Mapping, name: str | Path | None = None
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Return (state dict with our key names, detected format) from a file or a loaded dict
+    (``name``: the file it came from, for messages)."""
     if isinstance(source, Mapping):
-        obj, where = source, "<dict>"
+        obj, where = source, str(name or "<dict>")
     else:
         obj, where = read_torch_file(source), str(source)
     if not isinstance(obj, Mapping):
@@ -135,14 +140,21 @@ def _benign(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def load_weights(model: nn.Module, source: str | Path | Mapping, strict: bool = True) -> LoadReport:
-    """Load a released or own 3D checkpoint (format detected) into ``model``.
+def load_weights(
+    model: nn.Module,
+    source: str | Path | Mapping,
+    strict: bool = True,
+    name: str | Path | None = None,
+) -> LoadReport:
+    """Load a released or own 3D checkpoint (format detected) into ``model``; ``source`` is a
+    file or what ``read_torch_file`` read from one (``name``: that file, for messages).
 
     Raises:
         CheckpointError: unreadable file, or (with ``strict``) any missing / unexpected /
             wrongly shaped key, all of them listed in the message.
     """
-    state, fmt = read_state_dict(source)
+    state, fmt = read_state_dict(source, name)
+    where = source if name is None else Path(name)  # what the messages name
     own = model.state_dict()
     report = LoadReport(format=fmt)
     report.unexpected = sorted(k for k in state if k not in own)
@@ -159,12 +171,12 @@ def load_weights(model: nn.Module, source: str | Path | Mapping, strict: bool = 
             fitting[key] = value
     problems = report.missing or report.unexpected or report.mismatched
     if strict and problems:
-        raise CheckpointError(_describe(source, fmt, report))
+        raise CheckpointError(_describe(where, fmt, report))
     model.load_state_dict(fitting, strict=False)
     report.loaded = sorted(fitting)
     if problems:
-        log.warning("partial load: %s", _describe(source, fmt, report))
-    log.info("loaded %d tensors from %s (%s format)", len(fitting), _name(source), fmt)
+        log.warning("partial load: %s", _describe(where, fmt, report))
+    log.info("loaded %d tensors from %s (%s format)", len(fitting), _name(where), fmt)
     return report
 
 
