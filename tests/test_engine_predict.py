@@ -11,7 +11,9 @@ import torch
 from tests.helpers import tiny_config
 from videoglore.cli import main
 from videoglore.config import config_to_dict
+from videoglore.engine import inference
 from videoglore.engine.checkpoint import save_checkpoint
+from videoglore.errors import ConfigError
 from videoglore.models import build_model
 
 
@@ -78,3 +80,9 @@ def test_bad_arguments_are_one_line_before_any_work(checkpoint, tmp_path, capsys
     assert "--out" in capsys.readouterr().err and not (tmp_path / "x.txt").exists()
     assert main(["predict", str(tmp_path), "--checkpoint", checkpoint]) == 2
     assert f"no videos found in {tmp_path}" in capsys.readouterr().err
+
+
+def test_predict_refuses_topk_below_one_before_any_work(tmp_path):
+    # the library checks it, not only the CLI: no checkpoint is read for a bad request
+    with pytest.raises(ConfigError, match=r"--topk must be >= 1, got 0"):
+        list(inference.predict(["clip.mp4"], tmp_path / "missing.pt", topk=0))

@@ -20,7 +20,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from videoglore.errors import ConfigError, VideogloreError
+from videoglore.errors import VideogloreError
 
 OVERRIDES_HELP = "config overrides as dotted keys, e.g. train.epochs=3 model.depth=101"
 
@@ -232,8 +232,6 @@ def cmd_predict(args) -> int:
         write_predictions,
     )
 
-    if args.topk < 1:
-        raise ConfigError(f"predict --topk must be >= 1, got {args.topk}")
     check_output_path(args.out)
     results = []
     for result in predict(find_videos(args.videos), args.checkpoint, args.topk, args.device):

@@ -113,8 +113,11 @@ def predict(
     yielded one video at a time (a bad file gives a Prediction with ``error``).
 
     Raises:
+        ConfigError: ``topk`` < 1, before any work.
         CheckpointError: the checkpoint is missing, corrupt or refused.
     """
+    if topk < 1:
+        raise ConfigError(f"predict --topk must be >= 1, got {topk}")
     dev = select_device(device)
     model, classes, cfg = load_model_from_checkpoint(checkpoint, dev)
     # the defaults for this device (bf16 + channels_last_3d on CUDA), whatever the run trained with
