@@ -38,8 +38,7 @@ from videoglore.data import build_loader
 from videoglore.engine.checkpoint import TrainState
 from videoglore.engine.distributed import setup_runtime
 from videoglore.engine.forward import FastPath, fast_path
-from videoglore.engine.optim import build_optimizer, build_scheduler
-from videoglore.engine.run import Run
+from videoglore.engine.run import Run, optimization
 from videoglore.engine.run_log import RunLog
 from videoglore.engine.trainer import train_step
 from videoglore.errors import ConfigError
@@ -156,16 +155,12 @@ def engine_step(cfg: Config, rt, fast: FastPath, model, net, batch: int):
     """``step(clips, labels)``: the engine's training step (``trainer.train_step``, the one place
     this module calls it) on a ``Run`` holding only what a step uses. It reads the loss back
     (``.item()``) every step, so the host waits for the device as in training."""
-    optimizer = build_optimizer(model, cfg.train, global_batch=batch)
     run = Run(
         cfg=cfg,
         rt=rt,
         fast=fast,
-        model=model,
         net=net,
-        optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, STEPS_PER_EPOCH, cfg.train),
-        scaler=torch.amp.GradScaler(rt.device.type, enabled=fast.dtype == torch.float16),
+        **optimization(model, cfg.train, rt, fast, batch, STEPS_PER_EPOCH),
         train_loader=None,  # the benchmark feeds the batches
         val_loader=None,
         classes=[],

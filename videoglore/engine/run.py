@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data_prep.lists import read_classes
-from videoglore.config import Config
+from videoglore.config import Config, TrainConfig
 from videoglore.data import YuvClips, build_loader
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import Runtime, on_main
@@ -69,6 +69,26 @@ class Run:
         return forward_batch(module, batch, self.cfg.data, self.rt.device, self.fast)
 
 
+def optimization(
+    model: nn.Module,
+    tc: TrainConfig,
+    rt: Runtime,
+    fast: FastPath,
+    batch: int,
+    iters_per_epoch: int,
+) -> dict:
+    """What a step updates, as ``Run`` fields: ``model``, SGD at the lr of the global ``batch``,
+    the per-iteration schedule over epochs of ``iters_per_epoch`` steps, the fp16 grad scaler
+    (a no-op unless the fast path's dtype is float16)."""
+    optimizer = build_optimizer(model, tc, batch)
+    return dict(
+        model=model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, iters_per_epoch, tc),
+        scaler=torch.amp.GradScaler(rt.device.type, enabled=fast.dtype == torch.float16),
+    )
+
+
 def build_run(cfg: Config, rt: Runtime) -> Run:
     """Build (or resume) the run of ``cfg`` in this process; call it under the run lock."""
     tc = cfg.train
@@ -84,12 +104,10 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
             f"{len(train_loader.dataset)} training videos are fewer than one global batch of "
             f"{batch}; lower train.batch_size"
         )
-    optimizer = build_optimizer(model, tc, batch)
-    scheduler = build_scheduler(optimizer, iters_per_epoch, tc)
-    scaler = torch.amp.GradScaler(rt.device.type, enabled=fast.dtype == torch.float16)
+    modules = optimization(model, tc, rt, fast, batch, iters_per_epoch)
     state = ckpt.TrainState()
-    modules = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
     _resume(cfg, rt, state, modules)
+    optimizer, scheduler = modules["optimizer"], modules["scheduler"]
     _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, batch))
     if state.iteration == 0:  # same init on every rank above; different dropout draws below
         seed_everything(tc.seed + rt.rank, tc.deterministic)
