@@ -99,12 +99,11 @@ def tiny_config_dict(videos: dict[str, Path], out_dir: str | Path) -> dict:
             "lr_batch": 2,
             "warmup_epochs": 0.0,
             "lr_steps": [100.0],
-            "amp": "off",
-            "device": "cpu",
             "deterministic": True,
             "log_every": 1,
         },
         "test": {"num_clips": 2, "num_crops": 1, "batch_size": 2},
+        "runtime": {"amp": "off", "device": "cpu"},
         "output": {"dir": str(out_dir)},
     }
 

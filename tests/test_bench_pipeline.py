@@ -69,22 +69,23 @@ def test_pipeline_quick_on_cpu(tmp_path, monkeypatch):
 
 
 def test_fast_path_options_are_the_train_configs(tmp_path):
-    """--precision/--channels-last/--compile set train.amp/channels_last/compile, resolved by the
+    """--precision/--channels-last/--compile set runtime.amp/channels_last/compile, resolved by the
     engine's fast_path; left out, the config's values stay (auto without --config)."""
     path = tmp_path / "cfg.yaml"
-    path.write_text("train:\n  amp: bf16\n  channels_last: false\n  compile: false\n")
+    path.write_text("runtime:\n  amp: bf16\n  channels_last: false\n  compile: false\n")
     cfg = pipeline.pipeline_config(parse("-c", str(path)))
-    assert (cfg.train.amp, cfg.train.channels_last, cfg.train.compile) == ("bf16", False, False)
+    rc = cfg.runtime
+    assert (rc.amp, rc.channels_last, rc.compile) == ("bf16", False, False)
 
     fast = ["--precision", "off", "--channels-last", "on", "--compile", "max-autotune"]
     cfg = pipeline.pipeline_config(parse("-c", str(path), *fast))
-    assert (cfg.train.amp, cfg.train.channels_last, cfg.train.compile) == ("off", True, True)
-    assert fast_path(cfg.train, torch.device("cpu")) == FastPath(None, True, True)
+    assert (cfg.runtime.amp, cfg.runtime.channels_last, cfg.runtime.compile) == ("off", True, True)
+    assert fast_path(cfg.runtime, torch.device("cpu")) == FastPath(None, True, True)
 
     auto = ["--precision", "auto", "--channels-last", "auto", "--compile", "auto"]
     cfg = pipeline.pipeline_config(parse("-c", str(path), *auto))
-    assert fast_path(cfg.train, torch.device("cpu")) == FastPath(None, False, False)
-    assert fast_path(cfg.train, torch.device("cuda")) == FastPath(torch.bfloat16, True, True)
+    assert fast_path(cfg.runtime, torch.device("cpu")) == FastPath(None, False, False)
+    assert fast_path(cfg.runtime, torch.device("cuda")) == FastPath(torch.bfloat16, True, True)
 
 
 def test_pipeline_rejects_a_bad_clip():

@@ -92,16 +92,28 @@ def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
 
 
 def test_a_bare_off_means_the_word_off(tmp_path):
-    """YAML 1.1 reads a bare ``off`` as false; ``train.amp: off`` (file or override) is "off"."""
-    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    """YAML 1.1 reads a bare ``off`` as false; ``runtime.amp: off`` (file or override) is "off"."""
+    assert load_config(None, ["runtime.amp=off"]).runtime.amp == "off"
     path = tmp_path / "amp.yaml"
-    path.write_text("train:\n  amp: off\n  channels_last: off\n")
+    path.write_text("runtime:\n  amp: off\n  channels_last: off\n")
     cfg = load_config(path)
-    assert cfg.train.amp == "off" and cfg.train.channels_last is False  # a switch keeps the bool
+    assert cfg.runtime.amp == "off"
+    assert cfg.runtime.channels_last is False  # a switch keeps the bool
     with pytest.raises(
-        ConfigError, match="train.amp must be one of auto, bf16, fp16, off, got True"
+        ConfigError, match="runtime.amp must be one of auto, bf16, fp16, off, got True"
     ):
-        load_config(None, ["train.amp=on"])
+        load_config(None, ["runtime.amp=on"])
+
+
+def test_keys_that_moved_to_runtime_are_read_from_train(tmp_path):
+    """Configs and checkpoints written before the runtime section keep working: train.amp,
+    train.device, train.channels_last and train.compile are read as runtime.*; a runtime key
+    given as well wins."""
+    path = tmp_path / "old.yaml"
+    path.write_text("train:\n  amp: bf16\n  device: cpu\n  compile: false\n  epochs: 3\n")
+    cfg = load_config(path, ["runtime.compile=true"])
+    assert (cfg.runtime.amp, cfg.runtime.device, cfg.runtime.compile) == ("bf16", "cpu", True)
+    assert cfg.train.epochs == 3 and not hasattr(cfg.train, "amp")
 
 
 def test_saved_config_round_trips(tmp_path):
@@ -143,9 +155,10 @@ BAD_VALUES = [
     ("model.num_classes=0", "model.num_classes must be >= 1, got 0"),
     ("train.schedule=cosin", "train.schedule must be one of step, cosine, got 'cosin'; did you "
      "mean cosine?"),
-    ("train.amp=bf15", "train.amp must be one of auto, bf16, fp16, off, got 'bf15'; did you mean "
-     "bf16?"),
-    ("train.device=gpu", "train.device must be one of auto, cpu, cuda, got 'gpu'"),
+    ("runtime.amp=bf15", "runtime.amp must be one of auto, bf16, fp16, off, got 'bf15'; did you "
+     "mean bf16?"),
+    ("runtime.device=gpu", "runtime.device must be one of auto, cpu, cuda, got 'gpu'"),
+    ("runtime.threads=-1", "runtime.threads must be >= 0, got -1"),
     ("train.batch_size=0", "train.batch_size must be >= 1, got 0"),
     ("train.lr=0", "train.lr must be > 0, got 0.0"),
     ("train.lr=-0.1", "train.lr must be > 0, got -0.1"),

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from tests.helpers import REPO
-from videoglore.config import Config, DataConfig, TrainConfig, load_config
+from videoglore.config import Config, DataConfig, RuntimeConfig, load_config
 from videoglore.data import normalize
 from videoglore.engine.forward import (
     FastPath,
@@ -20,7 +20,7 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
 def test_the_fast_path_is_on_for_cuda_and_off_on_cpu_by_default():
-    tc = TrainConfig()
+    tc = RuntimeConfig()
     assert fast_path(tc, CUDA) == FastPath(dtype=torch.bfloat16, channels_last=True, compile=True)
     assert fast_path(tc, CPU) == FastPath(dtype=None, channels_last=False, compile=False)
     # testing and prediction: bf16 + channels_last on CUDA, never compiled
@@ -29,23 +29,23 @@ def test_the_fast_path_is_on_for_cuda_and_off_on_cpu_by_default():
 
 
 def test_explicit_settings_win_over_auto():
-    off = TrainConfig(channels_last=False, compile=False, amp="off")
+    off = RuntimeConfig(channels_last=False, compile=False, amp="off")
     assert fast_path(off, CUDA) == FastPath(None, False, False)
-    on = TrainConfig(channels_last=True, compile=True, amp="bf16")
+    on = RuntimeConfig(channels_last=True, compile=True, amp="bf16")
     assert fast_path(on, CPU) == FastPath(torch.bfloat16, True, True)
     assert fast_path(on, CPU, training=False) == FastPath(torch.bfloat16, True, False)
 
 
 def test_config_takes_auto_true_or_false():
-    cfg = load_config(None, ["train.channels_last=true", "train.compile=auto"])
-    assert cfg.train.channels_last is True and cfg.train.compile == "auto"
-    with pytest.raises(ConfigError, match="train.compile must be one of auto, True, False.*auto"):
-        load_config(None, ["train.compile=aut"])
+    cfg = load_config(None, ["runtime.channels_last=true", "runtime.compile=auto"])
+    assert cfg.runtime.channels_last is True and cfg.runtime.compile == "auto"
+    with pytest.raises(ConfigError, match="runtime.compile must be one of auto, True, False.*auto"):
+        load_config(None, ["runtime.compile=aut"])
 
 
 def test_the_k400_configs_take_the_fast_path():
     for name in ("k400_r50_glore_8x8", "k400_r101_glore_8x8", "k400_mfnet_glore_16x8"):
-        tc = load_config(REPO / f"configs/{name}.yaml").train
+        tc = load_config(REPO / f"configs/{name}.yaml").runtime
         assert fast_path(tc, CUDA) == FastPath(torch.bfloat16, True, True), name
 
 

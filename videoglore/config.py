@@ -1,9 +1,10 @@
 """Experiment configuration: YAML file → typed dataclasses, one per section.
 
-A config file has the sections ``data``, ``model``, ``train``, ``test`` and ``output``; every key is
-optional and falls back to the default written here. Unknown keys and values of the wrong type fail
-at load time with the file, the dotted key and the closest valid key named. Command-line overrides
-use dotted keys (``train.epochs=3``) and are checked the same way.
+A config file has the sections ``data``, ``model``, ``train``, ``test``, ``runtime`` and
+``output``; every key is optional and falls back to the default written here. Unknown keys and
+values of the wrong type fail at load time with the file, the dotted key and the closest valid
+key named. Command-line overrides use dotted keys (``train.epochs=3``) and are checked the same
+way.
 
 Values are checked when the config loads, declared beside each field:
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.resources
+import logging
 import operator
 import types
 import typing
@@ -36,6 +38,8 @@ import yaml
 
 from data_prep.files import atomic_write_text, read_utf8
 from videoglore.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 MAX_VIDEO_VIEW_GIB = 2  # uint8 pixels of one test video's views (10 x 3 x 8 x 224²: 0.03 GiB)
 
@@ -133,11 +137,6 @@ class TrainConfig:
     precise_bn_average: Literal["ema", "exact"] = "ema"  # released: BN's moving average
     label_smoothing: Annotated[float, ">= 0, < 1"] = 0.0
     clip_grad: Annotated[float, ">= 0"] = 0.0  # max gradient norm; 0 = off
-    # "auto": bf16 autocast on CUDA, off on CPU
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
-    # The fast path (engine/forward.py): "auto" = on for CUDA, off on CPU; true/false force it.
-    channels_last: Literal["auto", True, False] = "auto"  # channels_last_3d (train and test)
-    compile: Literal["auto", True, False] = "auto"  # torch.compile the model (train)
     sync_bn: bool = False  # SyncBatchNorm under DDP
     seed: Annotated[int, ">= 0, < 2147483648"] = 0  # + rank seeds numpy, which takes < 2^32
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
@@ -149,7 +148,6 @@ class TrainConfig:
     # extra mid-epoch checkpoints every N iterations; 0 = epoch ends only
     ckpt_every_iters: Annotated[int, ">= 0"] = 0
     log_every: Annotated[int, ">= 1"] = 10  # iterations between log lines
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def check(self) -> Iterator[tuple[str, str]]:
         steps = self.lr_steps
@@ -175,6 +173,22 @@ class TestConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """Where and how the network runs; ``train``, ``test`` and ``predict`` all read this section.
+
+    The fast path (engine/forward.py): "auto" = on for CUDA, off on CPU; true/false force it.
+    """
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 autocast on CUDA only
+    channels_last: Literal["auto", True, False] = "auto"  # channels_last_3d (train and test)
+    compile: Literal["auto", True, False] = "auto"  # torch.compile the model (train)
+    # torch intra-op threads of the main process (loader workers always use one); 0 = torch's
+    # default (one per core). On a shared CPU machine, set it to the cores that are yours.
+    threads: Annotated[int, ">= 0"] = 0
+
+
+@dataclass
 class OutputConfig:
     dir: str = "runs/default"  # run directory: config, checkpoints, logs, metrics
 
@@ -185,6 +199,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def check(self) -> Iterator[tuple[str, str]]:
@@ -254,7 +269,30 @@ def _read_text(path: Path) -> str:
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
     """Build a checked ``Config`` from nested plain data (as in YAML files and checkpoints)."""
-    return _build(Config, raw, source, prefix="")
+    return _build(Config, _moved_to_runtime(raw, source), source, prefix="")
+
+
+# train.* keys that moved to the runtime section (checkpoints and configs written before
+# 2026-12 have them under train): read where they are, into runtime.
+MOVED_TO_RUNTIME = ("device", "amp", "channels_last", "compile")
+
+
+def _moved_to_runtime(raw: Any, source: str) -> Any:
+    train = raw.get("train") if isinstance(raw, dict) else None
+    if not isinstance(train, dict) or not any(k in train for k in MOVED_TO_RUNTIME):
+        return raw
+    runtime = raw.get("runtime") or {}
+    if not isinstance(runtime, dict):
+        return raw  # _build names the malformed section
+    moved = {k: train[k] for k in MOVED_TO_RUNTIME if k in train}
+    log.info(
+        "%s: %s read as %s (these keys moved to the runtime section)",
+        source,
+        ", ".join(f"train.{k}" for k in moved),
+        ", ".join(f"runtime.{k}" for k in moved),
+    )
+    kept = {k: v for k, v in train.items() if k not in moved}
+    return {**raw, "train": kept, "runtime": {**moved, **runtime}}
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

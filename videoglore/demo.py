@@ -11,7 +11,7 @@ Each stage is resumable, so rerunning the demo reuses what an earlier run finish
 
 Reproducible: the videos are seeded and encoded single-threaded (bit-identical files whatever
 prepare's worker count), clips are sampled from (seed, epoch, video) whatever the loader's worker
-count, and the demo config trains on the CPU (``train.device: cpu``). What remains is the float
+count, and the demo config trains on the CPU (``runtime.device: cpu``). What remains is the float
 rounding of the CPU kernels, which depends on two things (measured with torch 2.14 on an AVX-512
 CPU, where each changed the demo's video top-1 by one of its 36 test videos):
 

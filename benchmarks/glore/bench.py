@@ -267,9 +267,8 @@ def run_config(
         precise_bn_update="none",
         precise_bn_average="exact",
         log_every=5,
-        device="cpu",
-        amp="off",
     )
+    cfg.runtime = dataclasses.replace(cfg.runtime, device="cpu", amp="off")
     # one clip covers the whole video, so K clips would repeat it; the square frame = 1 crop
     cfg.test = dataclasses.replace(cfg.test, num_clips=1, num_crops=1, batch_size=8)
     cfg.output.dir = str(out / "runs" / variant / f"seed{seed}")

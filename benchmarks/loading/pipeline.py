@@ -15,8 +15,8 @@ Three measurements with the same loader settings, model and batch:
 The limit is named from the first two: the end-to-end speed cannot exceed the smaller one, and
 a data-wait above 5 % means the GPU waits for the loader. Videos are read from the page cache
 (a list of ``--list-size`` entries over ``--videos`` files), so disk speed is not measured.
-Autocast, channels_last_3d and compile are training's: ``train.amp``, ``train.channels_last``
-and ``train.compile`` (set by ``--precision``, ``--channels-last``, ``--compile``) resolved by
+Autocast, channels_last_3d and compile are training's: ``runtime.amp``, ``runtime.channels_last``
+and ``runtime.compile`` (set by ``--precision``, ``--channels-last``, ``--compile``) resolved by
 ``engine.forward.fast_path``.
 """
 
@@ -84,17 +84,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp16", "off"),
-        help="train.amp (default: the config's; auto = bf16 on CUDA, off on CPU)",
+        help="runtime.amp (default: the config's; auto = bf16 on CUDA, off on CPU)",
     )
     parser.add_argument(
         "--channels-last",
         choices=("auto", "on", "off"),
-        help="train.channels_last (default: the config's; auto = on with CUDA)",
+        help="runtime.channels_last (default: the config's; auto = on with CUDA)",
     )
     parser.add_argument(
         "--compile",
         choices=("auto", "off", *COMPILE_MODES),
-        help="train.compile; a mode = on with that mode (default: the config's; auto = on with "
+        help="runtime.compile; a mode = on with that mode (default: the config's; auto = on with "
         "CUDA, mode default)",
     )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> BenchmarkResult:
     rt = setup_runtime(args.device)
     device = rt.device
     cfg = pipeline_config(args)
-    fast = fast_path(cfg.train, device)
+    fast = fast_path(cfg.runtime, device)
     torch.manual_seed(0)
     if args.config:  # the config's network, classes and width
         model = build_model(cfg.model)
@@ -253,16 +253,16 @@ def pipeline_config(args: argparse.Namespace) -> Config:
 
 
 def fast_path_overrides(args: argparse.Namespace) -> list[str]:
-    """--precision, --channels-last and --compile as overrides of train.amp, train.channels_last
-    and train.compile (a compile mode means on)."""
+    """--precision, --channels-last and --compile as overrides of runtime.amp,
+    runtime.channels_last and runtime.compile (a compile mode means on)."""
     switch = {"auto": "auto", "on": "true", "off": "false"}
     overrides = []
     if args.precision:
-        overrides.append(f"train.amp={args.precision}")
+        overrides.append(f"runtime.amp={args.precision}")
     if args.channels_last:
-        overrides.append(f"train.channels_last={switch[args.channels_last]}")
+        overrides.append(f"runtime.channels_last={switch[args.channels_last]}")
     if args.compile:
-        overrides.append(f"train.compile={switch.get(args.compile, 'true')}")
+        overrides.append(f"runtime.compile={switch.get(args.compile, 'true')}")
     return overrides
 
 

@@ -56,8 +56,11 @@ def select_device(device: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def setup_runtime(device: str = "auto") -> Runtime:
-    """Pick the device and, under torchrun, join the process group (once per process)."""
+def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
+    """Pick the device, set torch's intra-op ``threads`` (0: leave torch's default) and, under
+    torchrun, join the process group (once per process)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

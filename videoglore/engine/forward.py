@@ -10,8 +10,8 @@ format.
 ``videoglore.data.model_input`` is the one place where the loader's batch format becomes the
 network's input; this module adds only the memory format and the autocast around the model.
 
-The fast path (``FastPath``): bf16 autocast, channels_last_3d and torch.compile. ``train.amp``,
-``train.channels_last`` and ``train.compile`` default to "auto": on for CUDA, off on CPU (where
+The fast path (``FastPath``): bf16 autocast, channels_last_3d and torch.compile. ``runtime.amp``,
+``runtime.channels_last`` and ``runtime.compile`` default to "auto": on for CUDA, off on CPU (where
 bf16 and channels_last_3d convolutions are slower and compiling costs more than it saves). On one
 H100, R50+GloRe 8×224² trains at 273 clips/s in bf16 eager and 514 clips/s with channels_last_3d
 and compile (issue 13 measurements). ``test`` uses the same autocast and memory format, not compile
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from videoglore.config import Config, DataConfig, TrainConfig
+from videoglore.config import Config, DataConfig, RuntimeConfig
 from videoglore.data import YuvClips, model_input
 from videoglore.errors import ConfigError
 
@@ -40,23 +40,23 @@ class FastPath:
     compile: bool  # torch.compile the model (training only)
 
 
-def fast_path(tc: TrainConfig, device: torch.device, training: bool = True) -> FastPath:
-    """Resolve ``train.amp``, ``train.channels_last`` and ``train.compile`` for ``device``
+def fast_path(rc: RuntimeConfig, device: torch.device, training: bool = True) -> FastPath:
+    """Resolve ``runtime.amp``, ``runtime.channels_last`` and ``runtime.compile`` for ``device``
     (``training=False``: testing and prediction, never compiled)."""
     on_cuda = device.type == "cuda"
     return FastPath(
-        dtype=amp_dtype(tc.amp, device),
-        channels_last=on_cuda if tc.channels_last == "auto" else bool(tc.channels_last),
-        compile=training and (on_cuda if tc.compile == "auto" else bool(tc.compile)),
+        dtype=amp_dtype(rc.amp, device),
+        channels_last=on_cuda if rc.channels_last == "auto" else bool(rc.channels_last),
+        compile=training and (on_cuda if rc.compile == "auto" else bool(rc.compile)),
     )
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``train.amp``; None means full float32."""
+    """The autocast dtype for ``runtime.amp``; None means full float32."""
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs CUDA; use train.amp=bf16 or off on CPU")
+        raise ConfigError("runtime.amp=fp16 needs CUDA; use runtime.amp=bf16 or off on CPU")
     return torch.float16 if amp == "fp16" else torch.bfloat16
 
 

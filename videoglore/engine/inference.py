@@ -25,7 +25,7 @@ from data_prep.codec import probe_video
 from data_prep.files import atomic_open, write_json
 from data_prep.lists import VideoRecord
 from data_prep.sources import VIDEO_EXTENSIONS
-from videoglore.config import Config, TrainConfig, config_from_dict
+from videoglore.config import Config, RuntimeConfig, config_from_dict
 from videoglore.data import build_dataset
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import select_device
@@ -121,7 +121,7 @@ def predict(
     dev = select_device(device)
     model, classes, cfg = load_model_from_checkpoint(checkpoint, dev)
     # the defaults for this device (bf16 + channels_last_3d on CUDA), whatever the run trained with
-    fast = fast_path(TrainConfig(), dev, training=False)
+    fast = fast_path(RuntimeConfig(), dev, training=False)
     place_model(model, dev, fast)
     for video in videos:
         try:

@@ -93,7 +93,7 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     """Build (or resume) the run of ``cfg`` in this process; call it under the run lock."""
     tc = cfg.train
     seed_everything(tc.seed, tc.deterministic)
-    fast = fast_path(tc, rt.device)
+    fast = fast_path(cfg.runtime, rt.device)
     classes = read_run_classes(cfg)
     model = _build_model(cfg, rt, fast, len(classes))
     train_loader = build_loader(cfg, "train", distributed=rt.distributed, batch_size=tc.batch_size)

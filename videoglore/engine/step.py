@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 OOM_ADVICE = (
     "out of GPU memory {where}; lower train.batch_size (the lr is rescaled automatically), use "
-    "shorter clips (data.num_frames) or smaller crops (data.crop_size), keep train.amp=bf16/fp16 "
-    "and train.channels_last=auto"
+    "shorter clips (data.num_frames) or smaller crops (data.crop_size), keep runtime.amp=bf16/fp16 "
+    "and runtime.channels_last=auto"
 )
 
 

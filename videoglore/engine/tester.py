@@ -40,7 +40,7 @@ def test(cfg: Config, checkpoint: str | None = None) -> dict:
     Raises:
         CheckpointError: the checkpoint is unreadable, or its scores are NaN/Inf.
     """
-    rt = setup_runtime(cfg.train.device)
+    rt = setup_runtime(cfg.runtime.device, cfg.runtime.threads)
     try:
         return _test(cfg, checkpoint, rt)
     finally:
@@ -50,7 +50,7 @@ def test(cfg: Config, checkpoint: str | None = None) -> dict:
 def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
     path = checkpoint or cfg.test.checkpoint or str(ckpt.find_checkpoint(cfg.output.dir))
     model, classes = _model_to_test(path, cfg)
-    fast = fast_path(cfg.train, rt.device, training=False)
+    fast = fast_path(cfg.runtime, rt.device, training=False)
     place_model(model, rt.device, fast).eval()
     loader = build_loader(cfg, "test", distributed=rt.distributed, batch_size=cfg.test.batch_size)
     merged = merge_parts(gather_objects(score_videos(model, loader, cfg, rt.device, fast), rt))

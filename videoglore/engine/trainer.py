@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: Config) -> dict:
     """Train (or resume) the run in ``cfg.output.dir``; returns final metrics on every rank."""
-    rt = setup_runtime(cfg.train.device)
+    rt = setup_runtime(cfg.runtime.device, cfg.runtime.threads)
     lock = RunLock(cfg.output.dir)  # one trainer per run directory; rank 0 holds it
     try:
         on_main(lambda: _take_run_dir(lock, cfg), rt)
