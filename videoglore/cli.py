@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="multi-clip x multi-crop test; writes metrics.json and predictions.csv",
         description="Score every video of data.val_list with test.num_clips x test.num_crops "
         "views, average per video and write metrics.json, predictions.csv (and scores.npy) to "
-        "the run directory.",
+        "the run directory. A checkpoint of ours brings its model section and clip settings "
+        "(data.num_frames, frame_interval, crop_size, test_scale, normalization); a dotted "
+        "override on the command line wins; the rest comes from the config. A released .pth "
+        "is tested with the config's model.",
     )
     _add_config_arguments(p)
     p.add_argument("--checkpoint", help="checkpoint file (default: best, else last, of output.dir)")
@@ -87,14 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="top-k labels for video files and folders",
         description="Print the top-k labels with probabilities for each video, using the model, "
-        "class names and test settings stored in the checkpoint. A file that cannot be read is "
+        "class names and test settings stored in the checkpoint (dotted overrides change them). "
+        "With -c, as `test`: the checkpoint's model and clip settings, the config's test "
+        "section; a weights-only file (released .pth) needs -c. A file that cannot be read is "
         "reported in one line and the others go on; the exit status is 2 if any failed.",
     )
     p.add_argument("videos", nargs="+", help="video files, or folders (every video under them)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by `train`")
+    p.add_argument("--checkpoint", required=True, help="checkpoint or weights file")
+    p.add_argument("-c", "--config", help="YAML config (needed for weights-only files)")
     p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
-    p.add_argument("--out", help="also write the results to this .csv or .json file")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="default: runtime.device (auto)"
+    )
+    p.add_argument(
+        "--out", help="also write the results to this .csv or .json file (folders are made)"
+    )
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser(
@@ -216,9 +227,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_test(args) -> int:
+    from videoglore.config import override_keys
     from videoglore.engine.tester import test
 
-    metrics = test(_load(args), checkpoint=args.checkpoint)
+    cfg, explicit = _load(args), override_keys(args.overrides)
+    metrics = test(cfg, args.checkpoint, explicit, config_name=args.config or "")
     if metrics:
         print(_format_metrics(metrics))
     return 0
@@ -233,8 +246,10 @@ def cmd_predict(args) -> int:
     )
 
     check_output_path(args.out)
+    videos = find_videos(args.videos)
     results = []
-    for result in predict(find_videos(args.videos), args.checkpoint, args.topk, args.device):
+    run = predict(videos, args.checkpoint, args.topk, args.device, args.config, args.overrides)
+    for result in run:
         results.append(result)
         if result.error:
             print(f"error: {result.error}", file=sys.stderr)
