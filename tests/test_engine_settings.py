@@ -226,3 +226,35 @@ def test_predict_checks_the_output_path_before_any_work(
     out = tmp_path / "new" / "deeper" / "labels.json"
     assert main([*argv, "--out", str(out)]) == 0
     assert json.loads(out.read_text())[0]["video"] == video and len(scored) == 1
+
+
+def test_a_checkpoint_of_other_classes_than_the_test_list_is_one_line(
+    checkpoint, other_config, tmp_path, capsys
+):
+    path, _ = checkpoint
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps(["class_1", "class_0"]))  # the list's order differs
+    argv = ["test", "-c", str(other_config), "--checkpoint", str(path)]
+    assert main([*argv, f"data.classes={classes}"]) == 2
+    line = _error_line(capsys)
+    assert str(path) in line and str(classes) in line and "'class_0', 'class_1'" in line
+    assert not (tmp_path / "other_run" / "metrics.json").exists()
+
+
+def test_predict_overrides_apply_to_the_checkpoints_settings(checkpoint, tiny_videos, capsys):
+    path, _ = checkpoint
+    video = str(tiny_videos["root"] / "videos" / "val" / "class_1" / "000.mp4")
+    seen = []
+    real = inference._video_scores
+
+    def spy(model, video, cfg, *rest):
+        seen.append((cfg.test.num_clips, cfg.data.num_frames, type(model).__name__))
+        return real(model, video, cfg, *rest)
+
+    argv = ["predict", video, "--checkpoint", str(path), "--device", "cpu"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(inference, "_video_scores", spy)
+        assert main([*argv, "test.num_clips=1"]) == 0
+        assert main([*argv, "model.num_classes=5"]) == 2
+    assert seen == [(1, 8, "VideoNet")]  # the checkpoint's 8 frames, the override's 1 clip
+    assert "model.num_classes=5" in _error_line(capsys)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -95,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         "section; a weights-only file (released .pth) needs -c. A file that cannot be read is "
         "reported in one line and the others go on; the exit status is 2 if any failed.",
     )
-    p.add_argument("videos", nargs="+", help="video files, or folders (every video under them)")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO",
+        help="video files, or folders (every video under them); an item section.key=value is a "
+        "config override, e.g. test.num_clips=1",
+    )
     p.add_argument("--checkpoint", required=True, help="checkpoint or weights file")
     p.add_argument("-c", "--config", help="YAML config (needed for weights-only files)")
     p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
@@ -105,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", help="also write the results to this .csv or .json file (folders are made)"
     )
-    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    p.intermixed = True
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser(
@@ -150,11 +158,20 @@ class _LazyParser(argparse.ArgumentParser):
     """
 
     fill: Callable[[argparse.ArgumentParser], None] | None = None
+    # positionals may follow options (``predict a.mp4 --checkpoint x test.num_clips=1``)
+    intermixed: bool = False
+    _mixing: bool = False
 
     def parse_known_args(self, args=None, namespace=None):
         if self.fill is not None:
             fill, self.fill = self.fill, None
             fill(self)
+        if self.intermixed and not self._mixing:  # it calls parse_known_args itself
+            self._mixing = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._mixing = False
         return super().parse_known_args(args, namespace)
 
 
@@ -246,9 +263,15 @@ def cmd_predict(args) -> int:
     )
 
     check_output_path(args.out)
-    videos = find_videos(args.videos)
+    paths, overrides = _split_overrides(args.videos)
+    if not paths:
+        from videoglore.errors import ConfigError
+
+        raise ConfigError(f"predict: no video given, only overrides ({', '.join(overrides)})")
     results = []
-    run = predict(videos, args.checkpoint, args.topk, args.device, args.config, args.overrides)
+    run = predict(
+        find_videos(paths), args.checkpoint, args.topk, args.device, args.config, overrides
+    )
     for result in run:
         results.append(result)
         if result.error:
@@ -260,6 +283,19 @@ def cmd_predict(args) -> int:
     if args.out:
         print(f"wrote {write_predictions(args.out, results)}")
     return 2 if any(r.error for r in results) else 0
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_]+(\.[A-Za-z_0-9]+)+=")  # section.key=value
+
+
+def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """(videos, overrides) of predict's positional items: ``section.key=value`` is an override
+    unless a file or folder of that name exists."""
+    videos, overrides = [], []
+    for item in items:
+        is_override = _OVERRIDE.match(item) and not os.path.exists(item)
+        (overrides if is_override else videos).append(item)
+    return videos, overrides
 
 
 def cmd_demo(args) -> int:
