@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +56,11 @@ class Run:
     train_loader: DataLoader
     val_loader: DataLoader | None
     classes: list[str]
-    weights_source: dict  # what model.weights gave (models.loading.WeightsSource), {} if none
     iters_per_epoch: int
     state: ckpt.TrainState
     log: RunLog  # writes on rank 0 only
+    # what model.weights gave (models.loading.WeightsSource.record()), recorded in checkpoints
+    weights_source: dict = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
