@@ -33,3 +33,10 @@ class CheckpointError(VideogloreError):
 
 class TrainingError(VideogloreError):
     """Training cannot go on (non-finite loss or scores, out of memory, run directory in use)."""
+
+
+def bounded_repr(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters (ending in "..."): a value quoted in a
+    message keeps the message one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

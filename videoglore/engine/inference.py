@@ -125,10 +125,16 @@ def _advice(settings: Settings) -> str:
 
 def _override_error(file: ModelFile, settings: Settings, exc: CheckpointError) -> Exception:
     """A load that failed because of command-line model keys: say so, and what the file holds."""
-    keys = {k: v for k, v in settings.from_command_line.items() if k.startswith("model.")}
-    if not keys or not settings.has_config:
+    if not settings.has_config:
         return exc
     held = config_from_dict(copy.deepcopy(file.config), source=f"{file.path}:config").model
+    keys = {
+        k: v
+        for k, v in settings.from_command_line.items()
+        if k.startswith("model.") and getattr(held, k.removeprefix("model."), v) != v
+    }
+    if not keys:
+        return exc
     overrides = ", ".join(f"{k}={v}" for k, v in sorted(keys.items()))
     return CheckpointError(
         f"{file.path}: {overrides} from the command line does not fit the model the checkpoint "

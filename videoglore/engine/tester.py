@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from data_prep.errors import bounded_repr
 from data_prep.lists import read_classes
 from videoglore.config import Config
 from videoglore.data import build_loader
@@ -114,10 +115,10 @@ def _check_classes(path: str, classes: list[str], cfg: Config, records) -> None:
     top = max((r.label for r in records), default=-1)
     if (names is None or names == classes) and top < len(classes):
         return
-    shown = ", ".join(map(repr, classes[:3])) + (", ..." if len(classes) > 3 else "")
+    shown = bounded_repr(classes[:3]) + (" ..." if len(classes) > 3 else "")
     where = f"{listed} lists {len(names)}" if names is not None else f"labels go up to {top}"
     raise CheckpointError(
-        f"{path}: the model was trained on {len(classes)} classes ({shown}) but {where} "
+        f"{path}: the model was trained on {len(classes)} classes {shown} but {where} "
         f"classes for {cfg.data.val_list}; test it on the dataset it was trained on (the "
         "class names and their order must match)"
     )

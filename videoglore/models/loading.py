@@ -25,6 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_prep.errors import bounded_repr
 from videoglore.config import ModelConfig
 from videoglore.errors import CheckpointError
 from videoglore.models.registry import build_model
@@ -164,11 +165,11 @@ def _classifier_rule(
     if not file.classes or not classes or file.classes == list(classes):
         return "kept", None
     if sorted(file.classes) != sorted(classes):
-        only_file = [c for c in file.classes if c not in classes][:3]
-        only_run = [c for c in classes if c not in file.classes][:3]
+        only_file = bounded_repr([c for c in file.classes if c not in classes][:3])
+        only_run = bounded_repr([c for c in classes if c not in file.classes][:3])
         raise CheckpointError(
-            f"{file.path}: its {rows} classes are not the run's (the file has "
-            f"{', '.join(map(repr, only_file))}, the run {', '.join(map(repr, only_run))}); "
+            f"{file.path}: its {rows} classes are not the run's (only in the file: {only_file}, "
+            f"only in the run: {only_run}); "
             "its classifier would name predictions wrongly. To train a new classifier, set "
             "model.weights_skip=[classifier.*]; or point data.classes at the file's classes"
         )
