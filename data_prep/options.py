@@ -158,9 +158,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     standard = parser.add_argument_group(
         "standard datasets, each from its official files (alone; videos under --root)",
-        "UCF101 and HMDB51 write OUT/split{N}/{train,val}.csv, classes.json, skipped.csv and "
-        "share OUT/videos/ between splits; SSv2 writes OUT/{train,val}.csv like Kinetics. The "
-        "test (validation) split is val.csv.",
+        "UCF101, HMDB51: OUT/split{N}/{train,val}.csv, classes.json, skipped.csv; the splits\n"
+        "share OUT/videos/. SSv2: OUT/{train,val}.csv, like Kinetics. Test / validation split:\n"
+        "val.csv.",
     )
     standard.add_argument(
         "--ucf101",
@@ -182,7 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     cluster = parser.add_argument_group(
         "many machines (README: Preparing on a cluster)",
-        "Run --shard 0/N ... --shard N-1/N at once on machines sharing --out (same flags "
+        "Run --shard 0/N ... --shard N-1/N at once on machines sharing --out (same flags\n"
         "otherwise), then the same command without --shard to write the lists.",
     )
     cluster.add_argument(

@@ -48,7 +48,7 @@ from pathlib import Path
 from data_prep.classes import load_class_names, resolve_classes
 from data_prep.datasets import collect_entries
 from data_prep.encode import EncodeSettings, VideoResult, process_video
-from data_prep.errors import ConfigError, DataError
+from data_prep.errors import ConfigError
 from data_prep.files import as_output_error, atomic_open
 from data_prep.lists import VideoRecord, write_classes, write_video_list
 from data_prep.options import SPLIT_DATASETS, PrepareOptions, add_arguments, options_from_args
@@ -133,21 +133,23 @@ class PrepareSummary:
         return "\n".join(lines)
 
     def _shard_lines(self) -> list[str]:
-        shards = ", ".join(self.unfinished)
         if self.shard:
             return [
                 f"shard {self.shard} is done and writes no lists: once every shard is done, run "
                 "the same command without --shard (or with --merge) to write them"
             ]
+        several = len(self.unfinished) > 1
+        shards = f"shard{'s' if several else ''} {', '.join(self.unfinished)}"
         lines = []
         if self.pending:
+            why = f" ({shards} unfinished: rerun {'them' if several else 'it'})"
             lines.append(
                 f"{self.pending} videos are not prepared yet and in no list"
-                + (f" (unfinished shards: {shards}): rerun those shards" if shards else "")
-                + "; then --merge again, or run without --merge to do them here"
+                f"{why if self.unfinished else ''}; then --merge again, or run without --merge "
+                "to do them here"
             )
-        elif shards:
-            lines.append(f"shards {shards} had not finished: this run did the rest of them")
+        elif self.unfinished:
+            lines.append(f"{shards} had not finished: this run did the rest")
         lines.append(f"lists, classes.json and skipped.csv in {self.lists_dir or self.out_dir}")
         return lines
 
@@ -182,15 +184,16 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
         if not options.reencode_changed:
             _refuse_changed_settings(out, ledger)
         if options.merge:
-            results, processed = _recorded(out, planned, ledger), 0
+            sources = {key: os.path.abspath(entry.source) for key, entry in planned.items()}
+            results, processed = ledger.recorded(out, sources), 0
         else:
             results, processed = _check_videos(planned, ledger, settings, options)
         done = {key: entry for key, entry in planned.items() if key in results}
         records = _sort_results(done, results, label_of, tally, options)
         if options.shard is None:
             _write_lists(out, options.lists_folder, records, classes, tally)
-        if processed:  # drop superseded lines
-            ledger.compact()
+        if (processed or ledger.adopted) and not options.merge:  # --merge holds no lock
+            ledger.compact()  # superseded lines dropped, other runs' records taken in
     return PrepareSummary(
         str(out),
         tally.counts,
@@ -238,21 +241,6 @@ def _shard_part(planned: dict[str, VideoEntry], shard: Shard) -> tuple[dict, _Ta
             counts = tally.split(entry.split)
             counts.listed, counts.found = counts.listed + 1, counts.found + 1
     return part, tally
-
-
-def _recorded(out: Path, planned: dict[str, VideoEntry], ledger: Ledgers) -> dict:
-    """The recorded results of the planned videos (``--merge``): nothing is processed."""
-    if not ledger.exists:
-        raise DataError(
-            f"{out}: nothing is recorded under {out / '.prepare'} yet; run the shards "
-            "(--shard I/N) first, or run without --merge"
-        )
-    results = {}
-    for key, entry in planned.items():
-        done = ledger.finished(key, os.path.abspath(entry.source))
-        if done is not None:
-            results[key] = done
-    return results
 
 
 _FLAGS = {"short_side": "--short-side", "keyframe_interval": "--keyframe-interval", "crf": "--crf"}

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.encode import VideoResult
-from data_prep.errors import ConfigError, OutputError
+from data_prep.errors import ConfigError, DataError, OutputError
 from data_prep.files import output_error
 from data_prep.runner import ResultLedger
 
@@ -122,14 +122,18 @@ class Ledgers:
     """This run's ledger (appended to, compacted) and every other ledger under OUT (read only).
 
     ``finished`` answers from any of them: a record is valid whichever run wrote it (same encode
-    settings, same source size and mtime, output file as recorded). The keys it found no valid
-    record for are remembered in ``missed`` (the videos this run has to do or cannot list).
+    settings, same source size and mtime, output file as recorded). A valid record of another
+    ledger is adopted into this run's (written at the next :meth:`compact`), so after an
+    unsharded run ``OUT/.prepare/results.jsonl`` alone knows every video and the shard folders
+    may be deleted. The keys with no valid record are remembered in ``missed`` (the videos this
+    run has to do, or cannot list).
     """
 
     def __init__(self, own: ResultLedger, others: list[ResultLedger]):
         self.own, self.others = own, others
         self.signature, self.path = own.signature, own.path
         self.missed: list[str] = []
+        self.adopted = 0
 
     @property
     def exists(self) -> bool:
@@ -141,9 +145,27 @@ class Ledgers:
             if key in ledger.records:
                 result = ledger.finished(key, source)
                 if result is not None:
+                    if ledger is not self.own:
+                        self.own.records[key] = ledger.records[key]
+                        self.adopted += 1
                     return result
         self.missed.append(key)
         return None
+
+    def recorded(self, out: Path, sources: dict[str, str]) -> dict[str, VideoResult]:
+        """The valid results of the videos ``sources`` (key → source file) that any run
+        recorded, for ``--merge``, which processes nothing.
+
+        Raises:
+            DataError: no run recorded anything under ``out`` yet.
+        """
+        if not self.exists:
+            raise DataError(
+                f"{out}: nothing is recorded under {out / STATE} yet; run the shards "
+                "(--shard I/N) first, or run without --merge"
+            )
+        results = {key: self.finished(key, source) for key, source in sources.items()}
+        return {key: result for key, result in results.items() if result is not None}
 
     def other_settings(self) -> dict[tuple, int]:
         counts: dict[tuple, int] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,10 @@ def test_three_concurrent_shards_then_merge_equal_one_unsharded_run(kinetics, un
     again = prepare(options(kinetics, out))  # the plain command redoes nothing either
     assert (again.processed, again.reused, again.unfinished) == (0, len(every), [])
     same_outputs(out, unsharded)
+    assert sorted(ledger_keys(state / "results.jsonl")) == sorted(every)  # the shards' taken in
+    for i in range(3):
+        shutil.rmtree(state / f"shard-{i}-of-3")  # so their folders may go
+    assert prepare(options(kinetics, out)).processed == 0
 
 
 def test_merge_names_unfinished_shards_and_the_plain_run_finishes_them(
@@ -194,7 +199,7 @@ def test_merge_names_unfinished_shards_and_the_plain_run_finishes_them(
     merged = prepare(options(kinetics, out, merge=True))
     assert (merged.pending, merged.unfinished, merged.processed) == (len(left), ["1/3"], 0)
     assert f"{len(left)} videos are not prepared yet and in no list" in merged.format()
-    assert "unfinished shards: 1/3" in merged.format()
+    assert "(shard 1/3 unfinished: rerun it); then --merge again" in merged.format()
     listed = {r["path"] for name in ("train.csv", "val.csv") for r in read_rows(out / name)}
     assert listed and listed.isdisjoint(left)  # what is recorded is listed, nothing else
     code = main(["prepare", *command(kinetics, out, "--merge")[3:]])
@@ -203,7 +208,7 @@ def test_merge_names_unfinished_shards_and_the_plain_run_finishes_them(
     monkeypatch.undo()
     done = prepare(options(kinetics, out))  # plain: reuse every ledger, do what is left
     assert (done.processed, done.unfinished, done.pending) == (len(left), ["1/3"], 0)
-    assert "shards 1/3 had not finished: this run did the rest of them" in done.format()
+    assert "shard 1/3 had not finished: this run did the rest" in done.format()
     same_outputs(out, unsharded)
 
 
