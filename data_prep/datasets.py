@@ -1,6 +1,7 @@
-"""The official split files of UCF101, HMDB51 and Something-Something v2 → video entries.
+"""Every input of a run → video entries (:func:`collect_entries`), and the readers of the
+official split files of UCF101, HMDB51 and Something-Something v2.
 
-Each reader returns ``(entries, classes)``: one :class:`~data_prep.sources.VideoEntry` per
+Each dataset reader returns ``(entries, classes)``: one :class:`~data_prep.sources.VideoEntry` per
 annotated video (split ``train``, or ``val`` for the test / validation split, labelled by class
 index) and the class names in the dataset's own order, which ``classes.json`` keeps::
 
