@@ -202,8 +202,9 @@ def _load(args):
 def cmd_prepare(args: argparse.Namespace) -> int:
     from data_prep.prepare import options_from_args, prepare
 
-    print(prepare(options_from_args(args)).format())
-    return 0
+    summary = prepare(options_from_args(args))
+    print(summary.format())
+    return 1 if summary.pending else 0  # --merge before every shard finished: lists incomplete
 
 
 def cmd_train(args) -> int:
