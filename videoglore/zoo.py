@@ -104,6 +104,7 @@ ZOO: dict[str, Entry] = {
 
 
 def is_zoo(path: str | Path) -> bool:
+    """Whether ``path`` is a released name (a local file named ``zoo:x`` is ``./zoo:x``)."""
     return str(path).startswith(PREFIX)
 
 
