@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data_prep.lists import read_classes
+from videoglore import zoo
 from videoglore.config import Config, TrainConfig
 from videoglore.data import YuvClips, build_loader
 from videoglore.engine import checkpoint as ckpt
@@ -35,7 +36,7 @@ from videoglore.engine.optim import (
 )
 from videoglore.engine.run_log import RunLog
 from videoglore.errors import ConfigError
-from videoglore.models import build_model
+from videoglore.models import build_model, model_name
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, batch))
     if state.iteration == 0:  # same init on every rank above; different dropout draws below
         seed_everything(tc.seed + rt.rank, tc.deterministic)
+        if rt.is_main:
+            _say_if_from_scratch(cfg)
     val_loader = None
     if tc.val_every > 0 and cfg.data.val_list:
         val_loader = build_loader(cfg, "val", distributed=rt.distributed, batch_size=tc.batch_size)
@@ -149,6 +152,22 @@ def _build_model(cfg: Config, rt: Runtime, fast: FastPath, num_classes: int) -> 
         else:
             log.warning("train.sync_bn needs CUDA; using per-process BatchNorm on CPU")
     return place_model(model, rt.device, fast)
+
+
+def _say_if_from_scratch(cfg: Config) -> None:
+    """One line when a fresh run starts from random weights: the released recipes start from
+    inflated ImageNet weights (``model.pretrained``), and an empty value is easy to miss."""
+    if cfg.model.pretrained or cfg.model.weights:
+        return
+    name = model_name(cfg.model)
+    base = name.removesuffix("_glore")
+    released = [f"zoo:{n}" for n, e in zoo.ZOO.items() if e.kind == "pretrained" and e.net == base]
+    log.info(
+        "training %s from scratch (random weights): model.pretrained and model.weights are "
+        "empty; the released recipe starts from ImageNet weights%s",
+        name,
+        f", e.g. model.pretrained={released[0]}" if released else "",
+    )
 
 
 def _wrap(model: nn.Module, rt: Runtime, fast: FastPath) -> nn.Module:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import partial
 
 from videoglore.config import ModelConfig
-from videoglore.errors import ConfigError
+from videoglore.errors import ConfigError, explain_out_of_memory
 from videoglore.models.layers import Triple
 from videoglore.models.mfnet3d import MFNET
 from videoglore.models.resnet3d import resnet_architecture
@@ -57,10 +57,12 @@ def build_model(spec: str | ModelConfig, **overrides) -> VideoNet:
 
     Raises:
         ConfigError: unknown name or arch/depth.
+        TrainingError: out of memory while building, naming the sizes to lower.
         CheckpointError: a ``pretrained`` / ``weights`` file that is missing or does not fit.
     """
     cfg = spec if isinstance(spec, ModelConfig) else None
-    factory = _factory(model_name(cfg) if cfg is not None else spec)
+    name = model_name(cfg) if cfg is not None else spec
+    factory = _factory(name)
     kwargs = {}
     if cfg is not None:
         kwargs = dict(
@@ -70,12 +72,19 @@ def build_model(spec: str | ModelConfig, **overrides) -> VideoNet:
             normalize_glore=cfg.glore_normalize,
             glore_nodes=cfg.glore_nodes,
         )
-    model = factory(**(kwargs | overrides))
+    settings = kwargs | overrides
+    sizes = ", ".join(f"model.{k} {settings[k]}" for k in _SIZES if k in settings)
+    doing = f"building the model {name}" + (f" ({sizes})" if sizes else "")
+    with explain_out_of_memory(doing, "lower model.width, or free memory"):
+        model = factory(**settings)
     if cfg is not None and cfg.pretrained:
         inflate_2d_weights(model, cfg.pretrained)
     if cfg is not None and cfg.weights:
         load_weights(model, cfg.weights, strict=True)
     return model
+
+
+_SIZES = ("width", "num_classes", "glore_nodes")  # what the out-of-memory message names
 
 
 def _factory(name: str) -> partial:
