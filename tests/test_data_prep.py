@@ -13,18 +13,12 @@ import numpy as np
 import pytest
 
 import data_prep.encode as encode
+from data_prep.classes import load_class_names, resolve_classes
 from data_prep.codec import write_video
 from data_prep.encode import EncodeSettings, output_size, process_video
 from data_prep.lists import read_classes, read_video_list
 from data_prep.prepare import PrepareOptions, add_arguments, options_from_args, prepare
-from data_prep.sources import (
-    VideoEntry,
-    index_video_root,
-    load_class_names,
-    read_kinetics_csv,
-    read_plain_list,
-    resolve_classes,
-)
+from data_prep.sources import VideoEntry, index_video_root, read_kinetics_csv, read_plain_list
 from data_prep.synthetic import write_motion_dataset
 from videoglore.errors import ConfigError, DataError
 
@@ -413,7 +407,7 @@ def test_kinetics400_order_is_sorted_names():
 def test_label_spellings_map_to_class_names():
     """--classes: every spelling must match (case, '_' vs space); without it, spellings that
     all match Kinetics-400 take the official names, any other set is kept as written."""
-    from data_prep.sources import canonical_names
+    from data_prep.classes import canonical_names
 
     assert canonical_names({"Walk_Fast", "run"}, ["walk fast", "run"]) == {
         "Walk_Fast": "walk fast",
@@ -432,12 +426,14 @@ def test_label_spellings_map_to_class_names():
 
 
 def test_bundled_kinetics400_list_is_read_once(monkeypatch):
-    import data_prep.sources as sources
+    import data_prep.classes as classes_module
 
-    sources.kinetics400_names.cache_clear()
+    classes_module.bundled_names.cache_clear()
     reads = []
-    files = sources.resources.files
-    monkeypatch.setattr(sources.resources, "files", lambda pkg: reads.append(pkg) or files(pkg))
+    files = classes_module.resources.files
+    monkeypatch.setattr(
+        classes_module.resources, "files", lambda pkg: reads.append(pkg) or files(pkg)
+    )
     folders = ["abseiling", "air_drumming"]
     entries = [
         VideoEntry("train", f"{f}/{i}.mp4", i, Path(f"/v/{f}/{i}.mp4"), str(i))

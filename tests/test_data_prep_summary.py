@@ -17,7 +17,10 @@ from tests.test_data_prep import tiny_video
 from videoglore.cli import main
 
 DATA_PREP = Path(data_prep.__file__).parent
-MODULES = ("prepare", "encode", "runner", "sources", "synthetic", "codec", "lists", "files")
+MODULES = (
+    *("prepare", "encode", "runner", "sources", "synthetic", "codec", "lists", "files"),
+    *("options", "shards", "datasets", "classes"),
+)
 
 
 @pytest.fixture(scope="module")

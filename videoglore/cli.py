@@ -8,6 +8,7 @@ Commands::
     predict    video files          → top-k labels
     demo       synthetic videos → prepare → train → test, CPU-sized, end to end
     flops      params and GFLOPs of the models, with and without GloRe
+    download   released weights by name (zoo:NAME) → the local cache, for machines without network
     benchmark  data | glore | train | test | pipeline
 
 Only this module prints; the library logs.
@@ -22,7 +23,8 @@ import re
 import sys
 from collections.abc import Callable
 
-from videoglore.errors import VideogloreError
+from data_prep.errors import bounded_repr
+from videoglore.errors import ConfigError, VideogloreError
 
 OVERRIDES_HELP = "config overrides as dotted keys, e.g. train.epochs=3 model.depth=101"
 
@@ -85,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         "is tested with the config's model.",
     )
     _add_config_arguments(p)
-    p.add_argument("--checkpoint", help="checkpoint file (default: best, else last, of output.dir)")
+    p.add_argument(
+        "--checkpoint",
+        help="checkpoint file, or a released one by name: zoo:r50_glore_k400, ... (default: best, "
+        "else last, of output.dir)",
+    )
     p.set_defaults(func=cmd_test)
 
     p = commands.add_parser(
@@ -104,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="video files, or folders (every video under them); an item section.key=value is a "
         "config override, e.g. test.num_clips=1",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint or weights file")
+    p.add_argument(
+        "--checkpoint", required=True, help="checkpoint or weights file, or zoo:NAME (released)"
+    )
     p.add_argument("-c", "--config", help="YAML config (needed for weights-only files)")
     p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
     p.add_argument(
@@ -140,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="*", help="model names (default: all)")
     p.set_defaults(func=cmd_flops)
 
+    p = commands.add_parser(
+        "download",
+        help="download released weights by name into the cache (zoo:NAME)",
+        description="Download released weights (the names model.pretrained, model.weights and "
+        "--checkpoint take as zoo:NAME) into the cache folder ($VIDEOGLORE_CACHE/weights, "
+        "default ~/.cache/videoglore/weights), e.g. on a login node before training on nodes "
+        "without network. $VIDEOGLORE_ZOO_URL names a mirror. Without NAME: list the names.",
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help="e.g. resnet50-lite r50_glore_k400")
+    p.set_defaults(func=cmd_download)
+
     _add_benchmark_parser(commands)
     return parser
 
@@ -162,10 +181,15 @@ class _LazyParser(argparse.ArgumentParser):
     intermixed: bool = False
     _mixing: bool = False
 
-    def parse_known_args(self, args=None, namespace=None):
+    def complete(self) -> argparse.ArgumentParser:
+        """This parser with its arguments (added now if they were not yet)."""
         if self.fill is not None:
             fill, self.fill = self.fill, None
             fill(self)
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.complete()
         if self.intermixed and not self._mixing:  # it calls parse_known_args itself
             self._mixing = True
             try:
@@ -230,24 +254,27 @@ def _load(args):
 def cmd_prepare(args: argparse.Namespace) -> int:
     from data_prep.prepare import options_from_args, prepare
 
-    print(prepare(options_from_args(args)).format())
-    return 0
+    summary = prepare(options_from_args(args))
+    print(summary.format())
+    return 1 if summary.pending else 0  # --merge before every shard finished: lists incomplete
 
 
 def cmd_train(args) -> int:
+    cfg = _load(args)  # a bad config answers before torch is imported
     from videoglore.engine.trainer import train
 
-    result = train(_load(args))
+    result = train(cfg)
     if result.get("rank", 0) == 0:
         print(f"training finished; run directory: {result['run_dir']}")
     return 0
 
 
 def cmd_test(args) -> int:
+    cfg = _load(args)  # a bad config answers before torch is imported
     from videoglore.config import override_keys
     from videoglore.engine.tester import test
 
-    cfg, explicit = _load(args), override_keys(args.overrides)
+    explicit = override_keys(args.overrides)
     metrics = test(cfg, args.checkpoint, explicit, config_name=args.config or "")
     if metrics:
         print(_format_metrics(metrics))
@@ -265,8 +292,6 @@ def cmd_predict(args) -> int:
     check_output_path(args.out)
     paths, overrides = _split_overrides(args.videos)
     if not paths:
-        from videoglore.errors import ConfigError
-
         raise ConfigError(f"predict: no video given, only overrides ({', '.join(overrides)})")
     results = []
     run = predict(
@@ -309,9 +334,31 @@ def cmd_demo(args) -> int:
 
 
 def cmd_flops(args) -> int:
+    from videoglore.models import MODELS
     from videoglore.models.flops import flops_table, format_flops_table
 
+    unknown = [name for name in args.models if name not in MODELS]
+    if unknown:
+        shown = ", ".join(bounded_repr(name, 60).strip("'") for name in unknown)
+        raise ConfigError(f"unknown model {shown}; choose one of: {', '.join(MODELS)}")
     print(format_flops_table(flops_table(args.models or None)))
+    return 0
+
+
+def cmd_download(args) -> int:
+    from videoglore import zoo
+
+    if not args.names:
+        for name, entry in zoo.ZOO.items():
+            where = "cached" if zoo.cached_path(name).is_file() else (entry.url or entry.page)
+            print(f"zoo:{name:18} {entry.kind:10} {entry.net:10} {where}")
+        print(f"cache: {zoo.cache_dir()}")
+        return 0
+    names = [name.removeprefix(zoo.PREFIX) for name in args.names]
+    for name in names:  # every name checked before the first download
+        zoo.lookup(name)
+    for name in names:
+        print(f"zoo:{name}: {zoo.fetch(name, progress=True)}")
     return 0
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data_prep.lists import read_classes
+from videoglore import zoo
 from videoglore.config import Config, TrainConfig
 from videoglore.data import YuvClips, build_loader
 from videoglore.engine import checkpoint as ckpt
@@ -36,7 +37,7 @@ from videoglore.engine.optim import (
 )
 from videoglore.engine.run_log import RunLog
 from videoglore.errors import ConfigError
-from videoglore.models import load_model
+from videoglore.models import load_model, model_name
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, batch))
     if state.iteration == 0:  # same init on every rank above; different dropout draws below
         seed_everything(tc.seed + rt.rank, tc.deterministic)
+        if rt.is_main:
+            _say_if_from_scratch(cfg)
     val_loader = None
     if tc.val_every > 0 and cfg.data.val_list:
         val_loader = build_loader(cfg, "val", distributed=rt.distributed, batch_size=tc.batch_size)
@@ -159,6 +162,22 @@ def _build_model(
         else:
             log.warning("train.sync_bn needs CUDA; using per-process BatchNorm on CPU")
     return place_model(model, rt.device, fast), source.record() if source else {}
+
+
+def _say_if_from_scratch(cfg: Config) -> None:
+    """One line when a fresh run starts from random weights: the released recipes start from
+    inflated ImageNet weights (``model.pretrained``), and an empty value is easy to miss."""
+    if cfg.model.pretrained or cfg.model.weights:
+        return
+    name = model_name(cfg.model)
+    base = name.removesuffix("_glore")
+    released = [f"zoo:{n}" for n, e in zoo.ZOO.items() if e.kind == "pretrained" and e.net == base]
+    log.info(
+        "training %s from scratch (random weights): model.pretrained and model.weights are "
+        "empty; the released recipe starts from ImageNet weights%s",
+        name,
+        f", e.g. model.pretrained={released[0]}" if released else "",
+    )
 
 
 def _wrap(model: nn.Module, rt: Runtime, fast: FastPath) -> nn.Module:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 
 from videoglore.config import ModelConfig
-from videoglore.errors import ConfigError
+from videoglore.errors import ConfigError, explain_out_of_memory
 from videoglore.models.layers import Triple
 from videoglore.models.mfnet3d import MFNET
 from videoglore.models.resnet3d import resnet_architecture
@@ -58,9 +58,11 @@ def build_model(spec: str | ModelConfig, **overrides) -> VideoNet:
 
     Raises:
         ConfigError: unknown name or arch/depth.
+        TrainingError: out of memory while building, naming the sizes to lower.
     """
     cfg = spec if isinstance(spec, ModelConfig) else None
-    factory = _factory(model_name(cfg) if cfg is not None else spec)
+    name = model_name(cfg) if cfg is not None else spec
+    factory = _factory(name)
     kwargs = {}
     if cfg is not None:
         kwargs = dict(
@@ -70,7 +72,14 @@ def build_model(spec: str | ModelConfig, **overrides) -> VideoNet:
             normalize_glore=cfg.glore_normalize,
             glore_nodes=cfg.glore_nodes,
         )
-    return factory(**(kwargs | overrides))
+    settings = kwargs | overrides
+    sizes = ", ".join(f"model.{k} {settings[k]}" for k in _SIZES if k in settings)
+    doing = f"building the model {name}" + (f" ({sizes})" if sizes else "")
+    with explain_out_of_memory(doing, "lower model.width, or free memory"):
+        return factory(**settings)
+
+
+_SIZES = ("width", "num_classes", "glore_nodes")  # what the out-of-memory message names
 
 
 def _factory(name: str) -> partial:

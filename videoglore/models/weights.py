@@ -23,7 +23,8 @@ Two entry points:
   builds on it (the fine-tuning rules of ``model.weights`` live there).
 
 Files are read by ``read_torch_file``, the project's one ``torch.load`` (``weights_only=True``):
-no code from a checkpoint is executed; the engine's checkpoint reader uses it too.
+no code from a checkpoint is executed; the engine's checkpoint reader uses it too. It is also
+where a released name (``zoo:resnet50-lite``, ``videoglore.zoo``) becomes a cached file.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 
 from data_prep.files import first_line
+from videoglore import zoo
 from videoglore.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,15 @@ def read_torch_file(path: str | Path, mmap: bool = False) -> Any:
     checkpoint cannot run code. Also allowed: NumPy arrays of plain dtypes, found in the RNG state
     of checkpoints written before videoglore stored it as tensors (rebuilding one runs no code).
     ``mmap=True`` maps the tensors instead of reading them: reading one number of a checkpoint
-    then costs kilobytes, not the size of the model.
+    then costs kilobytes, not the size of the model. ``path`` may be a released name,
+    ``zoo:NAME`` (``videoglore.zoo``): the cached file, downloaded first when missing.
 
     Raises:
-        CheckpointError: one line naming the file: missing, unreadable, or refused.
+        CheckpointError: one line naming the file: missing, unreadable, or refused; or the
+            ``zoo:`` file that cannot be downloaded.
+        ConfigError: an unknown ``zoo:`` name.
     """
-    path = Path(path)
+    path = zoo.resolve(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
