@@ -141,6 +141,7 @@ def test_a_weights_only_file_is_tested_with_the_configs_model(
 ):
     cfg = tiny_config(tiny_videos, tmp_path / "released", model=CONFIG_MODEL, data=CONFIG_DATA)
     cfg.data.train_scale = [28, 32]
+    cfg.model.pretrained = str(tmp_path / "imagenet.pth")  # for training only: never read here
     weights = build_model(cfg.model).state_dict()
     released = tmp_path / "released_ep-0000.pth"
     torch.save({"epoch": 0, "state_dict": {f"module.{k}": v for k, v in weights.items()}}, released)
