@@ -33,3 +33,10 @@ class CheckpointError(VideogloreError):
 
 class TrainingError(VideogloreError):
     """Training cannot go on (non-finite loss or scores, out of memory, run directory in use)."""
+
+
+def bounded_repr(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters ("..." marks a cut): the form of a value
+    quoted in an error message, so that a huge value cannot flood the terminal."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
