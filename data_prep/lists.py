@@ -223,11 +223,11 @@ class _Builder:
             self.paths = _grown(self.paths, max(path_bytes, 2 * len(self.paths)))
 
     def finish(self, base: str | None) -> VideoList:
-        """The VideoList of the rows added (the arrays cut to their size)."""
+        """The VideoList of the rows added."""
         n = self.rows
         paths = self.paths[: self.offsets[n]].tobytes()
-        offsets, table = _cut(self.offsets, n + 1), _cut(self.table, n)
-        return VideoList(paths, offsets, table, tuple(self.names), base)
+        # views: the few spare rows stay allocated, spare pages never touched cost nothing
+        return VideoList(paths, self.offsets[: n + 1], self.table[:n], tuple(self.names), base)
 
 
 def _grown(array: np.ndarray, size: int) -> np.ndarray:
@@ -235,11 +235,6 @@ def _grown(array: np.ndarray, size: int) -> np.ndarray:
     grown = np.empty(size, array.dtype)
     grown[: len(array)] = array
     return grown
-
-
-def _cut(array: np.ndarray, size: int) -> np.ndarray:
-    """The first ``size`` items of ``array``, in an array of their own (the rest is freed)."""
-    return array if len(array) == size else array[:size].copy()
 
 
 def write_video_list(path: str | Path, records: Iterable[VideoRecord]) -> None:
@@ -300,10 +295,10 @@ def _plain_rows(text: str) -> tuple[list[str], Iterator[list[list[str]]]]:
     perhaps only after some chunks."""
     if '"' in text or text.count("\r") != text.count("\r\n"):
         raise _NotPlain
-    text = text.replace("\r\n", "\n")
     end = text.find("\n")
-    header = text[: len(text) if end < 0 else end].split(",")
-    return header, _plain_chunks(text, len(text) if end < 0 else end + 1, len(header))
+    end = len(text) if end < 0 else end
+    header = text[:end].removesuffix("\r").split(",")
+    return header, _plain_chunks(text, end + 1, len(header))
 
 
 def _plain_chunks(text: str, start: int, width: int) -> Iterator[list[list[str]]]:
@@ -311,7 +306,8 @@ def _plain_chunks(text: str, start: int, width: int) -> Iterator[list[list[str]]
     while start < len(text):
         end = text.find("\n", start + CHUNK_CHARS)
         end = len(text) if end < 0 else end
-        lines = [line for line in text[start:end].split("\n") if line]  # csv skips blank lines
+        chunk = text[start:end].replace("\r\n", "\n")
+        lines = [line for line in chunk.split("\n") if line]  # csv skips blank lines
         start = end + 1
         if not lines:
             continue

@@ -212,3 +212,31 @@ def test_one_clip_span_for_prepare_and_the_samplers():
     assert clip_span(8, 8) == 57 and clip_span(1, 8) == 1 and clip_span(4, 4) == 13
     assert sampling.clip_span is clip_span
     assert PrepareOptions("o", clip_frames=4, clip_interval=4).clip_span == 13
+
+
+def test_benchmark_lists_quick_measures_a_generated_list(tmp_path):
+    """``benchmark lists --quick``: a generated K700-like list read in a fresh process; the
+    report has every measurement, the table every row, the list reads back here too."""
+    import argparse
+    import json
+
+    from benchmarks.loading import lists as bench_lists
+
+    parser = argparse.ArgumentParser()
+    bench_lists.add_arguments(parser)
+    out = tmp_path / "result" / "lists"
+    args = parser.parse_args(["--quick", "--cache", str(tmp_path / "cache"), "--out", str(out)])
+    result = bench_lists.run(args)
+    assert result.files == [out.with_suffix(".json"), out.with_suffix(".md")]
+    report = json.loads(out.with_suffix(".json").read_text())
+    (row,) = report["rows"]
+    assert (row["rows"], row["type"], row["code"]) == (2000, "VideoList", str(bench_lists.REPO))
+    for key in ("read_cpu_s", "retained_mb", "peak_mb", "worker_uss_mb", "touch_us"):
+        assert isinstance(row[key], float), key
+    assert row["worker_uss_mb"] > 0 and row["read_cpu_s"] > 0
+    videos = read_video_list(report["list"])
+    assert len(videos) == 2000 and videos[0].path.startswith(str(tmp_path / "cache" / "videos"))
+    assert (
+        "| VideoList | 2000 |" in result.table
+        and result.table == out.with_suffix(".md").read_text().strip()
+    )

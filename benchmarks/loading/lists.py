@@ -140,7 +140,8 @@ def format_table(report: dict) -> str:
     targets = report["targets"]
     title = (
         f"Prepared list of {report['rows'][0]['rows']:,} rows ({report['list_mb']:.0f} MB"
-        f"{', 2 % quoted' if report['quoted'] else ''}); "
+        f"{', 2 % quoted' if report['quoted'] else ''}), min of {report['rows'][0]['repeats']} "
+        "fresh processes; "
         f"targets: read ≤ {targets['read_cpu_s']:g} s CPU, parent ≤ "
         f"{targets['retained_mb']:g} MB, worker ≤ {targets['worker_uss_mb']:g} MB"
     )
