@@ -23,7 +23,7 @@ import csv
 import io
 import json
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import MISSING, astuple, dataclass, fields
 from itertools import islice, repeat
 from pathlib import Path
@@ -245,6 +245,9 @@ def write_video_list(path: str | Path, records: Iterable[VideoRecord]) -> None:
         writer.writerows(astuple(record) for record in records)
 
 
+_Parsed = tuple[list[str], Iterator[list[Sequence[str]]]]  # the header, chunks of columns
+
+
 def read_video_list(path: str | Path, root: str | Path | None = None) -> VideoList:
     """Read a prepared list; relative paths are resolved against ``root`` or the list's folder.
 
@@ -269,7 +272,7 @@ def read_video_list(path: str | Path, root: str | Path | None = None) -> VideoLi
         _raise_malformed(path, text)
 
 
-def _build(path: Path, text: str, parse, base: str) -> VideoList:
+def _build(path: Path, text: str, parse: Callable[[str], _Parsed], base: str) -> VideoList:
     """A VideoList of ``text``, split into a header and chunks of columns by ``parse``."""
     header, chunks = parse(text)
     expected = f"header {','.join(LIST_COLUMNS)}"
@@ -288,7 +291,7 @@ class _NotPlain(Exception):
     """The text needs the csv module (see ``_plain_rows``)."""
 
 
-def _plain_rows(text: str) -> tuple[list[str], Iterator[list[list[str]]]]:
+def _plain_rows(text: str) -> _Parsed:
     """The header and the columns of a list that needs no CSV parsing, a chunk of lines at a
     time: the lists our writer makes (no quotes, \\r\\n or \\n line ends, every row as wide as
     the header), read 2x faster than by the csv module. Raises _NotPlain for any other text,
@@ -317,7 +320,7 @@ def _plain_chunks(text: str, start: int, width: int) -> Iterator[list[list[str]]
         yield [cells[i::width] for i in range(width)]
 
 
-def _csv_rows(text: str) -> tuple[list[str], Iterator[list[Sequence[str]]]]:
+def _csv_rows(text: str) -> _Parsed:
     """The header and the columns of any CSV text, 16,384 rows at a time (``csv.reader``)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, [])

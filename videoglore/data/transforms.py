@@ -254,12 +254,12 @@ class EvalViews:
         size = pixels.frame_size(frame)
         if self.size is None:  # the boxes are fixed per video: work them out once
             self.size = size
-            upright, rotation = pixels.upright_size(*size, self.rotation), self.rotation
+            upright = pixels.upright_size(*size, self.rotation)
             self.scaled = short_side_size(*upright, max(self.scale, self.crop_size))
             self.corners = crop_boxes(*self.scaled, self.crop_size, self.num_crops)
+            crop, rotation = self.crop_size, self.rotation
             self.boxes = [
-                source_box(*upright, self.scaled, *at, self.crop_size, rotation)
-                for at in self.corners
+                source_box(*upright, self.scaled, *at, crop, rotation) for at in self.corners
             ]
         elif size != self.size:
             raise ValueError(f"frame size changes inside the video ({self.size} then {size})")
