@@ -35,7 +35,7 @@ def _torchrun(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
 
 def test_ddp_train_then_test_on_two_gloo_processes(tiny_videos, tmp_path):
     # 5 distinct videos: ranks get 2 and 3 of them (ShardSampler, no padding)
-    records = read_video_list(tiny_videos["val"]) + read_video_list(tiny_videos["train"])[:1]
+    records = [*read_video_list(tiny_videos["val"]), *read_video_list(tiny_videos["train"])[:1]]
     write_video_list(tmp_path / "val5.csv", records)
     raw = tiny_config_dict(tiny_videos, tmp_path / "run")
     raw["data"]["val_list"] = str(tmp_path / "val5.csv")

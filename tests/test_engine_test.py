@@ -63,7 +63,7 @@ def tested_run(tiny_videos, tmp_path):
     """A run dir with a (randomly initialised) checkpoint and a val list with one broken file."""
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 10)
-    records = read_video_list(tiny_videos["val"])
+    records = list(read_video_list(tiny_videos["val"]))
     records.insert(1, VideoRecord(str(broken), 1, "class_1", 16, 25.0, 32, 32))
     val = tmp_path / "val_with_broken.csv"
     write_video_list(val, records)

@@ -29,6 +29,7 @@ from data_prep.lists import VideoRecord, read_classes
 from data_prep.sources import VIDEO_EXTENSIONS
 from videoglore.config import Config, config_from_dict, load_config, override_keys
 from videoglore.data import build_dataset
+from videoglore.data.pixels import upright_size
 from videoglore.engine.distributed import select_device
 from videoglore.engine.forward import FastPath, fast_path, forward_views, place_model
 from videoglore.engine.metrics import aggregate_views
@@ -253,7 +254,9 @@ def _video_scores(
     model: nn.Module, video: str, cfg: Config, device: torch.device, fast: FastPath
 ) -> torch.Tensor:
     info = probe_video(video)  # VideoError naming the file
-    record = VideoRecord(str(video), 0, "", info.frame_count, info.fps, info.width, info.height)
+    rotation = getattr(info, "rotation", 0)  # the display matrix, where the probe reads it
+    height, width = upright_size(info.height, info.width, rotation)  # info: the stored frame's
+    record = VideoRecord(str(video), 0, "", info.frame_count, info.fps, width, height, rotation)
     views = build_dataset(cfg, "test", records=[record]).eval_views(record)  # (V, 3, T, S, S)
     logits = forward_views(model, views, cfg, device, fast)  # (V, K)
     if not logits.isfinite().all():

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from data_prep.errors import bounded_repr
-from data_prep.lists import read_classes
+from data_prep.lists import VideoList, read_classes
 from videoglore.config import Config
 from videoglore.data import build_loader
 from videoglore.engine import checkpoint as ckpt
@@ -112,7 +112,8 @@ def _check_classes(path: str, classes: list[str], cfg: Config, records) -> None:
     class file when there is one), or every metric would count the wrong class."""
     listed = class_file(cfg)
     names = read_classes(listed) if listed is not None else None
-    top = max((r.label for r in records), default=-1)
+    labels = VideoList.of(records).column("label")
+    top = int(labels.max()) if len(labels) else -1
     if (names is None or names == classes) and top < len(classes):
         return
     shown = bounded_repr(classes[:3]) + (" ..." if len(classes) > 3 else "")

@@ -182,10 +182,12 @@ def train_step(run: Run, clips, labels: torch.Tensor) -> tuple[float, float, flo
 def evaluate(model: nn.Module, loader, cfg: Config, rt: Runtime, fast: FastPath) -> dict:
     """Single centre clip per video (split "val", as the released code validates): val_loss,
     val_top1, val_top5; or, when any video gets non-finite scores (NaN/Inf), only their count
-    ``val_non_finite`` (no accuracy means anything then, and no best model is picked)."""
+    ``val_non_finite`` (no accuracy means anything then, and no best model is picked). Videos
+    that cannot be read (deleted, corrupt) are left out and counted: ``val_skipped``."""
     model.eval()
-    loss, top1, top5, count, non_finite = 0.0, 0.0, 0.0, 0.0, 0.0
-    for clips, labels, *_ in loader:
+    loss, top1, top5, count, non_finite, skipped = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    for clips, labels, _, batch_skipped in loader:  # collate_test batches
+        skipped += len(batch_skipped)
         if labels.numel() == 0:
             continue
         labels = labels.to(rt.device, non_blocking=True)
@@ -195,12 +197,14 @@ def evaluate(model: nn.Module, loader, cfg: Config, rt: Runtime, fast: FastPath)
         top1 += topk_correct(logits, labels, 1).sum().item()
         top5 += topk_correct(logits, labels, 5).sum().item()
         count += len(labels)
-    loss, top1, top5, count, non_finite = all_reduce_sum([loss, top1, top5, count, non_finite], rt)
+    sums = all_reduce_sum([loss, top1, top5, count, non_finite, skipped], rt)
+    loss, top1, top5, count, non_finite, skipped = sums
     model.train()
+    result = {"val_skipped": int(skipped)} if skipped else {}
     if non_finite:
-        return {"val_non_finite": int(non_finite)}
+        return {"val_non_finite": int(non_finite), **result}
     count = max(count, 1.0)
-    return {"val_loss": loss / count, "val_top1": top1 / count, "val_top5": top5 / count}
+    return {"val_loss": loss / count, "val_top1": top1 / count, "val_top5": top5 / count, **result}
 
 
 def save(run: Run, path: Path, metrics: dict, is_best: bool) -> Path:
