@@ -26,7 +26,7 @@ from videoglore import zoo
 from videoglore.cli import main
 from videoglore.config import ModelConfig, load_config
 from videoglore.errors import CheckpointError, ConfigError, OutputError
-from videoglore.models import build_model, load_weights
+from videoglore.models import build_model, load_model, load_weights
 from videoglore.models.weights import read_torch_file
 
 TINY = 0.0625
@@ -140,16 +140,16 @@ def test_the_released_urls():
 def test_pretrained_by_name_is_downloaded_once_and_inflated(server, tmp_path):
     server.files[R50_2D] = data = _saved(_lite_2d())
     cfg = ModelConfig(glore=False, num_classes=2, width=TINY, pretrained="zoo:resnet50-lite")
-    model = build_model(cfg)
+    model, _ = load_model(cfg)  # inflates model.pretrained
     cached = tmp_path / "cache" / "weights" / R50_2D
     assert cached.read_bytes() == data and _gets(server) == ["/" + R50_2D]
     local = tmp_path / "local.pth"
     local.write_bytes(data)
-    by_path = build_model(dataclasses.replace(cfg, pretrained=str(local)))
+    by_path, _ = load_model(dataclasses.replace(cfg, pretrained=str(local)))
     for key, value in by_path.state_dict().items():
         if not key.startswith("classifier"):  # the classifier (other classes) keeps its init
             torch.testing.assert_close(model.state_dict()[key], value, msg=key)
-    build_model(cfg)
+    load_model(cfg)
     assert len(server.requests) == 1  # the second build reads the cache
     assert sorted(p.name for p in cached.parent.iterdir()) == [f".{R50_2D}.lock", R50_2D]
 
@@ -249,7 +249,7 @@ def test_without_network_one_line_names_the_url_and_where_to_put_the_file(
         f"refused); without network, download it elsewhere and put it at {cached}"
     )
     with pytest.raises(CheckpointError) as err:
-        build_model(ModelConfig(glore=False, width=TINY, pretrained="zoo:resnet50-lite"))
+        load_model(ModelConfig(glore=False, width=TINY, pretrained="zoo:resnet50-lite"))
     assert str(err.value) == expected
     assert main(["download", "resnet50-lite"]) == 2
     assert capsys.readouterr().err == f"error: {expected}\n"

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -79,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="multi-clip x multi-crop test; writes metrics.json and predictions.csv",
         description="Score every video of data.val_list with test.num_clips x test.num_crops "
         "views, average per video and write metrics.json, predictions.csv (and scores.npy) to "
-        "the run directory.",
+        "the run directory. A checkpoint of ours brings its model section and clip settings "
+        "(data.num_frames, frame_interval, crop_size, test_scale, normalization); a dotted "
+        "override on the command line wins; the rest comes from the config. A released .pth "
+        "is tested with the config's model.",
     )
     _add_config_arguments(p)
     p.add_argument(
@@ -93,14 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="top-k labels for video files and folders",
         description="Print the top-k labels with probabilities for each video, using the model, "
-        "class names and test settings stored in the checkpoint. A file that cannot be read is "
+        "class names and test settings stored in the checkpoint (dotted overrides change them). "
+        "With -c, as `test`: the checkpoint's model and clip settings, the config's test "
+        "section; a weights-only file (released .pth) needs -c. A file that cannot be read is "
         "reported in one line and the others go on; the exit status is 2 if any failed.",
     )
-    p.add_argument("videos", nargs="+", help="video files, or folders (every video under them)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by `train`")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO",
+        help="video files, or folders (every video under them); an item section.key=value is a "
+        "config override, e.g. test.num_clips=1",
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="checkpoint or weights file, or zoo:NAME (released)"
+    )
+    p.add_argument("-c", "--config", help="YAML config (needed for weights-only files)")
     p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
-    p.add_argument("--out", help="also write the results to this .csv or .json file")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="default: runtime.device (auto)"
+    )
+    p.add_argument(
+        "--out", help="also write the results to this .csv or .json file (folders are made)"
+    )
+    p.intermixed = True
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser(
@@ -156,6 +177,9 @@ class _LazyParser(argparse.ArgumentParser):
     """
 
     fill: Callable[[argparse.ArgumentParser], None] | None = None
+    # positionals may follow options (``predict a.mp4 --checkpoint x test.num_clips=1``)
+    intermixed: bool = False
+    _mixing: bool = False
 
     def complete(self) -> argparse.ArgumentParser:
         """This parser with its arguments (added now if they were not yet)."""
@@ -166,6 +190,12 @@ class _LazyParser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         self.complete()
+        if self.intermixed and not self._mixing:  # it calls parse_known_args itself
+            self._mixing = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._mixing = False
         return super().parse_known_args(args, namespace)
 
 
@@ -240,10 +270,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_test(args) -> int:
-    cfg = _load(args)
+    cfg = _load(args)  # a bad config answers before torch is imported
+    from videoglore.config import override_keys
     from videoglore.engine.tester import test
 
-    metrics = test(cfg, checkpoint=args.checkpoint)
+    explicit = override_keys(args.overrides)
+    metrics = test(cfg, args.checkpoint, explicit, config_name=args.config or "")
     if metrics:
         print(_format_metrics(metrics))
     return 0
@@ -258,8 +290,14 @@ def cmd_predict(args) -> int:
     )
 
     check_output_path(args.out)
+    paths, overrides = _split_overrides(args.videos)
+    if not paths:
+        raise ConfigError(f"predict: no video given, only overrides ({', '.join(overrides)})")
     results = []
-    for result in predict(find_videos(args.videos), args.checkpoint, args.topk, args.device):
+    run = predict(
+        find_videos(paths), args.checkpoint, args.topk, args.device, args.config, overrides
+    )
+    for result in run:
         results.append(result)
         if result.error:
             print(f"error: {result.error}", file=sys.stderr)
@@ -270,6 +308,19 @@ def cmd_predict(args) -> int:
     if args.out:
         print(f"wrote {write_predictions(args.out, results)}")
     return 2 if any(r.error for r in results) else 0
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_]+(\.[A-Za-z_0-9]+)+=")  # section.key=value
+
+
+def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """(videos, overrides) of predict's positional items: ``section.key=value`` is an override
+    unless a file or folder of that name exists."""
+    videos, overrides = [], []
+    for item in items:
+        is_override = _OVERRIDE.match(item) and not os.path.exists(item)
+        (overrides if is_override else videos).append(item)
+    return videos, overrides
 
 
 def cmd_demo(args) -> int:

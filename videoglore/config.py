@@ -109,6 +109,9 @@ class ModelConfig:
     pretrained: str = ""
     # a 3D checkpoint to load (released GloRe/MF-Net or ours): a file or zoo:r50_glore_k400, ...
     weights: str = ""
+    # glob patterns of tensor names left at their initialisation when ``weights`` lacks them or
+    # has them in another shape (e.g. ["*_extra.*"]: GloRe units onto a net trained without)
+    weights_skip: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -294,10 +297,21 @@ def load_config(
         raw = parse_yaml(_read_text(Path(path)), source) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    return config_from_dict(apply_overrides(raw, overrides), source)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``raw`` (nested plain data, changed in place) with the dotted overrides set."""
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(raw, key, value)
-    return config_from_dict(raw, source)
+    return raw
+
+
+def override_keys(overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """The dotted keys that command-line overrides set (``["train.epochs"]`` for
+    ``["train.epochs=3"]``): these win over the settings a checkpoint carries."""
+    return [_parse_override(item)[0] for item in overrides]
 
 
 def _read_text(path: Path) -> str:

@@ -1,7 +1,8 @@
 """A training run: ``build_run(cfg, rt)`` makes everything ``trainer.fit`` needs, resumed from the
 newest readable checkpoint of ``cfg.output.dir`` when there is one.
 
-    config ─▶ classes, model (weights, SyncBN, device, channels_last) ─▶ train loader
+    config ─▶ classes, model (models.loading: pretrained, weights; SyncBN, device, channels_last)
+      ─▶ train loader
       ─▶ SGD + per-iteration schedule (lr scaled to the global batch) ─▶ resume (checkpoint.restore)
       ─▶ DDP / torch.compile wrapper ─▶ val loader, run log ─▶ Run
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from videoglore.engine.optim import (
 )
 from videoglore.engine.run_log import RunLog
 from videoglore.errors import ConfigError
-from videoglore.models import build_model, model_name
+from videoglore.models import load_model, model_name
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Run:
     iters_per_epoch: int
     state: ckpt.TrainState
     log: RunLog  # writes on rank 0 only
+    # what model.weights gave (models.loading.WeightsSource.record()), recorded in checkpoints
+    weights_source: dict = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -96,7 +99,7 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     seed_everything(tc.seed, tc.deterministic)
     fast = fast_path(cfg.runtime, rt.device)
     classes = read_run_classes(cfg)
-    model = _build_model(cfg, rt, fast, len(classes))
+    model, weights_source = _build_model(cfg, rt, fast, classes)
     train_loader = build_loader(cfg, "train", distributed=rt.distributed, batch_size=tc.batch_size)
     batch = global_batch(cfg, rt)
     iters_per_epoch = len(train_loader)  # before any skip_first
@@ -127,6 +130,7 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
         train_loader=train_loader,
         val_loader=val_loader,
         classes=classes,
+        weights_source=weights_source,
         iters_per_epoch=iters_per_epoch,
         state=state,
         log=run_log,
@@ -139,19 +143,25 @@ def global_batch(cfg: Config, rt: Runtime) -> int:
     return cfg.train.batch_size * rt.world_size
 
 
-def _build_model(cfg: Config, rt: Runtime, fast: FastPath, num_classes: int) -> nn.Module:
-    model = build_model(cfg.model)  # also loads model.pretrained / model.weights
-    if model.num_classes != num_classes:
+def _build_model(
+    cfg: Config, rt: Runtime, fast: FastPath, classes: list[str]
+) -> tuple[nn.Module, dict]:
+    """The net of ``cfg.model`` with ``model.pretrained`` and ``model.weights`` loaded under the
+    fine-tuning rules (``models.loading``), placed on the device; and what ``model.weights`` gave
+    (``WeightsSource.record()``, {} without), which every checkpoint of the run records."""
+    if cfg.model.num_classes != len(classes):
         raise ConfigError(
-            f"model.num_classes={model.num_classes} but {num_classes} classes are listed in the "
-            f"class file; set model.num_classes={num_classes}"
+            f"model.num_classes={cfg.model.num_classes} but {len(classes)} classes are listed in "
+            f"the class file; set model.num_classes={len(classes)}"
         )
+    weights = cfg.model.weights or None
+    model, source = load_model(cfg.model, weights, classes=classes, fine_tune=True)
     if cfg.train.sync_bn and rt.distributed:
         if rt.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:
             log.warning("train.sync_bn needs CUDA; using per-process BatchNorm on CPU")
-    return place_model(model, rt.device, fast)
+    return place_model(model, rt.device, fast), source.record() if source else {}
 
 
 def _say_if_from_scratch(cfg: Config) -> None:

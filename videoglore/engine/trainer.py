@@ -225,6 +225,7 @@ def save(run: Run, path: Path, metrics: dict, is_best: bool) -> Path:
             iters_per_epoch=run.iters_per_epoch,
             world_size=run.rt.world_size,
             metrics=metrics,
+            weights_source=run.weights_source,
         )
         best = ckpt.checkpoint_dir(run.run_dir) / ckpt.BEST_NAME
         ckpt.save_checkpoint(state, path, *([best] if is_best else []))

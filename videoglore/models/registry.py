@@ -1,5 +1,6 @@
 """Model names → factories (``MODELS``: each architecture of ``ARCHITECTURES`` without and with
-GloRe units), and ``build_model`` from a name or a ``ModelConfig``.
+GloRe units), and ``build_model`` from a name or a ``ModelConfig`` (a fresh net; files are
+loaded by ``loading.load_model``).
 
 Each factory takes the keyword arguments of ``videonet.build_video_net`` (``num_classes``,
 ``width``, ``dropout``, ``normalize_glore``, ``glore_nodes``) and returns a ``VideoNet``.
@@ -16,7 +17,6 @@ from videoglore.models.layers import Triple
 from videoglore.models.mfnet3d import MFNET
 from videoglore.models.resnet3d import resnet_architecture
 from videoglore.models.videonet import Architecture, VideoNet, build_video_net
-from videoglore.models.weights import inflate_2d_weights, load_weights
 
 ARCHITECTURES: dict[str, Architecture] = {
     "r50": resnet_architecture(50),
@@ -52,13 +52,13 @@ def model_name(cfg: ModelConfig) -> str:
 
 
 def build_model(spec: str | ModelConfig, **overrides) -> VideoNet:
-    """Build a model by name (``build_model("r50_glore", num_classes=10, width=0.125)``) or from
-    a ``ModelConfig``; the latter also inflates ``pretrained`` and then loads ``weights``.
+    """Build a freshly initialised model by name (``build_model("r50_glore", num_classes=10,
+    width=0.125)``) or from a ``ModelConfig`` (whose ``pretrained`` / ``weights`` files are
+    loaded by ``models.loading.load_model``, not here).
 
     Raises:
         ConfigError: unknown name or arch/depth.
         TrainingError: out of memory while building, naming the sizes to lower.
-        CheckpointError: a ``pretrained`` / ``weights`` file that is missing or does not fit.
     """
     cfg = spec if isinstance(spec, ModelConfig) else None
     name = model_name(cfg) if cfg is not None else spec
@@ -76,12 +76,7 @@ def build_model(spec: str | ModelConfig, **overrides) -> VideoNet:
     sizes = ", ".join(f"model.{k} {settings[k]}" for k in _SIZES if k in settings)
     doing = f"building the model {name}" + (f" ({sizes})" if sizes else "")
     with explain_out_of_memory(doing, "lower model.width, or free memory"):
-        model = factory(**settings)
-    if cfg is not None and cfg.pretrained:
-        inflate_2d_weights(model, cfg.pretrained)
-    if cfg is not None and cfg.weights:
-        load_weights(model, cfg.weights, strict=True)
-    return model
+        return factory(**settings)
 
 
 _SIZES = ("width", "num_classes", "glore_nodes")  # what the out-of-memory message names
