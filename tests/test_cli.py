@@ -193,6 +193,7 @@ BAD_ARGUMENTS = {
                     "zoo:resnet50-lite?"),
     ("benchmark", "data"): (["--quick", "--cache", "{file}"], "Not a directory (ENOTDIR)"),
     ("benchmark", "glore"): (["--quick", "--out", "{file}"], "Not a directory (ENOTDIR)"),
+    ("benchmark", "lists"): (["--quick", "--cache", "{file}"], "a file stands where a folder is"),
     ("benchmark", "train"): (["--clip", "nope"], "--clip must look like 8x224x224"),
     ("benchmark", "test"): (["--clip", "nope"], "--clip must look like 8x224x224"),
     ("benchmark", "pipeline"): (["--clip", "nope"], "--clip must look like 8x8x224"),
