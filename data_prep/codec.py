@@ -7,12 +7,20 @@ is ``videoglore.data.video`` (above this floor), which opens decord readers with
 :func:`open_decord`. :func:`quiet_video_libraries` keeps FFmpeg's and decord's own messages off
 the terminal in every process that decodes; :func:`library_error` turns their exceptions into
 the reason of our one-line errors. No torch here.
+
+Who is at fault when a library call fails: :func:`read_failed` tells a file that could not be read
+(permission, I/O error, network file system; :class:`~data_prep.errors.UnreadableError`, never a
+verdict) from one that was read and found bad (:class:`~data_prep.errors.VideoError`), and
+:func:`mp4_output` turns whatever PyAV wraps a failed write in into an
+:class:`~data_prep.errors.OutputError`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -24,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.errors import VideoError
-from data_prep.files import atomic_open, first_line
+from data_prep.errors import UnreadableError, VideoError, VideogloreError
+from data_prep.files import atomic_open, first_line, output_error, temp_path
 
 
 def x264_options(
@@ -60,19 +68,26 @@ def x264_options(
 class VideoInfo:
     frame_count: int
     fps: float
-    width: int
+    width: int  # of the decoded frames, as stored (before ``rotation``)
     height: int
     duration: float
+    rotation: int = 0  # degrees clockwise that turn the decoded frames upright (display matrix)
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) as the video is shown: swapped by a quarter turn."""
+        return (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
 
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Open with PyAV and require a video stream and one decodable frame.
 
     Returns the frame count (the header's; packets counted when the header has none, as in
-    webm/mkv), the frame rate (:func:`stream_rate`), the size of the first frame and the
-    duration (the stream's, else the container's, else count / rate).
+    webm/mkv), the frame rate (:func:`stream_rate`), the size and rotation (:func:`rotation_of`)
+    of the first frame and the duration (the stream's, else the container's, else count / rate).
 
     Raises:
+        UnreadableError: the file could not be read (permission, I/O error, ...).
         VideoError: naming the file and what is wrong with it.
     """
     import av
@@ -88,7 +103,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             first = next(container.decode(stream), None)
             if first is None:
                 raise VideoError(f"{path}: no decodable frame")
-            width, height = first.width, first.height
+            width, height, rotation = first.width, first.height, rotation_of(first)
             count = stream.frames
             if count <= 0:  # webm/mkv headers carry no frame count: count packets (no decode)
                 container.seek(0)
@@ -101,17 +116,38 @@ def probe_video(path: str | Path) -> VideoInfo:
                 duration = count / float(rate)
     except VideoError:
         raise
-    except Exception as exc:  # PyAV raises many FFmpeg error types; all mean "unreadable"
+    except Exception as exc:  # PyAV raises many FFmpeg error types
+        if read_failed(exc):
+            raise UnreadableError(f"{path}: cannot read it ({library_error(exc)})") from None
         raise VideoError(f"{path}: cannot open or decode ({library_error(exc)})") from None
-    return VideoInfo(count, float(rate), width, height, duration)
+    return VideoInfo(count, float(rate), width, height, duration, rotation)
 
 
 def check_video_file(path: Path) -> None:
-    """Raise VideoError naming ``path`` when it is missing or empty (before any library sees it)."""
-    if not path.is_file():
+    """Raise VideoError naming ``path`` when it is missing, not a file or empty (before any
+    library sees it); UnreadableError when it cannot even be looked at (no permission)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UnreadableError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise UnreadableError(f"{path}: cannot read it ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
         raise VideoError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
+
+
+def rotation_of(frame) -> int:
+    """Degrees clockwise (0, 90, 180 or 270) that turn a decoded frame upright.
+
+    The display matrix (mp4 ``tkhd``; a phone filmed upright stores its frames sideways and says
+    so there) reaches the frame as side data; PyAV's ``VideoFrame.rotation`` is FFmpeg's
+    ``av_display_rotation_get``, the angle the matrix turns the frame *counter-clockwise*, so a
+    matrix of -90 means: turn 90 degrees clockwise (what ``ffmpeg`` does when it autorotates).
+    Angles between quarter turns round to the nearest one; mirroring is ignored.
+    """
+    return round(-float(frame.rotation) / 90) % 4 * 90
 
 
 def stream_rate(stream) -> Fraction:
@@ -153,6 +189,8 @@ def decord_frame_count(path: str | Path) -> int:
     is the stricter of the two about containers and frame counts.
 
     Raises:
+        UnreadableError: the file could not be read (decord says only in words: its message
+            holds the system's text of a read failure, e.g. "Permission denied").
         VideoError: naming the file when decord cannot open it or decode those frames.
     """
     path = Path(path)
@@ -167,6 +205,10 @@ def decord_frame_count(path: str | Path) -> int:
     except VideoError:
         raise
     except Exception as exc:  # decord raises its own DECORDError / RuntimeError variants
+        words = [os.strerror(code) for code in READ_ERRNOS if os.strerror(code) in str(exc)]
+        if read_failed(exc) or words:
+            reason = words[0] if words else library_error(exc)
+            raise UnreadableError(f"{path}: cannot read it ({reason})") from None
         raise VideoError(f"{path}: decord cannot read it ({library_error(exc)})") from None
     return count
 
@@ -256,6 +298,96 @@ def library_error(exc: BaseException) -> str:
     return _DECORD_PREFIX.sub("", first_line(exc)).strip() or type(exc).__name__
 
 
+# errno values that say a file could not be read, never that its content is bad: permissions,
+# failing devices, network file systems, vanished files, process limits; and a full disk or
+# quota under the temp file that keeps decord's log (``_decord_log_dropped``).
+READ_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EIO,
+        errno.ENXIO,
+        errno.ESTALE,
+        errno.ETIMEDOUT,
+        errno.ENOTCONN,
+        errno.ECONNRESET,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.EAGAIN,
+        errno.EINTR,
+        errno.EBUSY,
+        errno.ENOSPC,
+        errno.EDQUOT,
+    }
+)
+
+
+def os_error_inside(exc: BaseException) -> OSError | None:
+    """The first ``OSError`` in ``exc`` or the exceptions it was raised from or during, as a
+    traceback shows them (``__cause__``, else ``__context__`` unless suppressed).
+
+    Libraries wrap the system's errors: PyAV's write callback stashes the ``OSError`` of a full
+    disk and, when the trailer write fails next, raises a ``PyAVCallbackError`` with the
+    ``OSError`` only as its context. PyAV's own ``av.error`` classes for errno codes (e.g.
+    ``av.error.PermissionError``) are ``OSError`` subclasses and count.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return None
+
+
+def read_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` (raised while reading a file) says the file could not be read, as opposed
+    to read and found bad: an ``OSError`` with a :data:`READ_ERRNOS` code, however wrapped."""
+    inner = os_error_inside(exc)
+    return inner is not None and inner.errno in READ_ERRNOS
+
+
+@contextmanager
+def mp4_output(path: str | Path, temp_dir: str | Path | None = None) -> Iterator:
+    """An mp4 ``av`` output container writing ``path`` atomically (:func:`atomic_open`).
+
+    Any failure to write is an :class:`~data_prep.errors.OutputError` naming the folder and the
+    cause, however PyAV wraps it: an ``OSError`` of the file object reaches us as itself, or as
+    the context of a ``PyAVCallbackError`` when the trailer written on the way out fails too.
+    The temp file is removed. Our own errors raised inside the block pass unchanged.
+    """
+    import av
+
+    path = Path(path)
+    try:
+        with (
+            atomic_open(path, "wb", temp_dir=temp_dir) as f,
+            av.open(f, mode="w", format="mp4") as container,
+        ):
+            yield container
+    except VideogloreError:
+        raise
+    except Exception as exc:
+        cause = os_error_inside(exc)
+        if cause is None and _names_file(exc, path):  # a PyAV error about our file, no OSError
+            cause = OSError(errno.EIO, f"PyAV could not write it ({type(exc).__name__})")
+        if cause is None:
+            raise
+        raise output_error(cause, path) from None
+
+
+def _names_file(exc: BaseException, path: Path) -> bool:
+    """Whether a PyAV error names ``path`` or its temp file (``FFmpegError.filename``)."""
+    name = getattr(exc, "filename", None)
+    return isinstance(name, str) and Path(name).name in (path.name, temp_path(path).name)
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray,
@@ -282,7 +414,7 @@ def write_video(
     if height % 2 or width % 2:
         raise ValueError(f"{path}: H.264 needs even height and width, got {height}x{width}")
     rate = Fraction(fps).limit_denominator(1001)
-    with atomic_open(path, "wb") as f, av.open(f, mode="w", format="mp4") as container:
+    with mp4_output(path) as container:
         stream = add_h264_stream(
             container,
             rate,

@@ -2,12 +2,14 @@
 
 A prepared split is a CSV file with a header::
 
-    path,label,label_name,num_frames,fps,width,height
+    path,label,label_name,num_frames,fps,width,height,rotation
 
 ``path`` is relative to the list's folder (or absolute); ``label`` is the index into the class
 list stored beside it as ``classes.json`` (a JSON list of names, position = index). The column
 ``num_frames`` (the video's length, as decord counts it) is ``VideoRecord.frame_count`` in code,
-where ``num_frames`` is the clip length T of the config (``data.num_frames``).
+where ``num_frames`` is the clip length T of the config (``data.num_frames``). ``width`` and
+``height`` are the upright size; ``rotation`` (optional, 0 when the column is absent) is the
+quarter turn clockwise that makes the decoded frames upright.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ class VideoRecord:
     label_name: str
     frame_count: int  # the video's length in frames (list column num_frames)
     fps: float
-    width: int
+    width: int  # upright
     height: int
+    rotation: int = 0  # degrees clockwise (0, 90, 180, 270) that turn decoded frames upright
 
 
 RENAMED = {"frame_count": "num_frames"}  # VideoRecord field → list column, where they differ
 LIST_COLUMNS = tuple(RENAMED.get(f.name, f.name) for f in fields(VideoRecord))
+OPTIONAL_COLUMNS = ("rotation",)  # lists written before it read as 0
 
 
 def clip_span(T: int, tau: int) -> int:
@@ -58,7 +62,8 @@ def read_video_list(path: str | Path, root: str | Path | None = None) -> list[Vi
         raise DataError(f"{path}: list file not found (run `run.py prepare` first)")
     base = Path(root) if root else path.parent
     expected = f"header {','.join(LIST_COLUMNS)}"
-    rows = read_csv(path, LIST_COLUMNS, "a prepared list", expected)
+    required = [c for c in LIST_COLUMNS if c not in OPTIONAL_COLUMNS]
+    rows = read_csv(path, required, "a prepared list", expected)
     records = []
     for line, row in enumerate(rows, start=2):
         try:
@@ -70,6 +75,7 @@ def read_video_list(path: str | Path, root: str | Path | None = None) -> list[Vi
                 fps=float(row["fps"]),
                 width=int(row["width"]),
                 height=int(row["height"]),
+                rotation=int(row.get("rotation") or 0),
             )
         except (TypeError, ValueError):  # a value that is not a number, a short row (None)
             raise DataError(f"{path}:{line}: malformed row {row}") from None

@@ -4,7 +4,8 @@
 with ``functools.partial``) in a process pool and yields the results as they finish;
 ``ResultLedger`` appends each result to ``OUT/.prepare/results.jsonl`` at once, so a second run
 only does the videos whose result is missing or stale (source file changed, encode settings
-changed, output file gone).
+changed, output file gone). It records verdicts only ("ok", "broken": the file was read): a
+source that could not be read or was gone is not remembered, so the next run tries it again.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from data_prep.codec import quiet_video_libraries
+from data_prep.codec import probe_video, quiet_video_libraries
 from data_prep.encode import VideoResult
+from data_prep.errors import VideoError
 from data_prep.files import as_output_error, atomic_open
 
 
@@ -76,9 +78,12 @@ def _start_worker() -> None:
     quiet_video_libraries()
 
 
-# 2: output failures stop the run; version-1 ledgers could hold them as "broken" videos, so
-# their "broken" lines are checked again (their "ok" lines stay valid).
-LEDGER_VERSION = 2
+# 2: output failures stop the run; version-1 ledgers could hold them as "broken" videos.
+# 3: read failures (permission, I/O) and full disks that PyAV wraps are no verdicts; sources are
+# re-encoded upright. "broken" lines of older versions are checked again; their "ok" lines stay
+# valid once the source is seen to need no rotation (``_upright_earlier``).
+LEDGER_VERSION = 3
+VERDICTS = ("ok", "broken")  # what a ledger line may say: the file was read
 
 
 class ResultLedger:
@@ -101,12 +106,15 @@ class ResultLedger:
                     continue
         self.fd: int | None = None
         self.size = 0  # bytes of whole lines in the file
+        self.upgraded = False  # lines of older versions were brought up to date (compact them)
 
     def finished(self, key: str, source: str) -> VideoResult | None:
         """The earlier result for ``key`` if nothing it depends on has changed: same encode
         settings, same source size and mtime (the root may have moved), output still there."""
         record = self.records.get(key)
         if record is None or record.get("settings") != self.signature:
+            return None
+        if record.get("status") not in VERDICTS:
             return None
         if record["status"] != "ok" and record.get("version", 1) < LEDGER_VERSION:
             return None
@@ -124,8 +132,25 @@ class ResultLedger:
                 return None
         # ledgers written before the rename of num_frames to frame_count
         record.setdefault("frame_count", record.get("num_frames", 0))
+        if "rotation" not in record and not self._upright_earlier(record, source):
+            return None
         fields = {k: record[k] for k in VideoResult.__dataclass_fields__}
         return VideoResult(**(fields | {"source": source}))
+
+    def _upright_earlier(self, record: dict, source: str) -> bool:
+        """Whether an "ok" line of a ledger from before rotations were applied (version < 3)
+        still holds: only if the source needs no rotation (else its file was stored sideways,
+        or, with --no-reencode, its list row lacks the rotation, and it is redone). Probed once
+        (one decoded frame, ~2 ms), then written back by :meth:`compact`."""
+        try:
+            rotation = probe_video(source).rotation
+        except VideoError:  # the worker looks at it again and says what is wrong
+            return False
+        if rotation:
+            return False
+        record["rotation"], record["version"] = 0, LEDGER_VERSION
+        self.upgraded = True
+        return True
 
     def other_settings(self) -> dict[tuple, int]:
         """How many finished ("ok") videos each other set of encode settings produced, keyed by
@@ -140,9 +165,9 @@ class ResultLedger:
 
     def append(self, result: VideoResult) -> None:
         """Record ``result`` with the source's size and mtime as the worker saw them (a source
-        it never saw, deleted meanwhile, is not recorded: a later run looks again). Raises
-        OutputError (and writes nothing) when the line does not fit."""
-        if result.source_size < 0:
+        it never saw, deleted meanwhile, is not recorded: a later run looks again; nor is one that
+        could not be read). Raises OutputError (and writes nothing) when the line does not fit."""
+        if result.source_size < 0 or result.status not in VERDICTS:
             return
         record = asdict(result) | {"settings": self.signature, "version": LEDGER_VERSION}
         if result.status == "ok" and self.signature.get("reencode"):

@@ -9,7 +9,7 @@ import pytest
 from data_prep.errors import DataError
 from data_prep.lists import VideoRecord, read_video_list, write_video_list
 
-HEADER = "path,label,label_name,num_frames,fps,width,height"
+HEADER = "path,label,label_name,num_frames,fps,width,height,rotation"
 
 
 def test_list_round_trip_keeps_values_and_the_column_names(tmp_path):
@@ -25,7 +25,7 @@ def test_list_round_trip_keeps_values_and_the_column_names(tmp_path):
         VideoRecord("/data/videos/a b/1.mp4", 0, "a b", 300, 29.97, 340, 256),
         VideoRecord("/abs/2.mp4", 3, "c,d", 12, 25.0, 0, 0),
     ]
-    assert [type(v) for v in vars(back[0]).values()] == [str, int, str, int, float, int, int]
+    assert [type(v) for v in vars(back[0]).values()] == [str, int, str, int, float, int, int, int]
 
 
 def test_list_errors_name_the_file_the_line_and_the_columns(tmp_path):

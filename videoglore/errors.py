@@ -6,6 +6,7 @@ from data_prep.errors import (
     DataError,
     OutputError,
     TrainingError,
+    UnreadableError,
     VideoError,
     VideogloreError,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "DataError",
     "OutputError",
     "TrainingError",
+    "UnreadableError",
     "VideoError",
     "VideogloreError",
 ]
