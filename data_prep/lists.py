@@ -9,7 +9,8 @@ list stored beside it as ``classes.json`` (a JSON list of names, position = inde
 ``num_frames`` (the video's length, as decord counts it) is ``VideoRecord.frame_count`` in code,
 where ``num_frames`` is the clip length T of the config (``data.num_frames``). ``width`` and
 ``height`` are the upright size; ``rotation`` (optional, 0 when the column is absent) is the
-quarter turn clockwise that makes the decoded frames upright.
+quarter turn clockwise that makes the frames PyAV decodes upright (only ``--no-reencode`` lists
+have other values than 0; decord 0.6 applies the display matrix itself).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class VideoRecord:
     fps: float
     width: int  # upright
     height: int
-    rotation: int = 0  # degrees clockwise (0, 90, 180, 270) that turn decoded frames upright
+    rotation: int = 0  # degrees clockwise (0, 90, 180, 270) that turn PyAV's frames upright
 
 
 RENAMED = {"frame_count": "num_frames"}  # VideoRecord field → list column, where they differ
