@@ -75,8 +75,8 @@ class VideoInfo:
 
     @property
     def upright_size(self) -> tuple[int, int]:
-        """(width, height) as the video is shown: swapped by a quarter turn."""
-        return (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
+        """(width, height) as the video is shown."""
+        return upright_size(self, self.rotation)
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -136,6 +136,14 @@ def check_video_file(path: Path) -> None:
         raise VideoError(f"{path}: file not found")
     if st.st_size == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
+
+
+def upright_size(frame, rotation: int) -> tuple[int, int]:
+    """(width, height) of ``frame`` (anything with a width and a height) once turned
+    ``rotation`` degrees: swapped by a quarter turn."""
+    if rotation % 180:
+        return frame.height, frame.width
+    return frame.width, frame.height
 
 
 def rotation_of(frame) -> int:

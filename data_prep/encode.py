@@ -42,6 +42,7 @@ from data_prep.codec import (
     read_failed,
     rotation_of,
     stream_rate,
+    upright_size,
 )
 from data_prep.errors import OutputError, UnreadableError, VideoError
 from data_prep.files import first_line
@@ -125,8 +126,7 @@ def transcode_video(
         if first is None:
             raise VideoError(f"{source}: no decodable frame")
         rotation = rotation_of(first)
-        upright = (first.height, first.width) if rotation % 180 else (first.width, first.height)
-        out_w, out_h = output_size(*upright, settings.short_side)
+        out_w, out_h = output_size(*upright_size(first, rotation), settings.short_side)
         scaled = (out_h, out_w) if rotation % 180 else (out_w, out_h)  # the stored orientation
         scaler = VideoReformatter()  # one swscale context for the video, not one per frame
         with mp4_output(output, tmp_dir) as dst:
@@ -166,14 +166,12 @@ def upright_frame(frame, rotation: int):
         return frame
     import av
 
-    width, height = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
-    turned = av.VideoFrame(width, height, "yuv420p")
+    turned = av.VideoFrame(*upright_size(frame, rotation), "yuv420p")
     for src, dst in zip(frame.planes, turned.planes, strict=True):
         stored = np.frombuffer(src, np.uint8).reshape(-1, src.line_size)[: src.height, : src.width]
         target = np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)
-        target[: dst.height, : dst.width] = np.rot90(
-            stored, -rotation // 90
-        )  # rot90: anticlockwise
+        # np.rot90 turns anticlockwise for k > 0: k = -1 is a quarter turn clockwise
+        target[: dst.height, : dst.width] = np.rot90(stored, -rotation // 90)
     return turned
 
 
