@@ -83,44 +83,76 @@ def probe_video(path: str | Path) -> VideoInfo:
     """Open with PyAV and require a video stream and one decodable frame.
 
     Returns the frame count (the header's; packets counted when the header has none, as in
-    webm/mkv), the frame rate (:func:`stream_rate`), the size and rotation (:func:`rotation_of`)
-    of the first frame and the duration (the stream's, else the container's, else count / rate).
+    webm/mkv) and what :func:`video_info` reads: frame rate, size, rotation, duration.
 
     Raises:
         UnreadableError: the file could not be read (permission, I/O error, ...).
         VideoError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    with open_video(path) as (container, stream):
+        try:
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise VideoError(f"{path}: no decodable frame")
+            count = stream.frames
+            if count <= 0:  # webm/mkv headers carry no frame count: count packets (no decode)
+                container.seek(0)
+                count = sum(1 for p in container.demux(stream) if p.size)
+            return video_info(container, stream, first, count)
+        except VideoError:
+            raise
+        except Exception as exc:  # PyAV raises many FFmpeg error types
+            raise reading_error(path, exc) from None
+
+
+@contextmanager
+def open_video(path: str | Path) -> Iterator[tuple]:
+    """``(container, stream)``: the PyAV input container of ``path`` and its first video stream.
+
+    The one place a source is opened (probing it, re-encoding it).
+
+    Raises:
+        UnreadableError: the file could not be read (permission, I/O error, ...).
+        VideoError: missing, empty, not a container PyAV reads, no video stream.
     """
     import av
 
     path = Path(path)
     check_video_file(path)
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            rate = stream_rate(stream)
-            first = next(container.decode(stream), None)
-            if first is None:
-                raise VideoError(f"{path}: no decodable frame")
-            width, height, rotation = first.width, first.height, rotation_of(first)
-            count = stream.frames
-            if count <= 0:  # webm/mkv headers carry no frame count: count packets (no decode)
-                container.seek(0)
-                count = sum(1 for p in container.demux(stream) if p.size)
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            else:
-                duration = count / float(rate)
-    except VideoError:
-        raise
-    except Exception as exc:  # PyAV raises many FFmpeg error types
-        if read_failed(exc):
-            raise UnreadableError(f"{path}: cannot read it ({library_error(exc)})") from None
-        raise VideoError(f"{path}: cannot open or decode ({library_error(exc)})") from None
-    return VideoInfo(count, float(rate), width, height, duration, rotation)
+        container = av.open(str(path))
+    except Exception as exc:
+        raise reading_error(path, exc) from None
+    with container:
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        yield container, container.streams.video[0]
+
+
+def video_info(container, stream, first, frame_count: int) -> VideoInfo:
+    """What a video's headers and its first decoded frame say: the frame rate
+    (:func:`stream_rate`), the frame size and rotation (:func:`rotation_of`), the duration (the
+    stream's, else the container's, else ``frame_count`` / rate)."""
+    import av
+
+    rate = stream_rate(stream)
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    else:
+        duration = frame_count / float(rate)
+    rotation = rotation_of(first)
+    return VideoInfo(frame_count, float(rate), first.width, first.height, duration, rotation)
+
+
+def reading_error(path: Path, exc: BaseException) -> VideoError:
+    """The error for a PyAV failure while reading ``path``: UnreadableError when the file could
+    not be read (:func:`read_failed`), else VideoError (read and found bad)."""
+    if read_failed(exc):
+        return UnreadableError(f"{path}: cannot read it ({library_error(exc)})")
+    return VideoError(f"{path}: cannot open or decode ({library_error(exc)})")
 
 
 def check_video_file(path: Path) -> None:

@@ -34,15 +34,19 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.codec import (
+    VideoInfo,
     add_h264_stream,
     decord_frame_count,
     library_error,
     mp4_output,
+    open_video,
     probe_video,
     read_failed,
+    reading_error,
     rotation_of,
     stream_rate,
     upright_size,
+    video_info,
 )
 from data_prep.errors import OutputError, UnreadableError, VideoError
 from data_prep.files import first_line
@@ -101,26 +105,24 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 def transcode_video(
     source: str | Path, output: str | Path, tmp_dir: str | Path, settings: EncodeSettings
-) -> int:
-    """Re-encode ``source`` to H.264 at ``settings.short_side``, upright; returns frames written.
+) -> VideoInfo:
+    """Re-encode ``source`` to H.264 at ``settings.short_side``, upright.
 
-    The file appears at ``output`` only when complete (:func:`~data_prep.codec.mp4_output`, its
-    temp file in ``tmp_dir``). A decode error part-way keeps the frames decoded so far (a
-    truncated download still yields a usable clip); a file with no decodable frame raises
-    VideoError, one that cannot be read UnreadableError. Any failure to write (disk full,
-    permission, a file in the way), however PyAV wraps it, raises OutputError: it says nothing
-    about the video.
+    Returns what :func:`~data_prep.codec.probe_video` would (the source is opened once), with
+    the frames written as the count. The file appears at ``output`` only when complete
+    (:func:`~data_prep.codec.mp4_output`, its temp file in ``tmp_dir``). A decode error part-way
+    keeps the frames decoded so far (a truncated download still yields a usable clip); a file
+    with no decodable frame raises VideoError, one that cannot be read UnreadableError. Any
+    failure to write (disk full, permission, a file in the way), however PyAV wraps it, raises
+    OutputError: it says nothing about the video.
     """
-    import av
     from av.video.frame import PictureType
     from av.video.reformatter import VideoReformatter
 
     source = Path(source)
     written = 0
-    with av.open(str(source)) as src:
-        in_stream = src.streams.video[0]
+    with open_video(source) as (src, in_stream):
         in_stream.thread_count = settings.threads
-        rate = stream_rate(in_stream)
         frames = _decoded_frames(src, in_stream, source)
         first = next(frames, None)
         if first is None:
@@ -132,7 +134,7 @@ def transcode_video(
         with mp4_output(output, tmp_dir) as dst:
             out = add_h264_stream(
                 dst,
-                rate,
+                stream_rate(in_stream),
                 out_w,
                 out_h,
                 settings.keyframe_interval,
@@ -155,7 +157,7 @@ def transcode_video(
                 dst.mux(out.encode(image))
                 written += 1
             dst.mux(out.encode())
-    return written
+        return video_info(src, in_stream, first, written)
 
 
 def upright_frame(frame, rotation: int):
@@ -189,10 +191,8 @@ def _decoded_frames(container, stream, source: Path):
         except StopIteration:
             return
         except Exception as exc:  # truncated/corrupt data: keep what we have
-            if read_failed(exc):
-                raise UnreadableError(f"{source}: cannot read it ({library_error(exc)})") from None
-            if count == 0:
-                raise VideoError(f"{source}: cannot decode ({library_error(exc)})") from None
+            if count == 0 or read_failed(exc):
+                raise reading_error(source, exc) from None
             reason = library_error(exc)
             log.warning("%s: decode stopped after %d frames (%s)", source, count, reason)
             return
@@ -222,12 +222,13 @@ def process_video(
     result = VideoResult(key, source, "broken")
     result.source_size, result.source_mtime_ns = st.st_size, st.st_mtime_ns
     try:
-        info = probe_video(source)
-        result.fps, result.duration, result.rotation = info.fps, info.duration, info.rotation
-        result.width, result.height = info.upright_size
-        if output is not None:
-            transcode_video(source, output, tmp_dir, settings)
+        if output is None:
+            info = probe_video(source)
+            result.width, result.height = info.upright_size
+        else:  # it probes as it decodes: one open of the source
+            info = transcode_video(source, output, tmp_dir, settings)
             result.width, result.height = output_size(*info.upright_size, settings.short_side)
+        result.fps, result.duration, result.rotation = info.fps, info.duration, info.rotation
         result.frame_count = decord_frame_count(output or source)
         result.status = "ok"
     except OutputError:
