@@ -112,12 +112,10 @@ class PrepareSummary:
             lines.append("  ".join([first.ljust(widths[0]), *cells]))
         unreadable = sum(c.unreadable for c in self.splits.values())
         if unreadable:
-            videos, them = (
-                ("1 video", "it") if unreadable == 1 else (f"{unreadable} videos", "them")
-            )
+            what = "1 video" if unreadable == 1 else f"{unreadable} videos"
             lines.append(
-                f"{videos} could not be read (unreadable in skipped.csv), nothing is remembered "
-                f"about {them}: fix the cause and rerun to add {them}"
+                f"{what} could not be read (unreadable in skipped.csv), nothing is remembered: "
+                "fix the cause (permission, disk, network) and rerun to add them"
             )
         short = sum(c.under_one_clip for c in self.splits.values())
         if short:
@@ -304,17 +302,9 @@ def _sort_results(
             label, name = label_of(entry)
             path = key if options.reencode else _list_path(result.source, out_dir)
             fps = round(result.fps, 4)
-            rotation = 0 if options.reencode else result.rotation
-            record = VideoRecord(
-                path,
-                label,
-                name,
-                result.frame_count,
-                fps,
-                result.width,
-                result.height,
-                rotation=rotation,
-            )
+            rotation = 0 if options.reencode else result.rotation  # re-encoded: upright
+            measured = (result.frame_count, fps, result.width, result.height)
+            record = VideoRecord(path, label, name, *measured, rotation=rotation)
             records[entry.split].append(record)
     return records
 

@@ -227,7 +227,7 @@ def test_unreadable_source_is_reported_and_tried_again(
     assert read_skipped(out) == [f"b/{VICTIM}.mp4,train,unreadable: cannot read it ({cause})"]
     train = summary.splits["train"]
     assert (train.unreadable, train.broken, train.kept) == (1, 0, 5)
-    assert "1 video could not be read" in summary.format()
+    assert "1 video could not be read (unreadable in skipped.csv)" in summary.format()
     assert f"b/{VICTIM}.mp4" not in {r["key"].removeprefix("videos/train/") for r in ledger(out)}
     assert not (out / VICTIM_KEY).exists() and leftovers(out) == []
     monkeypatch.undo()  # access restored: the rerun adds it, without redoing the others
