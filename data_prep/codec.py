@@ -8,16 +8,15 @@ is ``videoglore.data.video`` (above this floor), which opens decord readers with
 the terminal in every process that decodes; :func:`library_error` turns their exceptions into
 the reason of our one-line errors. No torch here.
 
-Who is at fault when a library call fails: :func:`read_failed` tells a file that could not be read
-(permission, I/O error, network file system; :class:`~data_prep.errors.UnreadableError`, never a
-verdict) from one that was read and found bad (:class:`~data_prep.errors.VideoError`), and
-:func:`mp4_output` turns whatever PyAV wraps a failed write in into an
-:class:`~data_prep.errors.OutputError`.
+Who is at fault when a library call fails (``data_prep.faults``): :func:`reading_error` tells a
+file that could not be read (permission, I/O error, network file system;
+:class:`~data_prep.errors.UnreadableError`, never a verdict) from one that was read and found bad
+(:class:`~data_prep.errors.VideoError`), and :func:`mp4_output` turns whatever PyAV wraps a
+failed write in into an :class:`~data_prep.errors.OutputError`.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import stat
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.errors import UnreadableError, VideoError, VideogloreError
+from data_prep.faults import READ_ERRNOS, read_failed, write_failure
 from data_prep.files import atomic_open, first_line, output_error, temp_path
 
 
@@ -338,61 +338,6 @@ def library_error(exc: BaseException) -> str:
     return _DECORD_PREFIX.sub("", first_line(exc)).strip() or type(exc).__name__
 
 
-# errno values that say a file could not be read, never that its content is bad: permissions,
-# failing devices, network file systems, vanished files, process limits; and a full disk or
-# quota under the temp file that keeps decord's log (``_decord_log_dropped``).
-READ_ERRNOS = frozenset(
-    {
-        errno.EACCES,
-        errno.EPERM,
-        errno.EIO,
-        errno.ENXIO,
-        errno.ESTALE,
-        errno.ETIMEDOUT,
-        errno.ENOTCONN,
-        errno.ECONNRESET,
-        errno.EHOSTDOWN,
-        errno.EHOSTUNREACH,
-        errno.ENETDOWN,
-        errno.ENETUNREACH,
-        errno.ENOENT,
-        errno.ENOTDIR,
-        errno.EMFILE,
-        errno.ENFILE,
-        errno.EAGAIN,
-        errno.EINTR,
-        errno.EBUSY,
-        errno.ENOSPC,
-        errno.EDQUOT,
-    }
-)
-
-
-def os_error_inside(exc: BaseException) -> OSError | None:
-    """The first ``OSError`` in ``exc`` or the exceptions it was raised from or during, as a
-    traceback shows them (``__cause__``, else ``__context__`` unless suppressed).
-
-    Libraries wrap the system's errors: PyAV's write callback stashes the ``OSError`` of a full
-    disk and, when the trailer write fails next, raises a ``PyAVCallbackError`` with the
-    ``OSError`` only as its context. PyAV's own ``av.error`` classes for errno codes (e.g.
-    ``av.error.PermissionError``) are ``OSError`` subclasses and count.
-    """
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return None
-
-
-def read_failed(exc: BaseException) -> bool:
-    """Whether ``exc`` (raised while reading a file) says the file could not be read, as opposed
-    to read and found bad: an ``OSError`` with a :data:`READ_ERRNOS` code, however wrapped."""
-    inner = os_error_inside(exc)
-    return inner is not None and inner.errno in READ_ERRNOS
-
-
 @contextmanager
 def mp4_output(path: str | Path, temp_dir: str | Path | None = None) -> Iterator:
     """An mp4 ``av`` output container writing ``path`` atomically (:func:`atomic_open`).
@@ -414,18 +359,10 @@ def mp4_output(path: str | Path, temp_dir: str | Path | None = None) -> Iterator
     except VideogloreError:
         raise
     except Exception as exc:
-        cause = os_error_inside(exc)
-        if cause is None and _names_file(exc, path):  # a PyAV error about our file, no OSError
-            cause = OSError(errno.EIO, f"PyAV could not write it ({type(exc).__name__})")
+        cause = write_failure(exc, (path.name, temp_path(path).name))
         if cause is None:
             raise
         raise output_error(cause, path) from None
-
-
-def _names_file(exc: BaseException, path: Path) -> bool:
-    """Whether a PyAV error names ``path`` or its temp file (``FFmpegError.filename``)."""
-    name = getattr(exc, "filename", None)
-    return isinstance(name, str) and Path(name).name in (path.name, temp_path(path).name)
 
 
 def write_video(

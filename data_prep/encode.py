@@ -41,7 +41,6 @@ from data_prep.codec import (
     mp4_output,
     open_video,
     probe_video,
-    read_failed,
     reading_error,
     rotation_of,
     stream_rate,
@@ -49,6 +48,7 @@ from data_prep.codec import (
     video_info,
 )
 from data_prep.errors import OutputError, UnreadableError, VideoError
+from data_prep.faults import read_failed
 from data_prep.files import first_line
 
 log = logging.getLogger(__name__)

@@ -306,3 +306,27 @@ def test_no_verdicts_in_older_ledgers_are_checked_again(tmp_path):
     assert summary.splits["train"].kept == 6 and read_skipped(out) == []
     assert {(r["version"], r["rotation"]) for r in ledger(out)} == {(3, 0)}  # brought up to date
     assert prepare(options(tree, out)).reused == 6
+
+
+def test_mp4_output_unwraps_what_pyav_wraps(tmp_path):
+    """The ways a failed write reaches ``mp4_output``: a PyAV error raised while the OSError was
+    handled (as the trailer write does), one naming our temp file alone, one about another file."""
+    from data_prep.codec import mp4_output
+    from data_prep.files import temp_path
+
+    path, code = tmp_path / "v" / "out.mp4", 1447131472  # PyAV's "PyAV" error tag
+    with pytest.raises(OutputError) as error:
+        with mp4_output(path):
+            try:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            except OSError:
+                raise av.error.PyAVCallbackError(code, "Error in PyAV callback")  # noqa: B904
+    assert_one_line(error, f"cannot write to {path.parent}: No space left on device (ENOSPC)")
+    with pytest.raises(OutputError) as error:
+        with mp4_output(path):
+            raise av.error.PyAVCallbackError(code, "Error in PyAV callback", str(temp_path(path)))
+    assert_one_line(error, "PyAV could not write it (PyAVCallbackError) (EIO)")
+    with pytest.raises(av.error.PyAVCallbackError):
+        with mp4_output(path):
+            raise av.error.PyAVCallbackError(code, "Error in PyAV callback", "/elsewhere.mp4")
+    assert list(path.parent.iterdir()) == []  # no temp file left by any of them

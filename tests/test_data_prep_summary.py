@@ -17,7 +17,17 @@ from tests.test_data_prep import tiny_video
 from videoglore.cli import main
 
 DATA_PREP = Path(data_prep.__file__).parent
-MODULES = ("prepare", "encode", "runner", "sources", "synthetic", "codec", "lists", "files")
+MODULES = (
+    "prepare",
+    "encode",
+    "runner",
+    "sources",
+    "synthetic",
+    "codec",
+    "faults",
+    "lists",
+    "files",
+)
 
 
 @pytest.fixture(scope="module")
