@@ -106,6 +106,23 @@ def probe_video(path: str | Path) -> VideoInfo:
             raise reading_error(path, exc) from None
 
 
+def probe_rotation(path: str | Path) -> int:
+    """The rotation (:func:`rotation_of`) of a video, decoding only up to its first frame.
+
+    Raises:
+        UnreadableError, VideoError: as :func:`probe_video`.
+    """
+    path = Path(path)
+    with open_video(path) as (container, stream):
+        try:
+            first = next(container.decode(stream), None)
+        except Exception as exc:
+            raise reading_error(path, exc) from None
+        if first is None:
+            raise VideoError(f"{path}: no decodable frame")
+        return rotation_of(first)
+
+
 @contextmanager
 def open_video(path: str | Path) -> Iterator[tuple]:
     """``(container, stream)``: the PyAV input container of ``path`` and its first video stream.

@@ -40,6 +40,7 @@ from data_prep.codec import (
     library_error,
     mp4_output,
     open_video,
+    probe_rotation,
     probe_video,
     reading_error,
     rotation_of,
@@ -259,3 +260,13 @@ def _not_read(source: str, reason: str) -> tuple[str, str]:
     except OSError:
         pass
     return "unreadable", reason
+
+
+def source_rotation(video: tuple[str, str]) -> tuple[str, int | None]:
+    """``(key, rotation)`` of a ``(key, source)`` video (:func:`~data_prep.codec.probe_rotation`);
+    None when it cannot be probed: the video is redone and its worker says what is wrong."""
+    key, source = video
+    try:
+        return key, probe_rotation(source)
+    except VideoError:
+        return key, None

@@ -48,7 +48,7 @@ from data_prep.errors import ConfigError, DataError
 from data_prep.files import as_output_error, atomic_open
 from data_prep.lists import VideoRecord, write_classes, write_video_list
 from data_prep.options import PrepareOptions, add_arguments, options_from_args
-from data_prep.runner import ResultLedger, run_tasks
+from data_prep.runner import ResultLedger, recheck_rotations, run_tasks
 from data_prep.sources import (
     VideoEntry,
     class_folder,
@@ -260,6 +260,7 @@ def _check_videos(
             results[key] = done
         else:
             todo.append((key, source))
+    todo += recheck_rotations(ledger, results, options.workers, options.progress)
     log.info("%d videos to process, %d finished earlier", len(todo), len(results))
     work = partial(process_video, settings=settings, out_dir=out_dir, tmp_dir=tmp_dir)
     try:

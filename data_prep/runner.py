@@ -20,13 +20,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from data_prep.codec import probe_video, quiet_video_libraries
-from data_prep.encode import VideoResult
-from data_prep.errors import VideoError
+from data_prep.codec import quiet_video_libraries
+from data_prep.encode import VideoResult, source_rotation
 from data_prep.files import as_output_error, atomic_open
 
 
-def run_tasks(work: Callable[[Any], VideoResult], items: list, workers: int | None, progress: bool):
+def run_tasks(work: Callable[[Any], Any], items: list, workers: int | None, progress: bool):
     """Yield ``work(item)`` for every item as it finishes; worker processes, or this process
     when workers == 1. An exception in a worker (OutputError) stops the pool at once."""
     from tqdm import tqdm
@@ -81,7 +80,7 @@ def _start_worker() -> None:
 # 2: output failures stop the run; version-1 ledgers could hold them as "broken" videos.
 # 3: read failures (permission, I/O) and full disks that PyAV wraps are no verdicts; sources are
 # re-encoded upright. "broken" lines of older versions are checked again; their "ok" lines stay
-# valid once the source is seen to need no rotation (``_upright_earlier``).
+# valid once the source is seen to need no rotation (``recheck_rotations``).
 LEDGER_VERSION = 3
 VERDICTS = ("ok", "broken")  # what a ledger line may say: the file was read
 
@@ -132,25 +131,18 @@ class ResultLedger:
                 return None
         # ledgers written before the rename of num_frames to frame_count
         record.setdefault("frame_count", record.get("num_frames", 0))
-        if "rotation" not in record and not self._upright_earlier(record, source):
-            return None
-        fields = {k: record[k] for k in VideoResult.__dataclass_fields__}
+        fields = {k: record[k] for k in VideoResult.__dataclass_fields__ if k in record}
         return VideoResult(**(fields | {"source": source}))
 
-    def _upright_earlier(self, record: dict, source: str) -> bool:
-        """Whether an "ok" line of a ledger from before rotations were applied (version < 3)
-        still holds: only if the source needs no rotation (else its file was stored sideways,
-        or, with --no-reencode, its list row lacks the rotation, and it is redone). Probed once
-        (one decoded frame, ~2 ms), then written back by :meth:`compact`."""
-        try:
-            rotation = probe_video(source).rotation
-        except VideoError:  # the worker looks at it again and says what is wrong
-            return False
-        if rotation:
-            return False
-        record["rotation"], record["version"] = 0, LEDGER_VERSION
+    def rotation_unknown(self, key: str) -> bool:
+        """Whether ``key``'s line is from before rotations were applied (version < 3): its
+        source may need a turn that its prepared file (or list row) does not have."""
+        return "rotation" not in self.records.get(key, {"rotation": 0})
+
+    def upright(self, key: str) -> None:
+        """``key``'s source needs no turn: its older line holds (:meth:`compact` writes it)."""
+        self.records[key] |= {"rotation": 0, "version": LEDGER_VERSION}
         self.upgraded = True
-        return True
 
     def other_settings(self) -> dict[tuple, int]:
         """How many finished ("ok") videos each other set of encode settings produced, keyed by
@@ -203,3 +195,23 @@ class ResultLedger:
         with atomic_open(self.path, "w") as f:
             for key in sorted(keys & set(self.records)):
                 f.write(json.dumps(self.records[key], ensure_ascii=False) + "\n")
+
+
+def recheck_rotations(
+    ledger: ResultLedger, results: dict[str, VideoResult], workers: int | None, progress: bool
+) -> list[tuple[str, str]]:
+    """Of the ``results`` taken from older ledger lines without a rotation, the ``(key, source)``
+    to redo: those whose source needs a turn (its file was stored sideways, or its
+    ``--no-reencode`` row lacks the rotation) or cannot be probed now. They leave ``results``;
+    the others stay, confirmed upright in the ledger. Probed once, in the workers (decoding to
+    the first frame: 25-70 ms per video and core at 360p-720p)."""
+    items = [(key, r.source) for key, r in results.items() if ledger.rotation_unknown(key)]
+    redo: list[tuple[str, str]] = []
+    if not items:  # (no empty progress bar)
+        return redo
+    for key, rotation in run_tasks(source_rotation, items, workers, progress):
+        if rotation == 0:
+            ledger.upright(key)
+        else:
+            redo.append((key, results.pop(key).source))
+    return redo

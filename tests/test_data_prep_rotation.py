@@ -150,9 +150,11 @@ def test_no_reencode_records_the_rotation_and_the_upright_size(sources, tmp_path
     assert_upright(turned, sources[rotation])
 
 
-def test_sideways_videos_of_an_earlier_version_are_redone(sources, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sideways_videos_of_an_earlier_version_are_redone(sources, tmp_path, workers):
     """Ledger lines from before rotations were applied (version 2, no ``rotation``): a rotated
-    source's file was stored sideways and is redone; an upright one is kept as it is."""
+    source's file was stored sideways and is redone; an upright one is kept as it is. The
+    sources are probed by the workers."""
     out = tmp_path / "out"
     run(sources["all"], out)
     path = out / ".prepare" / "results.jsonl"
@@ -161,7 +163,7 @@ def test_sideways_videos_of_an_earlier_version_are_redone(sources, tmp_path):
         del record["rotation"]
         record["version"] = 2
     path.write_text("".join(json.dumps(r) + "\n" for r in old))
-    summary = run(sources["all"], out)
+    summary = run(sources["all"], out, workers=workers)
     assert (summary.processed, summary.reused) == (3, 1)
     assert all(r.rotation == 0 for r in read_video_list(out / "train.csv"))
     assert {json.loads(line)["version"] for line in path.read_text().splitlines()} == {3}
