@@ -7,6 +7,8 @@ Each benchmark has one folder holding its code, its data generator and its recor
     speed/     GPU training and multi-view testing throughput, MFU (train.py, test.py, common.py)
     glore/     does GloRe help? relational videos (relational.py), runs (bench.py), report.py,
                RESULTS.md, results.json, val_vs_time.png
+    prepare/   prepare's videos/s per core and GB per 1,000 videos on Kinetics-like sources
+               (sources.py, bench.py; RESULTS in ../RESULTS.md)
 
 Every benchmark module has ``HELP``, ``add_arguments(parser)`` and ``run(args)``. They import
 torch; ``BENCHMARKS`` names them without importing them, so the CLI starts fast.
@@ -24,6 +26,7 @@ BENCHMARKS = {
     "test": "benchmarks.speed.test",
     "pipeline": "benchmarks.loading.pipeline",
     "lists": "benchmarks.loading.lists",
+    "prepare": "benchmarks.prepare.bench",
 }
 
 

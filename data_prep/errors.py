@@ -24,6 +24,12 @@ class VideoError(VideogloreError):
     """A video cannot be opened or decoded (a property of the input file)."""
 
 
+class UnreadableError(VideoError):
+    """A video file could not be read for a reason outside it: no permission, an I/O error, a
+    stale network file handle, a timeout. Says nothing about the video: ``prepare`` reports it
+    and never remembers it as a verdict, so the next run tries again."""
+
+
 class DataError(VideogloreError):
     """A dataset list, annotation file or class map is malformed or missing."""
 

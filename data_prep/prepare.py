@@ -12,12 +12,15 @@ to a short side of 256 px with every frame a keyframe (H.264, no audio, same fps
 to load, ~3x the disk of a keyframe every 8 frames: ``--keyframe-interval``), and
 checked with decord: both readers of the loader (PyAV, the default, and decord) must read every
 listed file, and decord is the stricter of the two, so its frame count goes in the list.
-Missing, broken and too-short videos go to skipped.csv with the reason. Work runs in parallel
-worker processes; each finished video is recorded in OUT/.prepare/results.jsonl, so an
-interrupted run (Ctrl-C) resumes where it stopped when the same command is run again. A rerun
-with other encode settings stops before redoing finished videos unless --reencode-changed.
-With ``--shard I/N`` N such runs on N machines share OUT, each doing its part of the videos
-(:mod:`data_prep.shards`); the same command without ``--shard`` then writes the lists.
+Missing, broken and too-short videos go to skipped.csv with the reason; so do sources that could
+not be read (no permission, I/O error), as ``unreadable``: never remembered, the next run tries
+them again. A source whose display matrix says it is shown turned is re-encoded upright.
+Work runs in parallel worker processes; each finished video is recorded in
+OUT/.prepare/results.jsonl, so an interrupted run (Ctrl-C) resumes where it stopped when the
+same command is run again. A rerun with other encode settings stops before redoing finished
+videos unless --reencode-changed. With ``--shard I/N`` N such runs on N machines share OUT,
+each doing its part of the videos (:mod:`data_prep.shards`); the same command without
+``--shard`` then writes the lists.
 
 A failure to write (disk full, quota, permission, read-only file system, a file where a folder
 should be) is never a property of a video: the run stops at once with one line naming the
@@ -52,7 +55,7 @@ from data_prep.errors import ConfigError
 from data_prep.files import as_output_error, atomic_open
 from data_prep.lists import VideoRecord, write_classes, write_video_list
 from data_prep.options import SPLIT_DATASETS, PrepareOptions, add_arguments, options_from_args
-from data_prep.runner import run_tasks
+from data_prep.runner import recheck_rotations, run_tasks
 from data_prep.shards import (
     Ledgers,
     Shard,
@@ -74,7 +77,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SKIP_REASONS = ("missing", "outside_root", "duplicate", "broken", "too_short")
+SKIP_REASONS = ("missing", "outside_root", "duplicate", "broken", "unreadable", "too_short")
 COLUMNS = ("listed", "found", *SKIP_REASONS, "kept", "under_one_clip")  # of the summary table
 
 
@@ -85,7 +88,8 @@ class SplitCounts:
     missing: int = 0
     outside_root: int = 0  # list paths leading outside the video root: refused, never opened
     duplicate: int = 0  # same split + class + name as an earlier entry
-    broken: int = 0
+    broken: int = 0  # read and found bad (remembered)
+    unreadable: int = 0  # could not be read: permission, I/O error (tried again next run)
     too_short: int = 0
     kept: int = 0  # written to the list
     under_one_clip: int = 0  # kept, but shorter than one clip: the loaders loop their frames
@@ -116,6 +120,13 @@ class PrepareSummary:
         for first, *numbers in rows:
             cells = [v.rjust(w) for v, w in zip(numbers, widths[1:], strict=True)]
             lines.append("  ".join([first.ljust(widths[0]), *cells]))
+        unreadable = sum(c.unreadable for c in self.splits.values())
+        if unreadable:
+            what = "1 video" if unreadable == 1 else f"{unreadable} videos"
+            lines.append(
+                f"{what} could not be read (unreadable in skipped.csv), nothing is remembered: "
+                "fix the cause (permission, disk, network) and rerun to add them"
+            )
         short = sum(c.under_one_clip for c in self.splits.values())
         if short:
             lines.append(
@@ -192,7 +203,7 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
         records = _sort_results(done, results, label_of, tally, options)
         if options.shard is None:
             _write_lists(out, options.lists_folder, records, classes, tally)
-        if (processed or ledger.adopted) and not options.merge:  # --merge holds no lock
+        if (processed or ledger.adopted or ledger.upgraded) and not options.merge:
             ledger.compact()  # superseded lines dropped, other runs' records taken in
     return PrepareSummary(
         str(out),
@@ -333,6 +344,7 @@ def _check_videos(
             results[key] = done
         else:
             todo.append((key, source))
+    todo += recheck_rotations(ledger, results, options.workers, options.progress)
     log.info("%d videos to process, %d finished earlier", len(todo), len(results))
     work = partial(process_video, settings=settings, out_dir=out_dir, tmp_dir=tmp_dir)
     try:
@@ -355,14 +367,16 @@ def _sort_results(
     tally: _Tally,
     options: PrepareOptions,
 ) -> dict[str, list[VideoRecord]]:
-    """The list records of every split: missing, broken and too-short videos are tallied as skipped,
-    the rest kept (and counted when shorter than one clip)."""
+    """The list records of every split: missing, broken, unreadable and too-short videos are
+    tallied as skipped, the rest kept (and counted when shorter than one clip). Width and height
+    are upright; ``rotation`` is the one the loaders apply (only with --no-reencode: re-encoded
+    files are upright)."""
     out_dir = os.path.abspath(options.out_dir)
     records: dict[str, list[VideoRecord]] = {split: [] for split in tally.counts}
     for key, entry in planned.items():
         result, counts = results[key], tally.split(entry.split)
-        if result.status == "missing":
-            tally.skip(entry, f"missing: {result.reason}")
+        if result.status in ("missing", "unreadable"):
+            tally.skip(entry, f"{result.status}: {result.reason}")
         elif result.status != "ok":
             tally.skip(entry, f"broken: {result.reason}")
         elif result.frame_count < options.min_frames:
@@ -373,9 +387,9 @@ def _sort_results(
             label, name = label_of(entry)
             path = key if options.reencode else _list_path(result.source, out_dir)
             fps = round(result.fps, 4)
-            record = VideoRecord(
-                path, label, name, result.frame_count, fps, result.width, result.height
-            )
+            rotation = 0 if options.reencode else result.rotation  # re-encoded: upright
+            measured = (result.frame_count, fps, result.width, result.height)
+            record = VideoRecord(path, label, name, *measured, rotation=rotation)
             records[entry.split].append(record)
     return records
 

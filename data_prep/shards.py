@@ -174,6 +174,16 @@ class Ledgers:
                 counts[settings] = counts.get(settings, 0) + count
         return counts
 
+    def rotation_unknown(self, key: str) -> bool:
+        return self.own.rotation_unknown(key)  # another run's record was adopted into own
+
+    def upright(self, key: str) -> None:
+        self.own.upright(key)
+
+    @property
+    def upgraded(self) -> bool:
+        return self.own.upgraded
+
     def append(self, result: VideoResult) -> None:
         self.own.append(result)
 

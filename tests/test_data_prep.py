@@ -246,9 +246,13 @@ def test_interrupted_prepare_resumes_without_redoing_work(mini_kinetics, tmp_pat
     mtimes = {p: p.stat().st_mtime_ns for p in finished}
 
     counted = []
-    monkeypatch.setattr(
-        encode, "transcode_video", lambda *a, **k: counted.append(a[0]) or real(*a, **k)
-    )
+
+    def count_encoded(*args, **kwargs):  # broken videos fail inside: counted when written
+        info = real(*args, **kwargs)
+        counted.append(args[0])
+        return info
+
+    monkeypatch.setattr(encode, "transcode_video", count_encoded)
     summary = prepare(kinetics_options(mini_kinetics, out))
     assert (summary.reused, summary.processed) == (2, 8)
     # re-encoded now: the 2 other good train clips, the good val clip and the 1-frame clip

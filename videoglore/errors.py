@@ -12,6 +12,7 @@ from data_prep.errors import (
     DataError,
     OutputError,
     TrainingError,
+    UnreadableError,
     VideoError,
     VideogloreError,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "DataError",
     "OutputError",
     "TrainingError",
+    "UnreadableError",
     "VideoError",
     "VideogloreError",
     "explain_out_of_memory",
