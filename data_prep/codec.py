@@ -390,6 +390,7 @@ def write_video(
     crf: int = 23,
     tune: str = "fastdecode",
     reproducible: bool = True,
+    display_rotation: int = 0,
 ) -> None:
     """Write uint8 (T, H, W, 3) RGB frames as an H.264 .mp4, atomically (temp file + rename).
 
@@ -398,6 +399,8 @@ def write_video(
     :func:`x264_options`, those of prepared videos, except that ``reproducible`` (generated test,
     demo and benchmark clips) turns x264's macroblock tree off so that the same frames always
     give the same bytes; ``reproducible=False`` writes exactly as ``prepare`` does.
+    ``display_rotation`` (degrees clockwise, as :func:`rotation_of` reads them) goes into the
+    display matrix, as a phone writes a video it recorded turned (test and benchmark videos).
     """
     import av
 
@@ -419,6 +422,9 @@ def write_video(
             tune=tune,
             mbtree=not reproducible,
         )
+        if display_rotation:
+            stream.set_display_rotation(-display_rotation)  # PyAV >= 18: the matrix's angle is
+            # counter-clockwise (see rotation_of)
         for frame in frames:
             packet_list = stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
             container.mux(packet_list)

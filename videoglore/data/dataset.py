@@ -151,9 +151,8 @@ class VideoClipDataset(Dataset):
             self.pad,
             record.rotation,
         )
-        decode_clip(
-            record.path, lambda n: sampling.sample_train_clip(n, T, tau, rng), clip.put, self.reader
-        )
+        indices_for = lambda n: sampling.sample_train_clip(n, T, tau, rng)  # noqa: E731
+        decode_clip(record.path, indices_for, clip.put, self.reader, record.rotation)
         return clip.result()
 
     def _train_item(self, index: int, epoch: int):
@@ -190,7 +189,8 @@ class VideoClipDataset(Dataset):
             record.rotation,
         )
         sample = sampling.TEST_SAMPLERS[self.test_sampling]  # val: K = 1 of the same rule
-        decode_clip(record.path, lambda n: sample(n, T, tau, K), views.put, self.reader)
+        indices_for = lambda n: sample(n, T, tau, K)  # noqa: E731
+        decode_clip(record.path, indices_for, views.put, self.reader, record.rotation)
         result = views.result()  # (K*C, 3, T, S, S) or YuvClips
         if self.mode == "test":
             return result
