@@ -53,7 +53,8 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
     fast = fast_path(cfg.runtime, rt.device, training=False)
     place_model(model, rt.device, fast).eval()
     loader = build_loader(cfg, "test", distributed=rt.distributed, batch_size=cfg.test.batch_size)
-    merged = merge_parts(gather_objects(score_videos(model, loader, cfg, rt.device, fast), rt))
+    part = score_videos(model, loader, cfg, rt.device, fast, progress=rt.is_main)
+    merged = merge_parts(gather_objects(part, rt))
     run_dir = Path(cfg.output.dir)
     if merged.non_finite:  # every rank holds every part: all stop together
         stale = mark_stale(run_dir) if rt.is_main else []
@@ -66,7 +67,7 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime) -> dict:
     if not rt.is_main:
         return {}
     records = loader.dataset.records  # the list as the loader read it; parts index into it
-    metrics = {**video_metrics(merged, records, len(classes), cfg), "checkpoint": str(path)}
+    metrics = {**video_metrics(merged, records, classes, cfg), "checkpoint": str(path)}
     write_results(run_dir, metrics, merged, records, classes, cfg.test.save_scores)
     log.info(
         "tested %d videos (%d skipped) from %s", metrics["num_videos"], metrics["num_skipped"], path
