@@ -178,7 +178,8 @@ def model_gflops(model: nn.Module, clip: tuple[int, int, int], device: torch.dev
     if key not in _GFLOPS:
         try:
             count = module_flops(model, torch.zeros(1, 3, *clip, device=device))[""]
-            _GFLOPS[key] = f"{count / 1e9:.2f} GFLOPs"
+            gflops = count / 1e9  # as the README's table for full-size nets, 3 digits for tiny ones
+            _GFLOPS[key] = f"{gflops:.2f} GFLOPs" if gflops >= 1 else f"{gflops:.3g} GFLOPs"
         except Exception as exc:  # a summary line must not stop a run
             _GFLOPS[key] = f"GFLOPs not counted ({first_line(exc)})"
     return _GFLOPS[key]

@@ -19,10 +19,7 @@ that were already done.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 from pathlib import Path
 
 import torch
@@ -37,7 +34,6 @@ from videoglore.engine.distributed import (
     all_reduce_sum,
     cleanup,
     gather_objects,
-    lost_rank,
     on_main,
     setup_runtime,
 )
@@ -54,6 +50,7 @@ from videoglore.engine.precise_bn import (
 from videoglore.engine.run import Run, build_run, global_batch, start_summary
 from videoglore.engine.run_lock import RunLock
 from videoglore.engine.step import sgd_step
+from videoglore.engine.stops import RESUME, Stops
 from videoglore.errors import OutputError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -68,9 +65,9 @@ def train(cfg: Config) -> dict:
     """
     rt = setup_runtime(cfg.runtime.device, cfg.runtime.threads)
     lock = RunLock(cfg.output.dir)  # one trainer per run directory; rank 0 holds it
-    run = None
+    run, stops = None, Stops()
     try:
-        with _sigterm_stops_training():
+        with stops.on_sigterm():
             on_main(lock.acquire, rt)
             run = build_run(cfg, rt)  # resume checks: nothing in the folder has changed so far
             try:
@@ -78,15 +75,11 @@ def train(cfg: Config) -> dict:
                 result = fit(run)
             finally:
                 run.log.close()
-    except _Terminated as exc:
-        raise TrainingError(f"training stopped by {exc.name}{_where(run)}: {TERMINATED}") from None
-    except RuntimeError as exc:
-        if not lost_rank(exc, rt):
+    except BaseException as exc:
+        message = stops.message(exc, rt, _where(run))
+        if message is None:
             raise
-        raise TrainingError(
-            f"rank {rt.rank} lost contact with another rank{_where(run)} ({first_line(exc)}): "
-            f"a rank was killed or its node lost, see its log; {RESUME}"
-        ) from None
+        raise TrainingError(message) from None
     finally:
         lock.release()  # a no-op where not held
         cleanup(rt)
@@ -101,13 +94,6 @@ def train(cfg: Config) -> dict:
     }
 
 
-TERMINATED = (
-    "torchrun stops every rank when one fails (its report names which and why), a scheduler "
-    "when it preempts the job. Rerun the same command to resume"
-)
-RESUME = "rerun the same command (on every node) to resume"
-
-
 def _accept_run_dir(run: Run) -> None:
     """Rank 0, once the run passed the resume checks: clear what killed writers left, save the
     config (before this point a refused run has changed nothing in the folder)."""
@@ -115,33 +101,6 @@ def _accept_run_dir(run: Run) -> None:
     for path in remove_stale_temps(ckpt.checkpoint_dir(run.run_dir)):
         log.info("removed %s, left by a writer that was killed", path)
     save_config(run.cfg, run.run_dir / "config.yaml")
-
-
-class _Terminated(BaseException):
-    """SIGTERM arrived (raised from the signal handler; a BaseException, so that no ``except
-    Exception`` on the way turns it into something else)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.name = signal.Signals(signum).name
-
-
-@contextlib.contextmanager
-def _sigterm_stops_training():
-    """Turn SIGTERM into ``_Terminated`` for the block (main thread only): the run stops with a
-    line saying so instead of vanishing. Checkpoints are atomic: nothing is half-written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise _Terminated(signum)
-
-    before = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
 
 
 def _where(run: Run | None) -> str:
