@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,12 +16,12 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import start_training, tiny_config_dict
+from tests.helpers import REPO, start_training, tiny_config_dict
 from videoglore.cli import main
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.run_lock import RunLock
 from videoglore.engine.run_log import RunLog, read_log
-from videoglore.errors import OutputError
+from videoglore.errors import OutputError, TrainingError
 
 
 def _config(tiny_videos, tmp_path, **train) -> tuple:
@@ -104,6 +105,67 @@ def test_a_trainer_killed_with_loader_workers_running_blocks_no_rerun(tiny_video
     assert any(_alive(pid) for pid in workers)  # orphaned workers still run ...
     assert main(["train", "-c", str(config), "train.epochs=1"]) == 0  # ... and block nothing
     assert len(_starts(run)) == 2
+
+
+def test_a_second_lock_in_the_same_process_is_refused_and_keeps_the_first(tmp_path):
+    """A record lock is the process's own: a second one of the same folder would be granted by
+    the OS, and releasing it would drop the first. It is refused before the file is opened."""
+    run = tmp_path / "run"
+    with RunLock(run):
+        with pytest.raises(
+            TrainingError,
+            match=rf"{run} is in use .*PID {os.getpid()} on .*: "
+            "this process",
+        ):
+            RunLock(tmp_path / "." / "run").acquire()  # the same folder, spelled otherwise
+        pid = os.fork()
+        if pid == 0:  # another process: the OS still refuses it, so the lock is intact
+            try:
+                RunLock(run).acquire()
+                os._exit(0)
+            except TrainingError:
+                os._exit(3)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 3
+    RunLock(run).acquire()  # released: free again
+
+
+def test_sigterm_stops_the_run_in_one_line_and_it_resumes(tiny_videos, tmp_path):
+    """SIGTERM to the trainer's process group (as torchrun and schedulers send it, workers
+    included): one line naming the iteration and the last checkpoint, then a rerun resumes."""
+    run = tmp_path / "run"
+    raw = tiny_config_dict(tiny_videos, run)
+    raw["data"]["num_workers"] = 1
+    raw["train"].update({"epochs": 100, "val_every": 0, "ckpt_every_iters": 1})
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)]
+    first = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(lambda: len(ckpt.training_checkpoints(run)) >= 2, first, "two checkpoints")
+        os.killpg(first.pid, signal.SIGTERM)
+        out, _ = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in out, out
+    stopped_at = int(re.search(r"stopped by SIGTERM at iteration (\d+); ", errors[0]).group(1))
+    last = Path(re.search(r"last checkpoint: (\S+):", errors[0]).group(1))
+    assert 0 < ckpt.load_checkpoint(last)["iteration"] <= stopped_at
+    assert errors[0].endswith("Rerun the same command to resume")
+    newest = ckpt.load_checkpoint(ckpt.training_checkpoints(run)[-1])["iteration"]
+    epochs = newest // 4 + 1
+    assert main(["train", "-c", str(config), f"train.epochs={epochs}"]) == 0
+    assert [s["step"] for s in _starts(run)] == [0, newest]
 
 
 def _open_files_of_a_child(folder: Path) -> list[str]:

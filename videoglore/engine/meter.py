@@ -1,5 +1,5 @@
 """Speed, data wait and ETA of the training loop (the role of torchvision's ``MetricLogger``),
-and the progress bar that shows them.
+and the progress bars (tqdm, rank 0) of training, validation and testing that show them.
 
 The loop takes its batches through ``StepMeter.timed``: the time spent inside the loader's
 ``next`` (worker start-up included) is *data wait*, the loader was slower than the device;
