@@ -37,7 +37,7 @@ def test_training_starts_with_a_one_screen_summary(tiny_videos, tmp_path, caplog
         "rank (1 thread each), reader pyav",
         "batch    2 clips x 1 ranks = 2 per step; lr 0.02 (train.lr 0.02 at 2 clips)",
         "device   cpu x 1: float32, channels_last_3d off, torch.compile off; 1 torch threads "
-        "(torch default)",
+        "(runtime.threads=0)",
     ]
     caplog.clear()
     train(tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 2}))
@@ -59,8 +59,9 @@ def test_a_gflops_count_that_fails_is_said_in_the_summary(monkeypatch):
 
 
 def test_runtime_threads_hold_in_train_and_test_and_are_put_back(
-    tiny_videos, tmp_path, monkeypatch
+    tiny_videos, tmp_path, monkeypatch, caplog
 ):
+    caplog.set_level("INFO", logger="videoglore")
     seen = {"train": set(), "test": set()}
     real_step, real_score = trainer_module.train_step, tester.score_videos
 
@@ -78,6 +79,7 @@ def test_runtime_threads_hold_in_train_and_test_and_are_put_back(
     with torch_threads(2):
         train(tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 1}, runtime=one))
         assert seen["train"] == {1} and torch.get_num_threads() == 2
+        assert _summary(caplog)[-1].endswith("; 1 torch threads (runtime.threads=1)")
         tester.test(tiny_config(tiny_videos, tmp_path / "run", runtime=one))
         assert seen["test"] == {1} and torch.get_num_threads() == 2
         # also when the run stops with an error

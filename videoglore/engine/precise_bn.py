@@ -43,6 +43,11 @@ statistics, i.e. evaluation, change.
 
 The batches come from the training loader under epoch keys of their own (``batch_key``): fresh
 clips and augmentations that depend only on (seed, epoch), so a resumed run replays them.
+
+A NaN or Inf in the running statistics (``non_finite_statistics``) makes every eval-mode output
+NaN; the trainer then skips the epoch's validation and names the layer
+(``statistics_problem``). With ``ema`` such a value never leaves the moving average; ``exact``
+recomputes the statistics from scratch, also those a resumed checkpoint holds.
 """
 
 from __future__ import annotations

@@ -148,7 +148,6 @@ def start_summary(run: Run) -> str:
     if rt.device.type == "cuda":
         device += f" ({torch.cuda.get_device_name(rt.device)})"
     precision = {None: "float32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}
-    threads = f"runtime.threads={cfg.runtime.threads}" if cfg.runtime.threads else "torch default"
     lines = [
         f"run      {run.run_dir}: {start}; {tc.epochs} epochs of {run.iters_per_epoch} iterations",
         f"model    {model_name(cfg.model)} (width {cfg.model.width:g}, {len(run.classes)} "
@@ -161,7 +160,7 @@ def start_summary(run: Run) -> str:
         f"{scaled_lr(tc, batch):.4g} (train.lr {tc.lr:g} at {tc.lr_batch} clips)",
         f"device   {device} x {rt.world_size}: {precision[fast.dtype]}, channels_last_3d "
         f"{_on(fast.channels_last)}, torch.compile {_on(fast.compile)}; "
-        f"{torch.get_num_threads()} torch threads ({threads})",
+        f"{torch.get_num_threads()} torch threads (runtime.threads={cfg.runtime.threads})",
     ]
     return "\n".join(lines)
 

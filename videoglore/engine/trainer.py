@@ -6,9 +6,13 @@ Data flow of one step (per process, ``step.sgd_step``)::
       autocast──▶ logits (B, K) ──CE (label smoothing)──▶ loss ──backward (GradScaler for fp16)
       ──▶ clip grad ─▶ SGD step ─▶ per-iteration lr schedule
 
-``train`` takes the run lock, ``run.build_run`` builds or resumes everything, ``fit`` loops over
-epochs: ``train_one_epoch`` (steps, mid-epoch checkpoints), precise BN (``train.precise_bn``,
-``engine/precise_bn.py``), ``evaluate`` (one centre clip per video), then the epoch checkpoint.
+``train`` takes the run lock, ``run.build_run`` builds or resumes everything (a run the resume
+checks refuse has changed nothing in the folder: config.yaml is written only after them), ``fit``
+loops over epochs: ``train_one_epoch`` (steps, mid-epoch checkpoints), precise BN
+(``train.precise_bn``, ``engine/precise_bn.py``), ``evaluate`` (one centre clip per video), then
+the epoch checkpoint. Every rank stops together, in one line, when a write of rank 0 fails
+(``check_outputs`` every ``train.log_every`` steps), on SIGTERM and when a rank is lost
+(``engine/stops.py``).
 Resuming is exact: the train order of an epoch is a function of (seed, epoch) only
 (``TrainSampler.set_epoch``), each clip's augmentation is a function of (seed, epoch, index)
 (``videoglore.data``), the precise-BN batches are a function of (seed, epoch), the lr schedule
