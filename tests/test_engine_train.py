@@ -226,6 +226,24 @@ def test_non_finite_statistics_after_precise_bn_skip_validation_and_say_what_to_
     assert ckpt.load_checkpoint(saved)["model"]["tail.bn.running_var"].isinf().any()
 
 
+def test_non_finite_scores_with_sane_statistics_suggest_precise_bn(
+    tiny_videos, tmp_path, monkeypatch
+):
+    """BatchNorm statistics that lag the weights (finite, but far from what eval-mode inputs
+    need) overflow a from-scratch GloRe net in eval mode: without precise BN, say so."""
+    monkeypatch.setattr(trainer_module, "evaluate", lambda *a: {"val_non_finite": 3})
+    with pytest.raises(TrainingError) as info:
+        train(tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 1}))
+    message = str(info.value)
+    assert "non-finite scores (NaN/Inf) for 3 of 4 videos" in message
+    assert "BatchNorm running statistics are" not in message
+    assert message.endswith(
+        "may need precise BN, as BatchNorm statistics that lag the weights overflow in eval mode: "
+        "train.precise_bn=6 train.precise_bn_update=none train.precise_bn_average=exact, as "
+        "configs/demo.yaml"
+    )
+
+
 def test_statistics_problem_names_huge_values():
     net = nn.Sequential(nn.BatchNorm3d(4), nn.BatchNorm3d(2))
     assert statistics_problem(net) is None

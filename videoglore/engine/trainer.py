@@ -178,8 +178,9 @@ def _non_finite_message(run: Run, path: Path, non_finite: int) -> str:
     if tc.precise_bn == 0:
         return (
             f"{head}. Lower train.lr or set train.clip_grad; a net trained from scratch (GloRe "
-            "units above all) may need precise BN: BatchNorm statistics that lag the weights "
-            "overflow in eval mode (train.precise_bn=20, train.precise_bn_average=exact)"
+            "units above all) may need precise BN, as BatchNorm statistics that lag the weights "
+            "overflow in eval mode: train.precise_bn=6 train.precise_bn_update=none "
+            "train.precise_bn_average=exact, as configs/demo.yaml"
         )
     return f"{head}. Lower train.lr or set train.clip_grad"
 
