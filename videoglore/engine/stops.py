@@ -35,6 +35,10 @@ class Terminated(BaseException):
     may fail, ``on_main``) turns it into something else."""
 
 
+def _ignore(signum, frame) -> None:
+    pass
+
+
 class Stops:
     """What stopped a run from outside, for its last message."""
 
@@ -51,9 +55,11 @@ class Stops:
 
         def stop(signum, frame):
             self.signal = signal.Signals(signum).name
-            # torchrun signals the whole process group: the DataLoader workers end with us, and
-            # torch's SIGCHLD handler would raise for them over our exception, mid-unwinding.
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # torchrun (and `timeout`, schedulers) signal the whole process group: the DataLoader
+            # workers end with us, and torch's SIGCHLD handler would raise for them over our
+            # exception, mid-unwinding. A no-op handler, not SIG_DFL: CPython reports a SIGCHLD
+            # already pending for a handler reset to SIG_DFL ("ignored due to race condition").
+            signal.signal(signal.SIGCHLD, _ignore)
             raise Terminated(signum)
 
         before = signal.signal(signal.SIGTERM, stop)
