@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from data_prep.files import first_line
 from data_prep.lists import read_classes
 from videoglore import zoo
 from videoglore.config import Config, TrainConfig
@@ -38,6 +39,7 @@ from videoglore.engine.optim import (
 from videoglore.engine.run_log import RunLog
 from videoglore.errors import ConfigError
 from videoglore.models import load_model, model_name
+from videoglore.models.flops import module_flops
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,61 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
         log=run_log,
         **modules,
     )
+
+
+def start_summary(run: Run) -> str:
+    """What a run is about to do, on one screen: the lines the trainer logs when it starts."""
+    cfg, rt, tc, data = run.cfg, run.rt, run.cfg.train, run.cfg.data
+    state, fast = run.state, run.fast
+    start = "new run"
+    if state.iteration:
+        start = f"resumed at iteration {state.iteration} from {state.last_checkpoint}"
+    params = sum(p.numel() for p in run.model.parameters()) / 1e6
+    clip = (data.num_frames, data.crop_size, data.crop_size)
+    val = len(run.val_loader.dataset) if run.val_loader is not None else 0
+    batch = global_batch(cfg, rt)
+    device = str(rt.device)
+    if rt.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(rt.device)})"
+    precision = {None: "float32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}
+    lines = [
+        f"run      {run.run_dir}: {start}; {tc.epochs} epochs of {run.iters_per_epoch} iterations",
+        f"model    {model_name(cfg.model)} (width {cfg.model.width:g}, {len(run.classes)} "
+        f"classes): {params:.2f} M parameters, {model_gflops(run.model, clip, rt.device)} per "
+        f"{clip[0]}x{clip[1]}x{clip[2]} clip",
+        f"data     {len(run.train_loader.dataset)} training videos, {val} validation videos; "
+        f"{data.num_frames} frames every {data.frame_interval}, {data.num_workers} loader "
+        f"workers per rank (1 thread each), reader {data.reader}",
+        f"batch    {tc.batch_size} clips x {rt.world_size} ranks = {batch} per step; lr "
+        f"{scaled_lr(tc, batch):.4g} (train.lr {tc.lr:g} at {tc.lr_batch} clips)",
+        f"device   {device} x {rt.world_size}: {precision[fast.dtype]}, channels_last_3d "
+        f"{_on(fast.channels_last)}, torch.compile {_on(fast.compile)}; "
+        f"{torch.get_num_threads()} torch threads (runtime.threads={cfg.runtime.threads})",
+    ]
+    return "\n".join(lines)
+
+
+_GFLOPS: dict[tuple, str] = {}  # (model config, clip) → text: one count per process
+
+
+def model_gflops(model: nn.Module, clip: tuple[int, int, int], device: torch.device) -> str:
+    """The "N.NN GFLOPs" of one forward of a ``clip`` (T, H, W) through ``model`` (fvcore, one
+    multiply-add = one FLOP, as ``run.py flops``), or why it was not counted. One count
+    costs a traced forward at batch 1 (tenths of a second on a GPU, seconds for a full-size net
+    on a CPU), so the result is kept per architecture (parameter shapes) and clip."""
+    key = (type(model).__name__, clip, tuple(tuple(p.shape) for p in model.parameters()))
+    if key not in _GFLOPS:
+        try:
+            count = module_flops(model, torch.zeros(1, 3, *clip, device=device))[""]
+            gflops = count / 1e9  # as the README's table for full-size nets, 3 digits for tiny ones
+            _GFLOPS[key] = f"{gflops:.2f} GFLOPs" if gflops >= 1 else f"{gflops:.3g} GFLOPs"
+        except Exception as exc:  # a summary line must not stop a run
+            _GFLOPS[key] = f"GFLOPs not counted ({first_line(exc)})"
+    return _GFLOPS[key]
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
 
 
 def global_batch(cfg: Config, rt: Runtime) -> int:

@@ -65,7 +65,8 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime, explicit, config_nam
     place_model(model, rt.device, fast).eval()
     loader = build_loader(cfg, "test", distributed=rt.distributed, batch_size=cfg.test.batch_size)
     _check_classes(path, classes, cfg, loader.dataset.records)
-    merged = merge_parts(gather_objects(score_videos(model, loader, cfg, rt.device, fast), rt))
+    part = score_videos(model, loader, cfg, rt.device, fast, progress=rt.is_main)
+    merged = merge_parts(gather_objects(part, rt))
     run_dir = Path(cfg.output.dir)
     if merged.non_finite:  # every rank holds every part: all stop together
         stale = mark_stale(run_dir) if rt.is_main else []
@@ -79,7 +80,7 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime, explicit, config_nam
         return {}
     records = loader.dataset.records  # the list as the loader read it; parts index into it
     metrics = {
-        **video_metrics(merged, records, len(classes), cfg),
+        **video_metrics(merged, records, classes, cfg),
         "checkpoint": str(path),
         **loaded.settings.record(cfg),
     }
