@@ -4,6 +4,17 @@ They live on the torch-free floor (``data_prep``) so that preparation can raise 
 importing ``videoglore``; ``videoglore.errors`` re-exports every one of them.
 """
 
+import reprlib
+
+
+def bounded_repr(value: object, limit: int = 200) -> str:
+    """``repr(value)`` in at most ``limit`` characters (nested containers abbreviated, the rest
+    cut with "..."): a value quoted in a message can be anything a user or a file supplied."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class VideogloreError(Exception):
     """Base class of the errors the CLI reports as a one-line message instead of a traceback."""

@@ -5,7 +5,8 @@ Commands::
     prepare    videos + annotations  → clean lists, class index, re-encoded videos (data_prep)
     train      config               → checkpoints, logs (videoglore.engine.trainer)
     test       config + checkpoint  → metrics.json, predictions.csv (videoglore.engine.tester)
-    predict    video files          → top-k labels
+    predict    video files          → top-k labels (a checkpoint, or an exported ONNX model)
+    export     checkpoint           → ONNX or TorchScript model with its classes and test settings
     demo       synthetic videos → prepare → train → test, CPU-sized, end to end
     flops      params and GFLOPs of the models, with and without GloRe
     benchmark  data | glore | train | test | pipeline
@@ -87,15 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="top-k labels for video files and folders",
         description="Print the top-k labels with probabilities for each video, using the model, "
-        "class names and test settings stored in the checkpoint. A file that cannot be read is "
-        "reported in one line and the others go on; the exit status is 2 if any failed.",
+        "class names and test settings stored in the checkpoint (or in an exported ONNX model, "
+        "run with ONNX Runtime and without torch). A file that cannot be read is reported in "
+        "one line and the others go on; the exit status is 2 if any failed.",
     )
     p.add_argument("videos", nargs="+", help="video files, or folders (every video under them)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by `train`")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint written by `train`")
+    source.add_argument("--model", help="ONNX model written by `export` (no torch needed)")
     p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
     p.add_argument("--out", help="also write the results to this .csv or .json file")
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser(
+        "export",
+        help="write a checkpoint's network as ONNX or TorchScript, with its classes and settings",
+        description="Export the network of a checkpoint: it takes normalised clips float32 "
+        "(N, 3, T, S, S) and returns logits (N, classes). The class names, clip shape, "
+        "normalisation and test protocol go into the ONNX metadata (TorchScript: inside the "
+        "archive and in FILE.json). The file is written only if its logits on random clips "
+        "match the checkpoint's model.",
+    )
+    p.add_argument("checkpoint", help="checkpoint written by `train`")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="default onnx")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    p.set_defaults(func=cmd_export)
 
     p = commands.add_parser(
         "demo",
@@ -225,16 +243,20 @@ def cmd_test(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from videoglore.engine.inference import (
-        check_output_path,
-        find_videos,
-        predict,
-        write_predictions,
-    )
+    from videoglore.engine.predictions import check_output_path, find_videos, write_predictions
 
     check_output_path(args.out)
+    videos = find_videos(args.videos)
+    if args.model:  # ONNX Runtime, numpy and PyAV only: torch is never imported
+        from videoglore.engine.onnx_predict import predict_onnx
+
+        predictions = predict_onnx(videos, args.model, args.topk, args.device)
+    else:
+        from videoglore.engine.inference import predict
+
+        predictions = predict(videos, args.checkpoint, args.topk, args.device)
     results = []
-    for result in predict(find_videos(args.videos), args.checkpoint, args.topk, args.device):
+    for result in predictions:
         results.append(result)
         if result.error:
             print(f"error: {result.error}", file=sys.stderr)
@@ -245,6 +267,19 @@ def cmd_predict(args) -> int:
     if args.out:
         print(f"wrote {write_predictions(args.out, results)}")
     return 2 if any(r.error for r in results) else 0
+
+
+def cmd_export(args) -> int:
+    from videoglore.engine.export import CHECK_CLIPS, export_model
+
+    result = export_model(args.checkpoint, args.format, args.out)
+    print(f"wrote {result.path}" + (f" and {result.sidecar}" if result.sidecar else ""))
+    print(
+        f"logits vs the checkpoint's model on {CHECK_CLIPS} random clip(s): max |diff| "
+        f"{result.max_abs_diff:.2e} = {result.relative_diff:.2e} of max |logit| "
+        f"{result.logit_scale:.3g}"
+    )
+    return 0
 
 
 def cmd_demo(args) -> int:
