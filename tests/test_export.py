@@ -25,8 +25,10 @@ from videoglore.data.transforms import NORMALIZATIONS
 from videoglore.engine import export, inference
 from videoglore.engine.checkpoint import save_checkpoint
 from videoglore.engine.onnx_predict import OnnxVideoModel, normalize_views, predict_onnx
-from videoglore.errors import CheckpointError
+from videoglore.errors import CheckpointError, ConfigError
 from videoglore.models import GloRe, build_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
 CLASSES = ["walking the dog", "café au lait"]  # non-ASCII: the metadata is JSON text
 TOLERANCE = 1e-4  # max |exported - eager| relative to max |eager logit|
@@ -246,16 +248,45 @@ def test_model_files_predict_cannot_use_are_one_line_errors(
     missing = tmp_path / "missing.onnx"
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x08\x07 not protobuf at all" * 20)
-    foreign = tmp_path / "foreign.onnx"  # an ONNX model exported by someone else
     proto = onnx.load(str(exported.onnx))
+    (entry,) = proto.metadata_props
+    meta = json.loads(entry.value)
+    edited = tmp_path / "edited.onnx"  # metadata asking for 4 crops, which no view builder makes
+    entry.value = json.dumps({**meta, "protocol": {**meta["protocol"], "num_crops": 4}})
+    onnx.save(proto, str(edited))
+    foreign = tmp_path / "foreign.onnx"  # an ONNX model exported by someone else
     del proto.metadata_props[:]
     onnx.save(proto, str(foreign))
     expected = {
         missing: f"error: {missing}: no such model file",
         garbage: f"error: {garbage}: cannot load as an ONNX model (",
         foreign: f"error: {foreign}: an ONNX model without videoglore metadata",
+        edited: f"error: {edited}: its videoglore metadata cannot be used (num_crops 4 is not "
+        "one of (1, 3, 5))",
     }
     for path, message in expected.items():
         assert main(["predict", video, "--model", str(path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(message), err
+
+
+def test_export_command_prints_what_it_wrote_and_the_parity(plain_checkpoint, tmp_path, capsys):
+    out = tmp_path / "model.ts"
+    assert main(["export", plain_checkpoint, "--format", "torchscript", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"wrote {out} and {out}.json"
+    assert lines[1].startswith("logits vs the checkpoint's model on 1 random clip(s): max |diff| ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ts", "model.ts.json"]
+
+
+def test_missing_onnx_packages_are_named_before_any_work(
+    exported, tiny_videos, tmp_path, monkeypatch
+):
+    video = str(tiny_videos["root"] / "videos" / "val" / "class_0" / "000.mp4")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # `import onnxscript` now fails
+    with pytest.raises(ConfigError, match=r"needs onnxscript: pip install 'videoglore\[export\]'"):
+        export.export_model(tmp_path / "not-read.pt", "onnx", tmp_path / "model.onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ConfigError, match=r"--model needs onnxruntime: pip install"):
+        list(predict_onnx([video], exported.onnx))
+    assert list(tmp_path.iterdir()) == []

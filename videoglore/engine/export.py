@@ -22,6 +22,7 @@ C++/LibTorch users, with those warnings silenced here and one log line instead.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import logging
@@ -107,6 +108,8 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> ExportRes
     """
     if fmt not in FORMATS:
         raise ConfigError(f"export --format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "onnx":
+        _require("onnx", "onnxscript", "onnxruntime")  # before reading a large checkpoint
     out = Path(out)
     model, classes, cfg = load_model_from_checkpoint(checkpoint, "cpu")
     model.float().eval()
@@ -148,13 +151,8 @@ def parity(model: nn.Module, run, clips: torch.Tensor) -> tuple[float, float]:
 
 def _onnx_bytes(model: nn.Module, example: torch.Tensor, info: ExportInfo):
     """The serialised ONNX model with its metadata, and a function running it (ONNX Runtime)."""
-    try:
-        import onnxruntime as ort
-        import onnxscript  # noqa: F401  (the dynamo exporter's translator)
-    except ImportError as exc:
-        raise ConfigError(
-            f"export --format onnx needs {exc.name}: pip install 'videoglore[export]'"
-        ) from None
+    import onnxruntime as ort
+
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad(), _quiet(EXPORTER_LOGGERS):
         program = torch.onnx.export(
@@ -191,6 +189,17 @@ def _torchscript_bytes(model: nn.Module, example: torch.Tensor, info: ExportInfo
         torch.jit.save(traced, buffer, _extra_files=extra)
         loaded = torch.jit.load(io.BytesIO(buffer.getvalue()), map_location="cpu")
     return buffer.getvalue(), loaded
+
+
+def _require(*modules: str) -> None:
+    """ConfigError naming the first of ``modules`` that cannot be imported."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise ConfigError(
+                f"export --format onnx needs {name}: pip install 'videoglore[export]'"
+            ) from None
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ import numpy as np
 from data_prep.codec import probe_video
 from data_prep.errors import bounded_repr
 from videoglore.data.sampling import TEST_SAMPLERS
-from videoglore.data.transforms import EvalViews
+from videoglore.data.transforms import CROP_COUNTS, EvalViews
 from videoglore.data.video import decode_clip
 from videoglore.engine.predictions import Prediction
 from videoglore.errors import CheckpointError, ConfigError, VideoError
@@ -116,14 +116,31 @@ class ExportInfo:
                 num_crops=int(protocol["num_crops"]),
                 sampling=str(protocol["sampling"]),
             )
-            if info.sampling not in TEST_SAMPLERS or len(info.mean) != 3 or len(info.std) != 3:
-                raise ValueError(f"sampling {bounded_repr(info.sampling)} or mean/std")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(
-                f"{source}: its videoglore metadata cannot be read ({bounded_repr(exc)}); "
-                f"export the checkpoint again with this version (`run.py export`)"
-            ) from None
-        return info
+            info.check()
+        except KeyError as exc:
+            reason = f"no key {bounded_repr(exc.args[0])}"
+        except (TypeError, ValueError) as exc:  # int("...") quotes the whole value: cut it
+            reason = str(exc) if len(str(exc)) <= 200 else str(exc)[:197] + "..."
+        else:
+            return info
+        raise CheckpointError(
+            f"{source}: its videoglore metadata cannot be used ({reason}); export the "
+            f"checkpoint again with this version (`run.py export`)"
+        )
+
+    def check(self) -> None:
+        """Raise ValueError for values the view builders cannot use."""
+        sizes = (self.num_frames, self.frame_interval, self.crop_size, self.num_clips)
+        if min(sizes) < 1 or self.test_scale < self.crop_size:
+            raise ValueError(f"clip {sizes[:3]}, num_clips or test_scale {self.test_scale}")
+        if self.num_crops not in CROP_COUNTS:
+            raise ValueError(f"num_crops {self.num_crops} is not one of {CROP_COUNTS}")
+        if self.sampling not in TEST_SAMPLERS:
+            raise ValueError(
+                f"sampling {bounded_repr(self.sampling)} is not one of {', '.join(TEST_SAMPLERS)}"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("mean and std must be 3 values each, std > 0")
 
 
 def normalize_views(views: np.ndarray, mean, std) -> np.ndarray:
