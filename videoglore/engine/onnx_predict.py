@@ -20,7 +20,6 @@ exported model.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,6 @@ from videoglore.data.transforms import CROP_COUNTS, EvalViews
 from videoglore.data.video import decode_clip
 from videoglore.engine.predictions import Prediction
 from videoglore.errors import CheckpointError, ConfigError, VideoError
-
-log = logging.getLogger(__name__)
 
 METADATA_KEY = "videoglore"  # the ONNX metadata_props entry (and TorchScript's extra file)
 FORMAT_VERSION = 1
