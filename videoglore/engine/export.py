@@ -159,7 +159,7 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor, info: ExportInfo):
     import onnxruntime as ort
 
     batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad(), _quiet(EXPORTER_LOGGERS):
+    with torch.no_grad(), _quiet(EXPORTER_LOGGERS), _cudnn_tf32_defaults():
         program = torch.onnx.export(
             model,
             (example,),
@@ -205,6 +205,27 @@ def _require(*modules: str) -> None:
             raise ConfigError(
                 f"export --format onnx needs {name}: pip install 'videoglore[export]'"
             ) from None
+
+
+@contextlib.contextmanager
+def _cudnn_tf32_defaults() -> Iterator[None]:
+    """cuDNN's conv and RNN TF32 precisions at their defaults inside the block.
+
+    ``torch.export`` reads cuDNN's legacy ``allow_tf32`` flag, which raises in torch 2.14 once
+    the new per-operator API has set conv to anything but the default (``benchmarks/speed``
+    sets it, as torch's TF32 notes advise users to do) — even for a CPU export, where the flags
+    mean nothing. Restored afterwards.
+    """
+    cudnn = torch.backends.cudnn
+    if not hasattr(cudnn, "conv") or not hasattr(cudnn.conv, "fp32_precision"):  # torch < 2.9
+        yield
+        return
+    saved = cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision
+    cudnn.conv.fp32_precision = cudnn.rnn.fp32_precision = "tf32"
+    try:
+        yield
+    finally:
+        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = saved
 
 
 @contextlib.contextmanager
