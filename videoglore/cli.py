@@ -5,7 +5,8 @@ Commands::
     prepare    videos + annotations  → clean lists, class index, re-encoded videos (data_prep)
     train      config               → checkpoints, logs (videoglore.engine.trainer)
     test       config + checkpoint  → metrics.json, predictions.csv (videoglore.engine.tester)
-    predict    video files          → top-k labels
+    predict    video files          → top-k labels (a checkpoint, or an exported ONNX model)
+    export     checkpoint           → ONNX or TorchScript model with its classes and test settings
     demo       synthetic videos → prepare → train → test, CPU-sized, end to end
     flops      params and GFLOPs of the models, with and without GloRe
     download   released weights by name (zoo:NAME) → the local cache, for machines without network
@@ -100,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the top-k labels with probabilities for each video, using the model, "
         "class names and test settings stored in the checkpoint (dotted overrides change them). "
         "With -c, as `test`: the checkpoint's model and clip settings, the config's test "
-        "section; a weights-only file (released .pth) needs -c. A file that cannot be read is "
-        "reported in one line and the others go on; the exit status is 2 if any failed.",
+        "section; a weights-only file (released .pth) needs -c. With --model, an ONNX file "
+        "written by `export` runs with ONNX Runtime and without torch, with the settings stored "
+        "in it. A file that cannot be read is reported in one line and the others go on; the "
+        "exit status is 2 if any failed.",
     )
     p.add_argument(
         "videos",
@@ -110,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="video files, or folders (every video under them); an item section.key=value is a "
         "config override, e.g. test.num_clips=1",
     )
-    p.add_argument(
-        "--checkpoint", required=True, help="checkpoint or weights file, or zoo:NAME (released)"
-    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint or weights file, or zoo:NAME (released)")
+    source.add_argument("--model", help="ONNX model written by `export` (no torch needed)")
     p.add_argument("-c", "--config", help="YAML config (needed for weights-only files)")
     p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
     p.add_argument(
@@ -123,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.intermixed = True
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser(
+        "export",
+        help="write a checkpoint's network as ONNX or TorchScript, with its classes and settings",
+        description="Export the network of a checkpoint: it takes normalised clips float32 "
+        "(N, 3, T, S, S) and returns logits (N, classes). The class names, clip shape, "
+        "normalisation and test protocol go into the ONNX metadata (TorchScript: inside the "
+        "archive and in FILE.json). The file is written only if its logits on random clips "
+        "match the checkpoint's model.",
+    )
+    p.add_argument("checkpoint", help="checkpoint written by `train`")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="default onnx")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    p.set_defaults(func=cmd_export)
 
     p = commands.add_parser(
         "demo",
@@ -282,22 +299,29 @@ def cmd_test(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from videoglore.engine.inference import (
-        check_output_path,
-        find_videos,
-        predict,
-        write_predictions,
-    )
+    from videoglore.engine.predictions import check_output_path, find_videos, write_predictions
 
     check_output_path(args.out)
     paths, overrides = _split_overrides(args.videos)
     if not paths:
         raise ConfigError(f"predict: no video given, only overrides ({', '.join(overrides)})")
+    if args.model:  # ONNX Runtime, numpy and PyAV only: torch is never imported
+        from videoglore.engine.onnx_predict import predict_onnx
+
+        if args.config or overrides:
+            raise ConfigError(
+                "predict --model: an exported model carries its settings; -c and overrides "
+                "apply to --checkpoint only"
+            )
+        predictions = predict_onnx(find_videos(paths), args.model, args.topk, args.device)
+    else:
+        from videoglore.engine.inference import predict
+
+        predictions = predict(
+            find_videos(paths), args.checkpoint, args.topk, args.device, args.config, overrides
+        )
     results = []
-    run = predict(
-        find_videos(paths), args.checkpoint, args.topk, args.device, args.config, overrides
-    )
-    for result in run:
+    for result in predictions:
         results.append(result)
         if result.error:
             print(f"error: {result.error}", file=sys.stderr)
@@ -321,6 +345,19 @@ def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
         is_override = _OVERRIDE.match(item) and not os.path.exists(item)
         (overrides if is_override else videos).append(item)
     return videos, overrides
+
+
+def cmd_export(args) -> int:
+    from videoglore.engine.export import CHECK_CLIPS, export_model
+
+    result = export_model(args.checkpoint, args.format, args.out)
+    print(f"wrote {result.path}" + (f" and {result.sidecar}" if result.sidecar else ""))
+    print(
+        f"logits vs the checkpoint's model on {CHECK_CLIPS} random clip(s): max |diff| "
+        f"{result.max_abs_diff:.2e} = {result.relative_diff:.2e} of max |logit| "
+        f"{result.logit_scale:.3g}"
+    )
+    return 0
 
 
 def cmd_demo(args) -> int:

@@ -29,13 +29,19 @@ released code's ``data/iterator_factory.py``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from videoglore.data import pixels
 from videoglore.data.pixels import Box
-from videoglore.data.yuv420 import YuvClips, yuv420_to_rgb
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that make tensors (model_input, normalize, result()):
+# the view builders also serve prediction with an exported ONNX model, which runs without torch
+# (videoglore.engine.onnx_predict).
 
 # Mean and std on the [0, 1] scale, RGB order. "official" is what the released GloRe and MF-Net
 # code use for their 3D networks (``network/config.py`` in facebookresearch/GloRe and
@@ -58,6 +64,8 @@ def model_input(clips, data, device: torch.device | str | None = None) -> torch.
         data: the ``DataConfig`` (``crop_size``, ``normalization``).
         device: where the model runs; None keeps the clips' device.
     """
+    from videoglore.data.yuv420 import YuvClips, yuv420_to_rgb
+
     if isinstance(clips, YuvClips):
         planes = clips.planes.to(device, non_blocking=True)
         geometry = clips.geometry.to(device, non_blocking=True)
@@ -72,6 +80,8 @@ def normalize(batch: torch.Tensor, kind: str = "official") -> torch.Tensor:
 
     The channel axis is the fourth from the end in both layouts.
     """
+    import torch
+
     if kind not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {kind!r}; choose from {sorted(NORMALIZATIONS)}")
     if batch.ndim not in (5, 6) or batch.shape[-4] != 3:
@@ -280,6 +290,12 @@ class EvalViews:
     def result(self):
         return self.views.result(single=False)
 
+    def array(self) -> np.ndarray:
+        """The rgb views as a numpy uint8 (K*C, 3, T, S, S) array, without torch."""
+        if self.views.output != "rgb":
+            raise ValueError("EvalViews.array() is for rgb output; use result() for yuv420")
+        return self.views.out
+
 
 class _Views:
     """The output arrays of V views × T frames, rgb or yuv420, filled slot by slot."""
@@ -330,6 +346,10 @@ class _Views:
             self.geometry[view] = (h, w, int(mirror), colour)
 
     def result(self, single: bool):
+        import torch
+
+        from videoglore.data.yuv420 import YuvClips
+
         out = torch.from_numpy(self.out[0] if single else self.out)
         if self.output == "rgb":
             return out

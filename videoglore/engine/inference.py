@@ -13,42 +13,32 @@ command line prints one line per failure and exits non-zero at the end.
 from __future__ import annotations
 
 import copy
-import csv
 import logging
-import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from data_prep.codec import probe_video
-from data_prep.files import as_output_error, atomic_open, write_json
 from data_prep.lists import VideoRecord, read_classes
-from data_prep.sources import VIDEO_EXTENSIONS
 from videoglore.config import Config, config_from_dict, load_config, override_keys
 from videoglore.data import build_dataset
-from videoglore.data.pixels import upright_size
 from videoglore.engine.distributed import select_device
 from videoglore.engine.forward import FastPath, fast_path, forward_views, place_model
 from videoglore.engine.metrics import aggregate_views
+from videoglore.engine.predictions import (  # noqa: F401 (re-exported: callers import them here)
+    Prediction,
+    check_output_path,
+    find_videos,
+    write_predictions,
+)
 from videoglore.engine.settings import Settings, checkpoint_config, resolve
-from videoglore.errors import CheckpointError, ConfigError, DataError, VideoError
+from videoglore.errors import CheckpointError, ConfigError, VideoError
 from videoglore.models import ModelFile, load_model, model_name, read_model_file
 
 log = logging.getLogger(__name__)
-
-OUTPUT_FORMATS = (".csv", ".json")
-
-
-@dataclass
-class Prediction:
-    """The top-k labels of one video, best first, or why it has none."""
-
-    video: str
-    labels: list[tuple[str, float]] = field(default_factory=list)  # (label, probability)
-    error: str = ""  # one line; "" when the video was scored
 
 
 @dataclass
@@ -174,36 +164,6 @@ def class_file(cfg: Config) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def find_videos(paths: Iterable[str | Path]) -> list[str]:
-    """Files as given, folders replaced by the videos under them (recursively, by extension,
-    sorted; hidden entries skipped). A path that does not exist is kept: it fails as a video.
-
-    Raises:
-        DataError: a folder holds no video.
-    """
-    found = []
-    for path in map(Path, paths):
-        if not path.is_dir():
-            found.append(str(path))
-            continue
-        videos = sorted(_videos_under(path))
-        if not videos:
-            raise DataError(
-                f"no videos found in {path} (extensions: {', '.join(VIDEO_EXTENSIONS)})"
-            )
-        found.extend(videos)
-    return found
-
-
-def _videos_under(folder: Path) -> Iterator[str]:
-    suffixes = {f".{ext}" for ext in VIDEO_EXTENSIONS}
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
-                yield str(Path(root) / name)
-
-
 @torch.no_grad()
 def predict(
     videos: list[str],
@@ -254,54 +214,12 @@ def _video_scores(
     model: nn.Module, video: str, cfg: Config, device: torch.device, fast: FastPath
 ) -> torch.Tensor:
     info = probe_video(video)  # VideoError naming the file
-    rotation = getattr(info, "rotation", 0)  # the display matrix, where the probe reads it
-    height, width = upright_size(info.height, info.width, rotation)  # info: the stored frame's
-    record = VideoRecord(str(video), 0, "", info.frame_count, info.fps, width, height, rotation)
+    width, height = info.upright_size  # as a list has it, with the display matrix's rotation
+    record = VideoRecord(
+        str(video), 0, "", info.frame_count, info.fps, width, height, info.rotation
+    )
     views = build_dataset(cfg, "test", records=[record]).eval_views(record)  # (V, 3, T, S, S)
     logits = forward_views(model, views, cfg, device, fast)  # (V, K)
     if not logits.isfinite().all():
         raise VideoError(f"{video}: the model gives non-finite scores (NaN/Inf) for this video")
     return aggregate_views(logits[None], "softmax")[0]  # (K,)
-
-
-def check_output_path(path: str | Path | None) -> None:
-    """Check ``--out`` before any work: a .csv or .json file name, not a folder; its folder is
-    made now (so that one that cannot be made fails before the predictions, not after).
-
-    Raises:
-        ConfigError: not a .csv/.json name, or a folder of that name is in the way.
-        OutputError: the folder cannot be made (a file in the way, no permission, ...).
-    """
-    if path is None:
-        return
-    path = Path(path)
-    if path.suffix.lower() not in OUTPUT_FORMATS:
-        raise ConfigError(f"--out {path}: name a .csv or .json file for the predictions")
-    if path.is_dir():
-        raise ConfigError(f"--out {path} is a folder; name a .csv or .json file inside it")
-    for parent in reversed(path.parents):
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--out {path}: {parent} is a file, not a folder")
-    with as_output_error(path.parent):
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def write_predictions(path: str | Path, predictions: list[Prediction]) -> Path:
-    """Write the predictions as CSV (video, error, top1, p1, ...) or JSON, atomically."""
-    check_output_path(path)
-    if Path(path).suffix.lower() == ".json":
-        return write_json(path, [_as_json(p) for p in predictions])
-    k = max((len(p.labels) for p in predictions), default=0)
-    header = ["video", "error"] + [f"{kind}{r}" for r in range(1, k + 1) for kind in ("top", "p")]
-    with atomic_open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for p in predictions:
-            cells = [cell for name, prob in p.labels for cell in (name, f"{prob:.4f}")]
-            writer.writerow([p.video, p.error, *cells, *[""] * (2 * k - len(cells))])
-    return Path(path)
-
-
-def _as_json(p: Prediction) -> dict:
-    labels = [{"label": name, "probability": prob} for name, prob in p.labels]
-    return {"video": p.video, "labels": labels, "error": p.error}
