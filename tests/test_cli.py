@@ -188,11 +188,13 @@ BAD_ARGUMENTS = {
                 "nope.pt: checkpoint file not found"),
     ("predict",): (["{tmp}/a.mp4", "--checkpoint", "{tmp}/nope.pt"], "checkpoint file not found"),
     ("demo",): (["--out", "{file}"], "is a file, not a folder"),
+    ("export",): (["{tmp}/nope.pt", "--out", "{tmp}/m.onnx"], "nope.pt: checkpoint file not found"),
     ("flops",): (["nope"], "unknown model nope; choose one of: r50, r50_glore, r101, r101_glore"),
     ("download",): (["resnet50-lit"], "zoo:resnet50-lit is not a zoo name; did you mean "
                     "zoo:resnet50-lite?"),
     ("benchmark", "data"): (["--quick", "--cache", "{file}"], "Not a directory (ENOTDIR)"),
     ("benchmark", "glore"): (["--quick", "--out", "{file}"], "Not a directory (ENOTDIR)"),
+    ("benchmark", "prepare"): (["--quick", "--cache", "{file}"], "Not a directory (ENOTDIR)"),
     ("benchmark", "lists"): (["--quick", "--cache", "{file}"], "a file stands where a folder is"),
     ("benchmark", "train"): (["--clip", "nope"], "--clip must look like 8x224x224"),
     ("benchmark", "test"): (["--clip", "nope"], "--clip must look like 8x224x224"),

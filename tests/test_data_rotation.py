@@ -4,7 +4,6 @@ decode outputs, train / val / test and predict, crops chosen in upright coordina
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -92,8 +91,8 @@ def test_a_sideways_video_loads_as_the_upright_one(videos, mode, reader, output)
 
 
 def test_predict_turns_the_video_as_the_probe_says(videos, monkeypatch):
-    """predict builds its one-video test dataset from the probe: a rotation it reports (with
-    the stored frame's size) is applied like a list's."""
+    """predict builds its one-video test dataset from the probe, which reads the display
+    matrix: a phone video stored sideways gives the views of the upright one."""
     from videoglore.config import Config
     from videoglore.engine import inference
 
@@ -107,15 +106,11 @@ def test_predict_turns_the_video_as_the_probe_says(videos, monkeypatch):
         return torch.zeros(len(views), 2)
 
     monkeypatch.setattr(inference, "forward_views", forward_views)
-    for rotation in (0, 90):
-        height, width = pixels.upright_size(H, W, rotation)  # the first decoded frame's size
-        info = SimpleNamespace(frame_count=N, fps=25.0, width=width, height=height)
-        if rotation:  # (the probe of today has no rotation: 0)
-            info.rotation = rotation
-        monkeypatch.setattr(inference, "probe_video", lambda _, info=info: info)
+    for rotation in (0, 90, 270):
         inference._video_scores(None, str(videos[rotation]), cfg, torch.device("cpu"), None)
-    assert seen[0].shape == seen[1].shape == (6, 3, T, S, S)
+    assert seen[0].shape == seen[1].shape == seen[2].shape == (6, 3, T, S, S)
     assert (seen[0] - seen[1]).abs().mean() < 2.5
+    assert (seen[0] - seen[2]).abs().mean() < 2.5
 
 
 @pytest.mark.parametrize("rotation", ROTATIONS)

@@ -313,7 +313,8 @@ def cmd_predict(args) -> int:
                 "predict --model: an exported model carries its settings; -c and overrides "
                 "apply to --checkpoint only"
             )
-        predictions = predict_onnx(find_videos(paths), args.model, args.topk, args.device)
+        device = args.device or "auto"
+        predictions = predict_onnx(find_videos(paths), args.model, args.topk, device)
     else:
         from videoglore.engine.inference import predict
 
