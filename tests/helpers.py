@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from data_prep.codec import write_video
 from data_prep.lists import VideoRecord, write_classes, write_video_list
@@ -34,6 +35,33 @@ def start_training(config: str | Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+class WrappedFile:
+    """A file (or container) whose methods a test replaces to fail as a full disk, a read-only
+    folder or a flaky read does; everything else is the real object's, and ``with`` closes it."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+def randomized(model, seed: int = 1):
+    """``model`` with every float tensor of its state set to seeded values in [0.1, 1.1)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.1)
+    return model
 
 
 def _class_video(label: int, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -25,6 +25,7 @@ import data_prep.files as files
 import data_prep.runner as runner
 from data_prep.errors import OutputError
 from data_prep.prepare import prepare
+from tests.helpers import WrappedFile
 from tests.test_data_prep_output import (
     assert_one_line,
     assert_rerun_completes,
@@ -43,7 +44,7 @@ VICTIM_KEY = f"videos/train/b/{VICTIM}.mp4"
 # --------------------------------------------------------------------------- a disk that fills up
 
 
-class FullDiskFile:
+class FullDiskFile(WrappedFile):
     """The temp file of one output on a disk that fills up while PyAV writes to it.
 
     ``where="muxer"``: the header (PyAV's first write, 48 bytes) fits, the first packet does not.
@@ -53,7 +54,8 @@ class FullDiskFile:
     """
 
     def __init__(self, file, where: str):
-        self.file, self.where = file, where
+        super().__init__(file)
+        self.where = where
         self.written, self.seeked = 0, False
 
     def write(self, data) -> int:
@@ -66,15 +68,6 @@ class FullDiskFile:
     def seek(self, offset: int, whence: int = 0) -> int:
         self.seeked = True
         return self.file.seek(offset, whence)
-
-    def __getattr__(self, name: str):
-        return getattr(self.file, name)
-
-    def __enter__(self) -> FullDiskFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.file.close()
 
 
 def fill_disk_in_this_process(where: str, name: str = VICTIM) -> None:
@@ -147,26 +140,18 @@ def test_disk_full_prints_one_line_and_no_traceback(tmp_path, monkeypatch, capfd
 # --------------------------------------------------------------------------- unreadable sources
 
 
-class FlakyInput:
+class FlakyInput(WrappedFile):
     """An input container whose ``decode`` fails with ``exc`` after ``frames`` frames."""
 
     def __init__(self, container, frames: int, exc: Exception):
-        self.container, self.frames, self.exc = container, frames, exc
+        super().__init__(container)
+        self.frames, self.exc = frames, exc
 
     def decode(self, *args, **kwargs):
-        for i, frame in enumerate(self.container.decode(*args, **kwargs)):
+        for i, frame in enumerate(self.file.decode(*args, **kwargs)):
             if i == self.frames:
                 raise self.exc
             yield frame
-
-    def __getattr__(self, name: str):
-        return getattr(self.container, name)
-
-    def __enter__(self) -> FlakyInput:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.container.close()
 
 
 def _av_error(code: int, path: str) -> OSError:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import tiny_config_dict
+from tests.helpers import WrappedFile, tiny_config_dict
 from videoglore.cli import main
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.run_log import EventFile, read_log
@@ -24,25 +24,17 @@ from videoglore.engine.run_log import EventFile, read_log
 READ_ONLY = os.strerror(errno.EROFS)
 
 
-class _Faulty:
+class _Faulty(WrappedFile):
     """A file whose writes fail with EROFS once ``fails()`` says so."""
 
     def __init__(self, file, fails):
-        self.file, self.fails = file, fails
+        super().__init__(file)
+        self.fails = fails
 
     def write(self, data):
         if self.fails():
             raise OSError(errno.EROFS, READ_ONLY)
         return self.file.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.file, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()
 
 
 def _read_only_for(kind: str):

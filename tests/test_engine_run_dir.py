@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import REPO, start_training, tiny_config_dict
+from tests.helpers import REPO, WrappedFile, start_training, tiny_config_dict
 from videoglore.cli import main
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.run_lock import RunLock
@@ -257,11 +257,12 @@ def test_a_refused_rerun_changes_nothing_in_the_run_folder(tiny_videos, tmp_path
     assert _files(run) == before
 
 
-class _FullDisk:
+class _FullDisk(WrappedFile):
     """A file that takes ``room`` bytes (or characters), then fails like a full disk (ENOSPC)."""
 
     def __init__(self, file, room: int):
-        self.file, self.room = file, room
+        super().__init__(file)
+        self.room = room
 
     def write(self, data) -> int:
         text = isinstance(data, str)
@@ -274,15 +275,6 @@ class _FullDisk:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.room -= size
         return self.file.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.file, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()
 
 
 def test_full_disk_while_saving_a_checkpoint(tiny_videos, tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ import logging
 import pytest
 import torch
 
+from tests.helpers import randomized
 from videoglore.config import ModelConfig
 from videoglore.errors import CheckpointError
 from videoglore.models import build_model
@@ -16,18 +17,9 @@ from videoglore.models.weights import read_model_file
 TINY = dict(arch="resnet", glore=False, width=0.0625, dropout=0.0)
 
 
-def _randomized(model, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=gen) + 0.1)
-    return model
-
-
 def _ours(tmp_path, classes, name="source.pt", **model):
     """Our checkpoint format with class names: a randomised net of len(classes) outputs."""
-    source = _randomized(build_model(ModelConfig(**(TINY | model), num_classes=len(classes))))
+    source = randomized(build_model(ModelConfig(**(TINY | model), num_classes=len(classes))))
     path = tmp_path / name
     torch.save({"model": source.state_dict(), "classes": classes}, path)
     return path, source.state_dict()
@@ -113,7 +105,7 @@ def test_another_net_is_refused_naming_the_keys_and_weights_skip(tmp_path):
 
 
 def test_exact_loads_accept_every_format_and_nothing_partial(tmp_path):
-    source = _randomized(build_model(ModelConfig(**TINY, num_classes=2))).state_dict()
+    source = randomized(build_model(ModelConfig(**TINY, num_classes=2))).state_dict()
     files = {
         "ours.pt": {"model": source, "classes": ["a", "b"], "config": {"model": {}}},
         "released.pth": {"epoch": 0, "state_dict": {f"module.{k}": v for k, v in source.items()}},

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers import randomized
 from videoglore.errors import CheckpointError
 from videoglore.models import build_model, inflate_2d_weights, load_weights
 
@@ -101,22 +102,13 @@ def test_inflation_rejects_a_different_architecture():
         inflate_2d_weights(build_model("r50", width=0.25), sd2d)
 
 
-def _randomized(model, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=gen) + 0.1)
-    return model
-
-
 def _assert_same_state(a, b):
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb), ka
 
 
 def test_loads_released_checkpoint_format(tmp_path):
-    source = _randomized(build_model("r50_glore", num_classes=6, width=TINY))
+    source = randomized(build_model("r50_glore", num_classes=6, width=TINY))
     path = tmp_path / "resnet50-lite_3d_8x8_w-glore_2-3_ep-0000.pth"
     state = {f"module.{k}": v for k, v in source.state_dict().items()}
     torch.save(
@@ -131,7 +123,7 @@ def test_loads_released_checkpoint_format(tmp_path):
 
 
 def test_loads_own_checkpoint_and_bare_state_dict(tmp_path):
-    source = _randomized(build_model("mfnet_glore", num_classes=3, width=TINY))
+    source = randomized(build_model("mfnet_glore", num_classes=3, width=TINY))
     ours = tmp_path / "best.pt"
     torch.save(
         {"model": source.state_dict(), "epoch": 2, "config": {"model": {"arch": "mfnet"}}}, ours
