@@ -95,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5, help="labels to print per video (default 5)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
     p.add_argument("--out", help="also write the results to this .csv or .json file")
+    p.add_argument(
+        "--window",
+        type=float,
+        metavar="SECONDS",
+        help="long videos: score every window of this length, each as `test` scores a video; "
+        "--out gets one row per window (README: Long videos)",
+    )
+    p.add_argument(
+        "--stride", type=float, metavar="SECONDS", help="between window starts (default --window)"
+    )
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser(
@@ -232,6 +242,8 @@ def cmd_predict(args) -> int:
         write_predictions,
     )
 
+    if args.window is not None or args.stride is not None:
+        return _predict_windows(args)
     check_output_path(args.out)
     results = []
     for result in predict(find_videos(args.videos), args.checkpoint, args.topk, args.device):
@@ -244,6 +256,40 @@ def cmd_predict(args) -> int:
             print(f"  {prob:6.1%}  {name}")
     if args.out:
         print(f"wrote {write_predictions(args.out, results)}")
+    return 2 if any(r.error for r in results) else 0
+
+
+def _predict_windows(args) -> int:
+    from videoglore.engine.inference import check_output_path, find_videos
+    from videoglore.engine.windows import (
+        check_window_arguments,
+        predict_windows,
+        write_window_predictions,
+    )
+    from videoglore.errors import ConfigError
+
+    if args.window is None:
+        raise ConfigError("predict --stride needs --window SECONDS")
+    check_window_arguments(args.window, args.stride, args.topk)
+    check_output_path(args.out)
+    videos = find_videos(args.videos)
+    results = []
+    progress = sys.stderr.isatty()
+    for r in predict_windows(
+        videos, args.checkpoint, args.window, args.stride, args.topk, args.device, progress
+    ):
+        results.append(r)
+        if r.error:
+            print(f"error: {r.error}", file=sys.stderr)
+            continue
+        print(f"{r.video}: {len(r.windows)} windows, {r.frames / r.fps:.2f} s at {r.fps:g} fps")
+        for segment in r.timeline:
+            print(f"  {segment.start:9.2f} - {segment.end:9.2f} s  {segment.label}")
+        print("  over all windows:")
+        for name, prob in r.labels:
+            print(f"  {prob:6.1%}  {name}")
+    if args.out:
+        print(f"wrote {write_window_predictions(args.out, results)}")
     return 2 if any(r.error for r in results) else 0
 
 

@@ -140,6 +140,18 @@ def _video_scores(
     info = probe_video(video)  # VideoError naming the file
     record = VideoRecord(str(video), 0, "", info.frame_count, info.fps, info.width, info.height)
     views = build_dataset(cfg, "test", records=[record]).eval_views(record)  # (V, 3, T, S, S)
+    return view_scores(model, views, cfg, device, fast, video)
+
+
+def view_scores(
+    model: nn.Module, views, cfg: Config, device: torch.device, fast: FastPath, video: str
+) -> torch.Tensor:
+    """Class probabilities (K,) of test views (V, 3, T, S, S) or ``YuvClips`` of one video (or
+    one window of it, engine/windows.py): softmax averaged over the views, as ``test`` does.
+
+    Raises:
+        VideoError: naming ``video`` when the model gives non-finite scores.
+    """
     logits = forward_views(model, views, cfg, device, fast)  # (V, K)
     if not logits.isfinite().all():
         raise VideoError(f"{video}: the model gives non-finite scores (NaN/Inf) for this video")

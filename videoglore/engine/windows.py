@@ -1,0 +1,413 @@
+"""Predictions over time for long videos: ``predict --window SECONDS --stride SECONDS``.
+
+Every window is scored as ``test`` scores a video (the checkpoint's ``test.num_clips`` ×
+``test.num_crops`` views, ``test.sampling``, frames, interval, scale and crop, all applied inside
+the window), and the file is decoded once, in frame order::
+
+    video ─probe_video─▶ fps; frame count ─plan_windows─▶ windows [start, end) in frames
+      each window ─window_clips─▶ its K clips × T frame indices, all inside it
+    decode_clip(the union of those frames): each frame decoded and handed over once
+      ─▶ WindowStream.put: into the views of every open window that uses the frame; a window
+         opens at its first frame, is scored at its last (view_scores: softmax averaged over
+         its views) and freed
+      ─▶ VideoWindows: one WindowPrediction (start s, end s, top-k) per window, the top-k of the
+         windows' mean, the label timeline
+
+Memory: only windows between their first and last frame hold views, at most ⌈window / stride⌉ + 1
+of them whatever the length of the file (10 × 3 views of 8 × 224² are 36 MB a window); the decord
+fallback reads in batches (``video.DECORD_BATCH``). Holding every window of a 10-minute video at
+4 s / 2 s would take 299 × 36 MB = 10.8 GB.
+
+Rules for the edge cases (README "Long videos"):
+
+* **fps** comes from each file (``probe_video``: the stream's average rate, 25 when the header has
+  none). Window and stride become ``round(seconds × fps)`` frames (at least 1); a time printed is
+  frame / fps, so a variable-frame-rate file gets times on its average rate.
+* **Windows** start at 0, stride, 2 × stride, ... A window that would run past the end is moved
+  back to end on the last frame (the tail is scored by a full-length window off the stride grid),
+  unless the window before it already ends there.
+* **A video shorter than one window** is one window, the whole video: what plain ``predict``
+  scores.
+* **A window shorter than one clip span** ((T − 1) × τ + 1 frames): its clips loop inside the
+  window, the test rule for a short video (sampling.py), so no clip sees frames of another
+  window; logged once.
+* **stride > window** leaves gaps between the windows: their frames are never converted or
+  scored, and the timeline has holes there.
+* **Timeline**: each window owns the time from its start to the next window's start (at most to
+  its own end); consecutive windows with the same top-1 label make one segment.
+* **Summary** (``VideoWindows.labels``): the top-k of the windows' probabilities averaged, every
+  window weighing the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from data_prep.codec import probe_video
+from data_prep.files import atomic_open, write_json
+from data_prep.lists import VideoRecord, clip_span
+from videoglore.config import Config, RuntimeConfig
+from videoglore.data import build_dataset
+from videoglore.data.sampling import TEST_SAMPLERS
+from videoglore.data.video import decode_clip
+from videoglore.engine.distributed import select_device
+from videoglore.engine.forward import FastPath, fast_path, place_model
+from videoglore.engine.inference import (
+    check_output_path,
+    load_model_from_checkpoint,
+    view_scores,
+)
+from videoglore.errors import ConfigError, VideoError
+
+log = logging.getLogger(__name__)
+
+Labels = list[tuple[str, float]]  # (label, probability), best first
+
+
+@dataclass
+class Window:
+    """Frames [start, end) of a video and the frame indices of its clips, all inside it."""
+
+    start: int
+    end: int
+    clips: np.ndarray  # int64 (K, T): absolute frame indices, clip k in row k
+
+    @cached_property
+    def first(self) -> int:
+        """The first frame the window's clips use: the window opens when it arrives."""
+        return int(self.clips.min())
+
+    @cached_property
+    def last(self) -> int:
+        """The last frame the window's clips use: the window is scored when it arrives."""
+        return int(self.clips.max())
+
+
+@dataclass
+class WindowPrediction:
+    """The top-k labels of one window; times in seconds, ``end`` exclusive."""
+
+    start: float
+    end: float
+    labels: Labels
+
+
+@dataclass
+class Segment:
+    """A stretch of the timeline, in seconds, over which the windows' top-1 label is ``label``."""
+
+    start: float
+    end: float
+    label: str
+
+
+@dataclass
+class VideoWindows:
+    """The windows of one video, best labels first, or why it has none."""
+
+    video: str
+    windows: list[WindowPrediction] = field(default_factory=list)
+    labels: Labels = field(default_factory=list)  # top-k of the windows' mean probabilities
+    timeline: list[Segment] = field(default_factory=list)
+    fps: float = 0.0
+    frames: int = 0  # the frame count the reader went by
+    error: str = ""  # one line; "" when the video was scored
+
+
+def window_frames(seconds: float, fps: float) -> int:
+    """``seconds`` of a video at ``fps`` as a whole number of frames (at least 1)."""
+    return max(1, round(seconds * fps))
+
+
+def plan_windows(frame_count: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """The windows [start, end) of a video of ``frame_count`` frames, in frames (module rules).
+
+    Windows of ``window`` frames start every ``stride`` frames; the one that would run past the
+    end is moved back to end on the last frame, unless the window before already ends there. A
+    video shorter than one window is one window, all of it.
+    """
+    if frame_count < 1 or window < 1 or stride < 1:
+        raise ValueError(f"cannot plan windows: {frame_count} frames, {window=}, {stride=}")
+    if frame_count <= window:
+        return [(0, frame_count)]
+    windows: list[tuple[int, int]] = []
+    for start in range(0, frame_count, stride):
+        start = min(start, frame_count - window)  # past the end: end on the last frame
+        windows.append((start, start + window))
+        if start + window == frame_count:  # the next one would only repeat this one
+            break
+    return windows
+
+
+def window_clips(start: int, end: int, T: int, tau: int, K: int, sampling: str) -> np.ndarray:
+    """int64 (K, T) frame indices of the K test clips of window [start, end): the ``test.sampling``
+    rule applied to the window as to a video of ``end - start`` frames, shifted to ``start``."""
+    return start + TEST_SAMPLERS[sampling](end - start, T, tau, K)
+
+
+class WindowStream:
+    """Frames in increasing index order → the views of the windows that use them → one score per
+    window as soon as its last frame has arrived; ``indices_for`` and ``put`` are the callbacks of
+    ``video.decode_clip``.
+
+    Args:
+        plan: frame count (the reader's) → the windows, in order of their first frame.
+        new_views: window → an empty views builder (``transforms.EvalViews``: ``put``,
+            ``result``).
+        score: (window, the builder's result) → class probabilities (K,).
+        on_scored: (windows scored, windows) after each window, for a progress bar.
+    """
+
+    def __init__(
+        self,
+        plan: Callable[[int], list[Window]],
+        new_views: Callable[[Window], object],
+        score: Callable[[Window, object], torch.Tensor],
+        on_scored: Callable[[int, int], None] = lambda done, total: None,
+    ) -> None:
+        self.plan, self.new_views, self.score, self.on_scored = plan, new_views, score, on_scored
+        self.windows: list[Window] = []
+        self.needed = np.empty(0, np.int64)
+        self.length = 0
+        self.max_open = 0  # the most windows holding views at once (the memory bound)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.scores: dict[int, torch.Tensor] = {}  # window number → probabilities (K,)
+        self.open: dict[int, object] = {}  # window number → its views, being filled
+        self.next = 0  # the first window not opened yet
+        self.previous = -1  # the frame handed over last
+
+    def indices_for(self, length: int) -> np.ndarray:
+        """Plan the windows of a video of ``length`` frames; every frame their clips use, once,
+        sorted (int64 (U,))."""
+        self.length = length
+        self.windows = self.plan(length)
+        self.needed = np.unique(np.concatenate([w.clips.reshape(-1) for w in self.windows]))
+        self._reset()  # a reader that falls back to another plans again
+        return self.needed
+
+    def put(self, frame, slots: list[int]) -> None:
+        """Frame ``needed[slots[0]]`` into the windows that use it; score the windows it ends."""
+        index = int(self.needed[slots[0]])
+        if index <= self.previous:  # decode_clip's second pass after a failed seek: start over
+            self._reset()
+        self.previous = index
+        while self.next < len(self.windows) and self.windows[self.next].first <= index:
+            self.open[self.next] = self.new_views(self.windows[self.next])
+            self.next += 1
+        self.max_open = max(self.max_open, len(self.open))
+        for n in list(self.open):
+            window = self.windows[n]
+            where = np.flatnonzero(window.clips.reshape(-1) == index)  # slots k * T + t
+            if where.size:
+                self.open[n].put(frame, where.tolist())
+            if index == window.last:
+                self.scores[n] = self.score(window, self.open.pop(n).result())
+                self.on_scored(len(self.scores), len(self.windows))
+
+    def results(self) -> list[torch.Tensor]:
+        """The probabilities (K,) of every window, in window order, once the decode is done."""
+        if len(self.scores) != len(self.windows):  # decode_clip raises first: a safety net
+            raise RuntimeError(f"{len(self.windows) - len(self.scores)} windows were not scored")
+        return [self.scores[n] for n in range(len(self.windows))]
+
+
+def check_window_arguments(window: float, stride: float | None, topk: int) -> None:
+    """Raise ConfigError for a window or stride that is not a positive number of seconds, or
+    ``topk`` < 1, before any work."""
+    if topk < 1:
+        raise ConfigError(f"predict --topk must be >= 1, got {topk}")
+    for name, seconds in (("--window", window), ("--stride", stride)):
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            raise ConfigError(f"predict {name} must be a positive number of seconds, got {seconds}")
+
+
+@torch.no_grad()
+def predict_windows(
+    videos: list[str],
+    checkpoint: str | Path,
+    window: float,
+    stride: float | None = None,
+    topk: int = 5,
+    device: str = "auto",
+    progress: bool = False,
+) -> Iterator[VideoWindows]:
+    """Top-``topk`` labels of every ``window`` seconds of each video, a window every ``stride``
+    seconds (default: ``window``, no overlap), with the checkpoint's model, classes and test
+    settings; yielded one video at a time (a bad file gives a VideoWindows with ``error``).
+
+    ``progress``: a tqdm bar of the windows of each video on stderr.
+
+    Raises:
+        ConfigError: a window or stride that is not a positive number, ``topk`` < 1.
+        CheckpointError: the checkpoint is missing, corrupt or refused.
+    """
+    stride = window if stride is None else stride
+    check_window_arguments(window, stride, topk)
+    dev = select_device(device)
+    model, classes, cfg = load_model_from_checkpoint(checkpoint, dev)
+    # as plain predict: the defaults for this device (bf16 + channels_last_3d on CUDA)
+    fast = fast_path(RuntimeConfig(), dev, training=False)
+    place_model(model, dev, fast)
+    scorer = _Scorer(model, classes, cfg, dev, fast, topk)
+    for video in videos:
+        try:
+            yield scorer.video_windows(video, window, stride, progress)
+        except VideoError as exc:
+            yield VideoWindows(video, error=str(exc))
+
+
+@dataclass
+class _Scorer:
+    """What scoring a window needs, gathered once per call of ``predict_windows``."""
+
+    model: nn.Module
+    classes: list[str]
+    cfg: Config
+    device: torch.device
+    fast: FastPath
+    topk: int
+    warned_short: bool = False
+
+    def top(self, probs: torch.Tensor) -> Labels:
+        top = probs.topk(min(self.topk, len(probs)))
+        names = [self.classes[c] for c in top.indices.tolist()]
+        return list(zip(names, top.values.tolist(), strict=True))
+
+    def video_windows(self, video: str, window: float, stride: float, progress: bool):
+        from tqdm import tqdm
+
+        info = probe_video(video)  # VideoError naming the file
+        record = VideoRecord(str(video), 0, "", info.frame_count, info.fps, info.width, info.height)
+        dataset = build_dataset(self.cfg, "test", records=[record])
+        T, tau, K = dataset.num_frames, dataset.frame_interval, dataset.num_clips
+        size, step = window_frames(window, info.fps), window_frames(stride, info.fps)
+        self.warn_if_shorter_than_a_clip(video, size, info.fps, clip_span(T, tau))
+
+        def plan(length: int) -> list[Window]:
+            spans = plan_windows(length, size, step)
+            return [
+                Window(a, b, window_clips(a, b, T, tau, K, dataset.test_sampling)) for a, b in spans
+            ]
+
+        def score(w: Window, views) -> torch.Tensor:
+            where = f"{video} (window {w.start / info.fps:.2f}-{w.end / info.fps:.2f} s)"
+            return view_scores(self.model, views, self.cfg, self.device, self.fast, where)
+
+        name = Path(video).name
+        with tqdm(desc=name, unit="window", disable=not progress, leave=False) as bar:
+
+            def show(done: int, total: int) -> None:
+                bar.total, bar.n = total, done
+                bar.refresh()
+
+            stream = WindowStream(plan, lambda w: dataset.empty_eval_views(record), score, show)
+            decode_clip(video, stream.indices_for, stream.put, dataset.reader)
+            probs = stream.results()
+        fps = info.fps
+        windows = [
+            WindowPrediction(w.start / fps, w.end / fps, self.top(p))
+            for w, p in zip(stream.windows, probs, strict=True)
+        ]
+        return VideoWindows(
+            video,
+            windows,
+            self.top(torch.stack(probs).mean(dim=0)),
+            timeline(stream.windows, [w.labels[0][0] for w in windows], fps),
+            fps,
+            stream.length,
+        )
+
+    def warn_if_shorter_than_a_clip(self, video: str, size: int, fps: float, span: int) -> None:
+        if size >= span or self.warned_short:
+            return
+        self.warned_short = True
+        log.warning(
+            "%s: a window of %d frames at %g fps is shorter than one clip of the model "
+            "(%d frames, %.2f s): its clips loop inside each window; a --window of at least "
+            "%.2f s avoids it",
+            video,
+            size,
+            fps,
+            span,
+            span / fps,
+            span / fps,
+        )
+
+
+def timeline(windows: list[Window], labels: list[str], fps: float) -> list[Segment]:
+    """Segments of equal top-1 ``labels`` (one per window), in seconds (module rules): each
+    window owns its start up to the next window's start, at most its own end."""
+    segments: list[list] = []  # [start frame, end frame, label]
+    for n, (w, label) in enumerate(zip(windows, labels, strict=True)):
+        end = min(w.end, windows[n + 1].start) if n + 1 < len(windows) else w.end
+        if segments and segments[-1][2] == label and segments[-1][1] == w.start:
+            segments[-1][1] = end
+        else:
+            segments.append([w.start, end, label])
+    return [Segment(a / fps, b / fps, label) for a, b, label in segments]
+
+
+def write_window_predictions(path: str | Path, results: list[VideoWindows]) -> Path:
+    """Write the windows as CSV or JSON (by the suffix of ``path``), atomically.
+
+    CSV: ``video, window, start, end, error, top1, p1, ...``: one row per window (numbered from
+    0, times in seconds), then the video's summary row (``window`` = ``mean``: the top-k of the
+    windows' mean over the whole video); a failed video is one row with ``error``. JSON: one
+    object per video with its windows, summary labels and timeline.
+    """
+    check_output_path(path)
+    if Path(path).suffix.lower() == ".json":
+        return write_json(path, [_as_json(r) for r in results])
+    k = max((len(w.labels) for r in results for w in r.windows), default=0)
+    header = ["video", "window", "start", "end", "error"]
+    header += [f"{kind}{r}" for r in range(1, k + 1) for kind in ("top", "p")]
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for r in results:
+            if r.error:
+                writer.writerow([r.video, "", "", "", r.error, *[""] * (2 * k)])
+                continue
+            rows = [(str(n), w.start, w.end, w.labels) for n, w in enumerate(r.windows)]
+            rows.append(("mean", 0.0, r.frames / r.fps, r.labels))
+            for number, start, end, labels in rows:
+                cells = [cell for name, prob in labels for cell in (name, f"{prob:.4f}")]
+                padding = [""] * (2 * k - len(cells))
+                writer.writerow(
+                    [r.video, number, f"{start:.3f}", f"{end:.3f}", "", *cells, *padding]
+                )
+    return Path(path)
+
+
+def _labels_json(labels: Labels) -> list[dict]:
+    return [{"label": name, "probability": prob} for name, prob in labels]
+
+
+def _as_json(r: VideoWindows) -> dict:
+    return {
+        "video": r.video,
+        "error": r.error,
+        "fps": r.fps,
+        "frames": r.frames,
+        "windows": [
+            {"start": round(w.start, 6), "end": round(w.end, 6), "labels": _labels_json(w.labels)}
+            for w in r.windows
+        ],
+        "labels": _labels_json(r.labels),
+        "timeline": [
+            {"start": round(s.start, 6), "end": round(s.end, 6), "label": s.label}
+            for s in r.timeline
+        ],
+    }
