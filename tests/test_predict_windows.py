@@ -161,6 +161,33 @@ def test_streamed_views_equal_each_window_decoded_alone(
             assert torch.equal(got[w.start].geometry, expected.geometry)
 
 
+def test_a_file_with_b_frames_falls_back_to_decord_and_scores_each_window_once(
+    tiny_videos, tmp_path
+):
+    """PyAV meets B-frames, decord plans the windows again and reads them in batches: every
+    window is scored from decord's frames, as decoding it alone with decord gives them."""
+    import av
+
+    path = tmp_path / "b.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"bf": "3", "crf": "18"}
+        for frame in moving_video(90):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    _, dataset, record = _dataset(tiny_videos, tmp_path, path, data={"test_scale": 40})
+    got = []
+    windows = _stream(dataset, record, 30, 20, lambda w, views: got.append(views) or views.sum())
+    decode_clip(path, windows.indices_for, windows.put, "pyav")
+    assert [(w.start, w.end) for w in windows.windows] == [(0, 30), (20, 50), (40, 70), (60, 90)]
+    assert len(windows.results()) == 4
+    for w, views in zip(windows.windows, got[-4:], strict=True):
+        alone = dataset.empty_eval_views(record)
+        decode_clip(path, lambda n, w=w: w.clips, alone.put, "decord")
+        assert torch.equal(views, alone.result())
+
+
 def test_a_second_pass_from_the_start_scores_every_window_again(tiny_videos, tmp_path):
     """decode_clip hands frames again from the start after a failed seek: the windows scored
     in the first pass are scored again from the new frames, none twice in the results."""
