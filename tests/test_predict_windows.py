@@ -21,16 +21,16 @@ from videoglore.config import config_to_dict
 from videoglore.data import build_dataset, model_input, video
 from videoglore.data.sampling import TEST_SAMPLERS
 from videoglore.data.video import decode_clip, read_clip
-from videoglore.engine import inference
-from videoglore.engine.checkpoint import save_checkpoint
-from videoglore.engine.windows import (
+from videoglore.data.windows import (
     Window,
     WindowStream,
     plan_windows,
-    predict_windows,
     window_clips,
     window_frames,
 )
+from videoglore.engine import inference
+from videoglore.engine.checkpoint import save_checkpoint
+from videoglore.engine.windows import predict_windows
 from videoglore.models import build_model
 
 FPS = 25
@@ -317,6 +317,16 @@ def test_json_output_has_windows_summary_and_timeline(
     assert [(s["start"], s["end"]) for s in result["timeline"]] == [(0.0, 4.0), (4.0, 8.4)]
     probs = [label["probability"] for label in result["labels"]]
     assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-5)
+
+
+def test_the_heap_is_trimmed_after_every_window(brightness_checkpoint, changing_video, monkeypatch):
+    """Without a trim per window glibc's heap grows with the number of windows (windows.py)."""
+    from videoglore.engine import windows
+
+    trims = []
+    monkeypatch.setattr(windows, "_return_free_memory", lambda: trims.append(1))
+    (result,) = predict_windows([changing_video], brightness_checkpoint, 2, 1, device="cpu")
+    assert len(result.windows) == len(trims) == 8
 
 
 def test_a_video_shorter_than_one_window_is_scored_as_plain_predict_does(
