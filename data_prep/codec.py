@@ -7,12 +7,19 @@ is ``videoglore.data.video`` (above this floor), which opens decord readers with
 :func:`open_decord`. :func:`quiet_video_libraries` keeps FFmpeg's and decord's own messages off
 the terminal in every process that decodes; :func:`library_error` turns their exceptions into
 the reason of our one-line errors. No torch here.
+
+Who is at fault when a library call fails (``data_prep.faults``): :func:`reading_error` tells a
+file that could not be read (permission, I/O error, network file system;
+:class:`~data_prep.errors.UnreadableError`, never a verdict) from one that was read and found bad
+(:class:`~data_prep.errors.VideoError`), and :func:`mp4_output` turns whatever PyAV wraps a
+failed write in into an :class:`~data_prep.errors.OutputError`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -24,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.errors import VideoError
-from data_prep.files import atomic_open, first_line
+from data_prep.errors import UnreadableError, VideoError, VideogloreError
+from data_prep.faults import READ_ERRNOS, read_failed, write_failure
+from data_prep.files import atomic_open, first_line, output_error, temp_path
 
 
 def x264_options(
@@ -60,58 +68,143 @@ def x264_options(
 class VideoInfo:
     frame_count: int
     fps: float
-    width: int
+    width: int  # of the decoded frames, as stored (before ``rotation``)
     height: int
     duration: float
+    rotation: int = 0  # degrees clockwise that turn the decoded frames upright (display matrix)
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) as the video is shown."""
+        return upright_size(self, self.rotation)
 
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Open with PyAV and require a video stream and one decodable frame.
 
     Returns the frame count (the header's; packets counted when the header has none, as in
-    webm/mkv), the frame rate (:func:`stream_rate`), the size of the first frame and the
-    duration (the stream's, else the container's, else count / rate).
+    webm/mkv) and what :func:`video_info` reads: frame rate, size, rotation, duration.
 
     Raises:
+        UnreadableError: the file could not be read (permission, I/O error, ...).
         VideoError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    with open_video(path) as (container, stream):
+        try:
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise VideoError(f"{path}: no decodable frame")
+            count = stream.frames
+            if count <= 0:  # webm/mkv headers carry no frame count: count packets (no decode)
+                container.seek(0)
+                count = sum(1 for p in container.demux(stream) if p.size)
+            return video_info(container, stream, first, count)
+        except VideoError:
+            raise
+        except Exception as exc:  # PyAV raises many FFmpeg error types
+            raise reading_error(path, exc) from None
+
+
+def probe_rotation(path: str | Path) -> int:
+    """The rotation (:func:`rotation_of`) of a video, decoding only up to its first frame.
+
+    Raises:
+        UnreadableError, VideoError: as :func:`probe_video`.
+    """
+    path = Path(path)
+    with open_video(path) as (container, stream):
+        try:
+            first = next(container.decode(stream), None)
+        except Exception as exc:
+            raise reading_error(path, exc) from None
+        if first is None:
+            raise VideoError(f"{path}: no decodable frame")
+        return rotation_of(first)
+
+
+@contextmanager
+def open_video(path: str | Path) -> Iterator[tuple]:
+    """``(container, stream)``: the PyAV input container of ``path`` and its first video stream.
+
+    The one place a source is opened (probing it, re-encoding it).
+
+    Raises:
+        UnreadableError: the file could not be read (permission, I/O error, ...).
+        VideoError: missing, empty, not a container PyAV reads, no video stream.
     """
     import av
 
     path = Path(path)
     check_video_file(path)
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            rate = stream_rate(stream)
-            first = next(container.decode(stream), None)
-            if first is None:
-                raise VideoError(f"{path}: no decodable frame")
-            width, height = first.width, first.height
-            count = stream.frames
-            if count <= 0:  # webm/mkv headers carry no frame count: count packets (no decode)
-                container.seek(0)
-                count = sum(1 for p in container.demux(stream) if p.size)
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            else:
-                duration = count / float(rate)
-    except VideoError:
-        raise
-    except Exception as exc:  # PyAV raises many FFmpeg error types; all mean "unreadable"
-        raise VideoError(f"{path}: cannot open or decode ({library_error(exc)})") from None
-    return VideoInfo(count, float(rate), width, height, duration)
+        container = av.open(str(path))
+    except Exception as exc:
+        raise reading_error(path, exc) from None
+    with container:
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        yield container, container.streams.video[0]
+
+
+def video_info(container, stream, first, frame_count: int) -> VideoInfo:
+    """What a video's headers and its first decoded frame say: the frame rate
+    (:func:`stream_rate`), the frame size and rotation (:func:`rotation_of`), the duration (the
+    stream's, else the container's, else ``frame_count`` / rate)."""
+    import av
+
+    rate = stream_rate(stream)
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    else:
+        duration = frame_count / float(rate)
+    rotation = rotation_of(first)
+    return VideoInfo(frame_count, float(rate), first.width, first.height, duration, rotation)
+
+
+def reading_error(path: Path, exc: BaseException) -> VideoError:
+    """The error for a PyAV failure while reading ``path``: UnreadableError when the file could
+    not be read (:func:`read_failed`), else VideoError (read and found bad)."""
+    if read_failed(exc):
+        return UnreadableError(f"{path}: cannot read it ({library_error(exc)})")
+    return VideoError(f"{path}: cannot open or decode ({library_error(exc)})")
 
 
 def check_video_file(path: Path) -> None:
-    """Raise VideoError naming ``path`` when it is missing or empty (before any library sees it)."""
-    if not path.is_file():
+    """Raise VideoError naming ``path`` when it is missing, not a file or empty (before any
+    library sees it); UnreadableError when it cannot even be looked at (no permission)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UnreadableError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise UnreadableError(f"{path}: cannot read it ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
         raise VideoError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
+
+
+def upright_size(frame, rotation: int) -> tuple[int, int]:
+    """(width, height) of ``frame`` (anything with a width and a height) once turned
+    ``rotation`` degrees: swapped by a quarter turn."""
+    if rotation % 180:
+        return frame.height, frame.width
+    return frame.width, frame.height
+
+
+def rotation_of(frame) -> int:
+    """Degrees clockwise (0, 90, 180 or 270) that turn a decoded frame upright.
+
+    The display matrix (mp4 ``tkhd``; a phone filmed upright stores its frames sideways and says
+    so there) reaches the frame as side data; PyAV's ``VideoFrame.rotation`` is FFmpeg's
+    ``av_display_rotation_get``, the angle the matrix turns the frame *counter-clockwise*, so a
+    matrix of -90 means: turn 90 degrees clockwise (what ``ffmpeg`` does when it autorotates).
+    Angles between quarter turns round to the nearest one; mirroring is ignored.
+    """
+    return round(-float(frame.rotation) / 90) % 4 * 90
 
 
 def stream_rate(stream) -> Fraction:
@@ -153,6 +246,8 @@ def decord_frame_count(path: str | Path) -> int:
     is the stricter of the two about containers and frame counts.
 
     Raises:
+        UnreadableError: the file could not be read (decord says only in words: its message
+            holds the system's text of a read failure, e.g. "Permission denied").
         VideoError: naming the file when decord cannot open it or decode those frames.
     """
     path = Path(path)
@@ -167,6 +262,10 @@ def decord_frame_count(path: str | Path) -> int:
     except VideoError:
         raise
     except Exception as exc:  # decord raises its own DECORDError / RuntimeError variants
+        words = [os.strerror(code) for code in READ_ERRNOS if os.strerror(code) in str(exc)]
+        if read_failed(exc) or words:
+            reason = words[0] if words else library_error(exc)
+            raise UnreadableError(f"{path}: cannot read it ({reason})") from None
         raise VideoError(f"{path}: decord cannot read it ({library_error(exc)})") from None
     return count
 
@@ -256,6 +355,33 @@ def library_error(exc: BaseException) -> str:
     return _DECORD_PREFIX.sub("", first_line(exc)).strip() or type(exc).__name__
 
 
+@contextmanager
+def mp4_output(path: str | Path, temp_dir: str | Path | None = None) -> Iterator:
+    """An mp4 ``av`` output container writing ``path`` atomically (:func:`atomic_open`).
+
+    Any failure to write is an :class:`~data_prep.errors.OutputError` naming the folder and the
+    cause, however PyAV wraps it: an ``OSError`` of the file object reaches us as itself, or as
+    the context of a ``PyAVCallbackError`` when the trailer written on the way out fails too.
+    The temp file is removed. Our own errors raised inside the block pass unchanged.
+    """
+    import av
+
+    path = Path(path)
+    try:
+        with (
+            atomic_open(path, "wb", temp_dir=temp_dir) as f,
+            av.open(f, mode="w", format="mp4") as container,
+        ):
+            yield container
+    except VideogloreError:
+        raise
+    except Exception as exc:
+        cause = write_failure(exc, (path.name, temp_path(path).name))
+        if cause is None:
+            raise
+        raise output_error(cause, path) from None
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray,
@@ -264,6 +390,7 @@ def write_video(
     crf: int = 23,
     tune: str = "fastdecode",
     reproducible: bool = True,
+    display_rotation: int = 0,
 ) -> None:
     """Write uint8 (T, H, W, 3) RGB frames as an H.264 .mp4, atomically (temp file + rename).
 
@@ -272,6 +399,8 @@ def write_video(
     :func:`x264_options`, those of prepared videos, except that ``reproducible`` (generated test,
     demo and benchmark clips) turns x264's macroblock tree off so that the same frames always
     give the same bytes; ``reproducible=False`` writes exactly as ``prepare`` does.
+    ``display_rotation`` (degrees clockwise, as :func:`rotation_of` reads them) goes into the
+    display matrix, as a phone writes a video it recorded turned (test and benchmark videos).
     """
     import av
 
@@ -282,7 +411,7 @@ def write_video(
     if height % 2 or width % 2:
         raise ValueError(f"{path}: H.264 needs even height and width, got {height}x{width}")
     rate = Fraction(fps).limit_denominator(1001)
-    with atomic_open(path, "wb") as f, av.open(f, mode="w", format="mp4") as container:
+    with mp4_output(path) as container:
         stream = add_h264_stream(
             container,
             rate,
@@ -293,6 +422,9 @@ def write_video(
             tune=tune,
             mbtree=not reproducible,
         )
+        if display_rotation:
+            stream.set_display_rotation(-display_rotation)  # PyAV >= 18: the matrix's angle is
+            # counter-clockwise (see rotation_of)
         for frame in frames:
             packet_list = stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
             container.mux(packet_list)

@@ -169,12 +169,19 @@ def read_csv(path: str | Path, columns: Iterable[str], what: str, expected: str)
             naming a byte that is not UTF-8 (:func:`read_utf8`).
     """
     rows = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
-    missing = set(columns) - set(rows.fieldnames or ())
+    check_columns(path, rows.fieldnames or (), columns, what, expected)
+    return rows
+
+
+def check_columns(
+    path: str | Path, header: Iterable[str], columns: Iterable[str], what: str, expected: str
+) -> None:
+    """Raise the DataError of :func:`read_csv` when ``header`` lacks any of ``columns``."""
+    missing = set(columns) - set(header)
     if missing:
         raise DataError(
             f"{path}: not {what}, missing columns {sorted(missing)} (expected {expected})"
         )
-    return rows
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

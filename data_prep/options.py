@@ -10,10 +10,15 @@ import argparse
 import os
 from dataclasses import dataclass, field, fields
 
+from data_prep.classes import STANDARD_CLASSES
 from data_prep.encode import EncodeSettings
 from data_prep.errors import ConfigError
 from data_prep.lists import clip_span
-from data_prep.sources import KINETICS400, VIDEO_EXTENSIONS, normalize_split, parse_split_path
+from data_prep.shards import Shard, parse_shard
+from data_prep.sources import VIDEO_EXTENSIONS, normalize_split, parse_split_path
+
+DATASETS = ("ucf101", "hmdb51", "ssv2")  # --ucf101 DIR etc.: a standard dataset's own files
+SPLIT_DATASETS = ("ucf101", "hmdb51")  # their splits go to OUT/split{N}/, videos shared
 
 
 @dataclass
@@ -23,7 +28,13 @@ class PrepareOptions:
     video_root: str | None = None  # searched for the CSV clips; base of relative list paths
     lists: dict[str, str] = field(default_factory=dict)  # split -> plain list file
     folders: dict[str, str] = field(default_factory=dict)  # split -> folder-per-class tree
-    classes: str | None = None  # class list file or "kinetics400"; default: sorted labels
+    classes: str | None = None  # class list file or "kinetics400/600/700"; default: sorted labels
+    ucf101: str | None = None  # UCF101 split files (ucfTrainTestlist/), videos under video_root
+    hmdb51: str | None = None  # HMDB51 split files (testTrainMulti_7030_splits/)
+    ssv2: str | None = None  # Something-Something v2 labels folder (labels.json, train.json, ...)
+    split: int | None = None  # UCF101 / HMDB51 split number, default 1
+    shard: Shard | None = None  # do only this part of the videos; lists are not written
+    merge: bool = False  # write the lists from the recorded results only; process nothing
     reencode: bool = EncodeSettings.reencode  # encode defaults: EncodeSettings (one source)
     short_side: int = EncodeSettings.short_side
     keyframe_interval: int = EncodeSettings.keyframe_interval
@@ -45,17 +56,49 @@ class PrepareOptions:
         """Frames one training clip covers (:func:`data_prep.lists.clip_span`)."""
         return clip_span(self.clip_frames, self.clip_interval)
 
+    @property
+    def dataset(self) -> str | None:
+        """The standard dataset given (``"ucf101"``, ...), or None."""
+        return next((name for name in DATASETS if getattr(self, name)), None)
+
+    @property
+    def lists_folder(self) -> str:
+        """Where the lists go, relative to OUT: ``split{N}`` for UCF101 / HMDB51, else OUT."""
+        return f"split{self.split or 1}" if self.dataset in SPLIT_DATASETS else ""
+
     def check(self) -> None:
-        """Raise ConfigError naming the flag of the first value out of range (DataError for a
-        split that is not a plain name: splits name output files)."""
+        """Raise ConfigError naming the flag of the first value out of range or combination
+        that does not fit (DataError for a split that is not a plain name: splits name output
+        files)."""
         for split in (*self.lists, *self.folders):
             normalize_split(split)
+        self._check_inputs()
+        if self.shard is not None:
+            self.shard.check()
+            if self.merge:
+                raise ConfigError("--merge writes the lists of all shards: give it without --shard")
+        if self.merge and self.reencode_changed:
+            raise ConfigError(
+                "--merge processes no video: --reencode-changed needs a run that does"
+            )
         lows = {"short_side": 2, "keyframe_interval": 1, "min_frames": 1, "crf": 0}
         lows |= {"clip_frames": 1, "clip_interval": 1}
         for name, low in lows.items():
             if getattr(self, name) < low:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"{flag} must be at least {low}, got {getattr(self, name)}")
+
+    def _check_inputs(self) -> None:
+        given = [f"--{name}" for name in DATASETS if getattr(self, name)]
+        if given and (self.csv_files or self.lists or self.folders or len(given) > 1):
+            others = given[1:] or ["--csv/--list/--folder"]
+            raise ConfigError(f"{given[0]} is a dataset of its own: give it without {others[0]}")
+        if given and self.classes:
+            raise ConfigError(f"{given[0]} brings its own class list: give it without --classes")
+        if self.split is not None and self.dataset not in SPLIT_DATASETS:
+            raise ConfigError("--split chooses a split of --ucf101 or --hmdb51")
+        if self.split is not None and self.split < 1:
+            raise ConfigError(f"--split must be at least 1, got {self.split}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +152,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--classes",
         metavar="FILE",
         help="class names in index order: a .txt (one a line), a .json list, or "
-        f"'{KINETICS400}' (bundled standard list). Default: sorted label names",
+        f"{'/'.join(STANDARD_CLASSES)} (standard order; kinetics400/600 bundled, kinetics700 "
+        "read from the CSVs and checked: 700 classes, val labels among the train labels). "
+        "Default: sorted label names",
+    )
+    standard = parser.add_argument_group(
+        "standard datasets, each from its official files (alone; videos under --root)",
+        "UCF101, HMDB51: OUT/split{N}/{train,val}.csv, classes.json, skipped.csv; the splits\n"
+        "share OUT/videos/. SSv2: OUT/{train,val}.csv, like Kinetics. Test / validation split:\n"
+        "val.csv.",
+    )
+    standard.add_argument(
+        "--ucf101",
+        metavar="DIR",
+        help="UCF101's ucfTrainTestlist folder (classInd.txt, trainlist0N.txt, testlist0N.txt)",
+    )
+    standard.add_argument(
+        "--hmdb51",
+        metavar="DIR",
+        help="HMDB51's testTrainMulti_7030_splits folder (<class>_test_split<N>.txt)",
+    )
+    standard.add_argument(
+        "--ssv2",
+        metavar="DIR",
+        help="Something-Something v2's labels folder (labels.json, train.json, validation.json)",
+    )
+    standard.add_argument(
+        "--split", type=int, metavar="N", help="split of --ucf101 / --hmdb51 (default 1)"
+    )
+    cluster = parser.add_argument_group(
+        "many machines (README: Preparing on a cluster)",
+        "Run --shard 0/N ... --shard N-1/N at once on machines sharing --out (same flags\n"
+        "otherwise), then the same command without --shard to write the lists.",
+    )
+    cluster.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="do part I of N (0-based, e.g. $SLURM_ARRAY_TASK_ID/N) of the videos, chosen by a "
+        "stable hash of each output name; writes no lists",
+    )
+    cluster.add_argument(
+        "--merge",
+        action="store_true",
+        help="only write the lists from the videos the shards recorded (process none) and name "
+        "the unfinished shards; without it, a run reuses every shard's work and does the rest",
     )
     parser.add_argument(
         "--out",
@@ -202,4 +288,5 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
     given = {f.name: getattr(args, f.name) for f in fields(PrepareOptions) if hasattr(args, f.name)}
     given["lists"] = dict(parse_split_path(v) for v in args.lists)
     given["folders"] = dict(parse_split_path(v) for v in args.folders)
+    given["shard"] = parse_shard(args.shard) if args.shard is not None else None
     return PrepareOptions(**given)

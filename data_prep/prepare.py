@@ -3,18 +3,24 @@
 Data flow::
 
     Kinetics CSV(s) + --root ┐                                    ┌ OUT/videos/<split>/<class>/
-    plain lists (--list)     ├ locate ─ check ─ re-encode ─ verify ┤ OUT/{train,val}.csv
-    class folders (--folder) ┘          (PyAV)  (libx264)  (decord) └ OUT/classes.json, skipped.csv
+    UCF101, HMDB51, SSv2     │                                    │ OUT/{train,val}.csv
+    plain lists (--list)     ├ locate ─ check ─ re-encode ─ verify ┤ OUT/classes.json, skipped.csv
+    class folders (--folder) ┘          (PyAV)  (libx264)  (decord) └ (UCF101/HMDB51: OUT/split{N}/)
 
 Every video is opened with PyAV (video stream, one decoded frame, count, fps, size), re-encoded
 to a short side of 256 px with every frame a keyframe (H.264, no audio, same fps; the fastest
 to load, ~3x the disk of a keyframe every 8 frames: ``--keyframe-interval``), and
 checked with decord: both readers of the loader (PyAV, the default, and decord) must read every
 listed file, and decord is the stricter of the two, so its frame count goes in the list.
-Missing, broken and too-short videos go to skipped.csv with the reason. Work runs in parallel
-worker processes; each finished video is recorded in OUT/.prepare/results.jsonl, so an
-interrupted run (Ctrl-C) resumes where it stopped when the same command is run again. A rerun
-with other encode settings stops before redoing finished videos unless --reencode-changed.
+Missing, broken and too-short videos go to skipped.csv with the reason; so do sources that could
+not be read (no permission, I/O error), as ``unreadable``: never remembered, the next run tries
+them again. A source whose display matrix says it is shown turned is re-encoded upright.
+Work runs in parallel worker processes; each finished video is recorded in
+OUT/.prepare/results.jsonl, so an interrupted run (Ctrl-C) resumes where it stopped when the
+same command is run again. A rerun with other encode settings stops before redoing finished
+videos unless --reencode-changed. With ``--shard I/N`` N such runs on N machines share OUT,
+each doing its part of the videos (:mod:`data_prep.shards`); the same command without
+``--shard`` then writes the lists.
 
 A failure to write (disk full, quota, permission, read-only file system, a file where a folder
 should be) is never a property of a video: the run stops at once with one line naming the
@@ -26,6 +32,8 @@ Examples:
   run.py prepare --out data/k400 --list train=train_list.txt --list val=val_list.txt \\
       --root /data/kinetics --classes kinetics400
   run.py prepare --out data/demo --folder train=videos/train --folder val=videos/val
+  run.py prepare --out data/ucf101 --ucf101 ucfTrainTestlist --root UCF-101 --split 1
+  run.py prepare --out data/k700 --root /data/k700 --csv train.csv val.csv --shard 3/16
 """
 
 from __future__ import annotations
@@ -35,27 +43,28 @@ import logging
 import os
 import shutil
 import time
-from contextlib import closing
-from dataclasses import dataclass
+from contextlib import closing, nullcontext
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
+from data_prep.classes import load_class_names, resolve_classes
+from data_prep.datasets import collect_entries
 from data_prep.encode import EncodeSettings, VideoResult, process_video
-from data_prep.errors import ConfigError, DataError
+from data_prep.errors import ConfigError
 from data_prep.files import as_output_error, atomic_open
 from data_prep.lists import VideoRecord, write_classes, write_video_list
-from data_prep.options import PrepareOptions, add_arguments, options_from_args
-from data_prep.runner import ResultLedger, run_tasks
-from data_prep.sources import (
-    VideoEntry,
-    class_folder,
-    index_video_root,
-    path_component,
-    read_class_folders,
-    read_kinetics_csv,
-    read_plain_list,
-    resolve_classes,
+from data_prep.options import SPLIT_DATASETS, PrepareOptions, add_arguments, options_from_args
+from data_prep.runner import recheck_rotations, run_tasks
+from data_prep.shards import (
+    Ledgers,
+    Shard,
+    open_ledgers,
+    run_locks,
+    shard_folders,
+    unfinished_shards,
 )
+from data_prep.sources import VideoEntry, class_folder, path_component
 
 __all__ = [
     "PrepareOptions",
@@ -68,7 +77,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SKIP_REASONS = ("missing", "outside_root", "duplicate", "broken", "too_short")
+SKIP_REASONS = ("missing", "outside_root", "duplicate", "broken", "unreadable", "too_short")
 COLUMNS = ("listed", "found", *SKIP_REASONS, "kept", "under_one_clip")  # of the summary table
 
 
@@ -79,7 +88,8 @@ class SplitCounts:
     missing: int = 0
     outside_root: int = 0  # list paths leading outside the video root: refused, never opened
     duplicate: int = 0  # same split + class + name as an earlier entry
-    broken: int = 0
+    broken: int = 0  # read and found bad (remembered)
+    unreadable: int = 0  # could not be read: permission, I/O error (tried again next run)
     too_short: int = 0
     kept: int = 0  # written to the list
     under_one_clip: int = 0  # kept, but shorter than one clip: the loaders loop their frames
@@ -96,6 +106,10 @@ class PrepareSummary:
     clip_span: int = 57  # frames one clip covers, (T - 1) * τ + 1
     indexed_files: int = 0  # files found under --root (CSV input)
     index_seconds: float = 0.0
+    lists_dir: str = ""  # where the lists went (OUT, or OUT/split{N})
+    shard: str = ""  # "I/N" for a run of one shard, which writes no lists
+    pending: int = 0  # planned videos without a result (--merge): in no list, not skipped
+    unfinished: list[str] = field(default_factory=list)  # shards that had not done theirs
 
     def format(self) -> str:
         rows = [("split", *COLUMNS)]
@@ -106,6 +120,13 @@ class PrepareSummary:
         for first, *numbers in rows:
             cells = [v.rjust(w) for v, w in zip(numbers, widths[1:], strict=True)]
             lines.append("  ".join([first.ljust(widths[0]), *cells]))
+        unreadable = sum(c.unreadable for c in self.splits.values())
+        if unreadable:
+            what = "1 video" if unreadable == 1 else f"{unreadable} videos"
+            lines.append(
+                f"{what} could not be read (unreadable in skipped.csv), nothing is remembered: "
+                "fix the cause (permission, disk, network) and rerun to add them"
+            )
         short = sum(c.under_one_clip for c in self.splits.values())
         if short:
             lines.append(
@@ -119,37 +140,71 @@ class PrepareSummary:
         )
         if self.indexed_files:
             lines.append(f"indexed {self.indexed_files} files in {self.index_seconds:.2f} s")
-        lines.append(f"lists, classes.json and skipped.csv in {self.out_dir}")
+        lines += self._shard_lines()
         return "\n".join(lines)
+
+    def _shard_lines(self) -> list[str]:
+        if self.shard:
+            return [
+                f"shard {self.shard} is done and writes no lists: once every shard is done, run "
+                "the same command without --shard (or with --merge) to write them"
+            ]
+        several = len(self.unfinished) > 1
+        shards = f"shard{'s' if several else ''} {', '.join(self.unfinished)}"
+        lines = []
+        if self.pending:
+            why = f" ({shards} unfinished: rerun {'them' if several else 'it'})"
+            lines.append(
+                f"{self.pending} videos are not prepared yet and in no list"
+                f"{why if self.unfinished else ''}; then --merge again, or run without --merge "
+                "to do them here"
+            )
+        elif self.unfinished:
+            lines.append(f"{shards} had not finished: this run did the rest")
+        lines.append(f"lists, classes.json and skipped.csv in {self.lists_dir or self.out_dir}")
+        return lines
 
 
 def prepare(options: PrepareOptions) -> PrepareSummary:
     """Locate, check and re-encode every annotated video; write lists, classes and skips.
 
+    With ``options.shard`` only that part of the videos is done and nothing is written but the
+    videos and the shard's ledger; with ``options.merge`` no video is done and the lists hold
+    what the ledgers of all runs record (:mod:`data_prep.shards`).
+
     Raises:
         ConfigError, DataError: bad options or inputs, before any video is touched.
-        OutputError: something under OUT cannot be written; the run stops and the same call
-            resumes it once the cause is fixed.
+        OutputError: something under OUT cannot be written, or another run holds it; the run
+            stops and the same call resumes it once the cause is fixed.
     """
     start = time.perf_counter()
     options.check()
     out = _output_folder(options.out_dir)
-    entries, indexed, index_seconds = _collect_entries(options, out)
-    classes, label_of = resolve_classes(entries, options.classes)
+    found = collect_entries(options, out)
+    known = found.classes
+    if known is None and options.classes:
+        known = load_class_names(options.classes, found.entries)
+    classes, label_of = resolve_classes(found.entries, known)
     settings = options.encode_settings()
     tally = _Tally()
-    planned = _plan(entries, label_of, tally)
-    ledger = ResultLedger(out / ".prepare" / "results.jsonl", settings.signature(), out)
-    if not options.reencode_changed:
-        _refuse_changed_settings(out, ledger)
-    results, processed = _check_videos(planned, ledger, settings, options)
-    records = _sort_results(planned, results, label_of, tally, options)
-    for split in tally.counts:
-        write_video_list(out / f"{split}.csv", sorted(records[split], key=_list_order))
-    write_classes(out / "classes.json", classes)
-    _write_skipped(out / "skipped.csv", sorted(tally.skipped, key=lambda s: (s[1], s[0])))
-    if processed or set(ledger.records) != set(planned):  # drop superseded and stale lines
-        ledger.compact(set(planned))
+    planned = _plan(found.entries, label_of, tally, options.dataset in SPLIT_DATASETS)
+    if options.shard is not None:
+        planned, tally = _shard_part(planned, options.shard)
+    with nullcontext() if options.merge else run_locks(out, options.shard):
+        ledger = open_ledgers(out, options.shard, settings.signature())
+        if not options.reencode_changed:
+            _refuse_changed_settings(out, ledger)
+        if options.merge:
+            sources = {key: os.path.abspath(entry.source) for key, entry in planned.items()}
+            results, processed = ledger.recorded(out, sources), 0
+        else:
+            results, processed = _check_videos(planned, ledger, settings, options)
+        done = {key: entry for key, entry in planned.items() if key in results}
+        records = _sort_results(done, results, label_of, tally, options)
+        if options.shard is None:
+            _write_lists(out, options.lists_folder, records, classes, tally)
+        if (processed or ledger.adopted or ledger.upgraded) and not options.merge:
+            ledger.compact()  # superseded lines dropped, other runs' records taken in
     return PrepareSummary(
         str(out),
         tally.counts,
@@ -158,15 +213,51 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
         len(results) - processed,
         time.perf_counter() - start,
         options.clip_span,
-        indexed,
-        index_seconds,
+        found.indexed,
+        found.index_seconds,
+        lists_dir=str(out / options.lists_folder),
+        shard=str(options.shard or ""),
+        pending=len(planned) - len(results),
+        unfinished=unfinished_shards(ledger.missed, shard_folders(out)),
     )
+
+
+def _write_lists(
+    out: Path, folder: str, records: dict[str, list[VideoRecord]], classes: list[str], tally
+) -> None:
+    """``{split}.csv``, classes.json and skipped.csv in ``OUT/folder``; list paths relative to
+    that folder (``../videos/...`` from ``split1/``), as :func:`read_video_list` reads them."""
+    lists = out / folder
+    for split in tally.counts:
+        rows = sorted(records[split], key=_list_order)
+        if folder:
+            rows = [_relative(r, folder) for r in rows]
+        write_video_list(lists / f"{split}.csv", rows)
+    write_classes(lists / "classes.json", classes)
+    _write_skipped(lists / "skipped.csv", sorted(tally.skipped, key=lambda s: (s[1], s[0])))
+
+
+def _relative(record: VideoRecord, folder: str) -> VideoRecord:
+    if os.path.isabs(record.path):
+        return record
+    return replace(record, path=Path(os.path.relpath(record.path, folder)).as_posix())
+
+
+def _shard_part(planned: dict[str, VideoEntry], shard: Shard) -> tuple[dict, _Tally]:
+    """The planned videos ``shard`` owns, and a tally of those alone (the shard's summary)."""
+    part, tally = {}, _Tally()
+    for key, entry in planned.items():
+        if shard.owns(key):
+            part[key] = entry
+            counts = tally.split(entry.split)
+            counts.listed, counts.found = counts.listed + 1, counts.found + 1
+    return part, tally
 
 
 _FLAGS = {"short_side": "--short-side", "keyframe_interval": "--keyframe-interval", "crf": "--crf"}
 
 
-def _refuse_changed_settings(out: Path, ledger: ResultLedger) -> None:
+def _refuse_changed_settings(out: Path, ledger: Ledgers) -> None:
     """Stop before a rerun re-encodes videos finished with other settings (a forgotten flag, a
     changed default): that silently costs the hours the earlier run took."""
     earlier = ledger.other_settings()
@@ -206,9 +297,12 @@ class _Tally:
         self.skipped.append((entry.key, entry.split, reason))
 
 
-def _plan(entries: list[VideoEntry], label_of, tally: _Tally) -> dict[str, VideoEntry]:
+def _plan(
+    entries: list[VideoEntry], label_of, tally: _Tally, shared: bool = False
+) -> dict[str, VideoEntry]:
     """Output key → entry for every video to check; refused, missing and duplicate entries
-    are tallied as skipped."""
+    are tallied as skipped. ``shared``: one video folder for all splits, ``videos/<class>/``
+    (the splits of UCF101 and HMDB51 use the same videos), else ``videos/<split>/<class>/``."""
     planned: dict[str, VideoEntry] = {}
     for entry in entries:
         tally.split(entry.split).listed += 1
@@ -219,7 +313,8 @@ def _plan(entries: list[VideoEntry], label_of, tally: _Tally) -> dict[str, Video
         else:
             tally.split(entry.split).found += 1
             name = label_of(entry)[1]
-            key = f"videos/{entry.split}/{class_folder(name)}/{path_component(entry.name)}.mp4"
+            folder = class_folder(name) if shared else f"{entry.split}/{class_folder(name)}"
+            key = f"videos/{folder}/{path_component(entry.name)}.mp4"
             if key in planned:
                 tally.skip(entry, f"duplicate: same output as {planned[key].key}")
             else:
@@ -229,14 +324,14 @@ def _plan(entries: list[VideoEntry], label_of, tally: _Tally) -> dict[str, Video
 
 def _check_videos(
     planned: dict[str, VideoEntry],
-    ledger: ResultLedger,
+    ledger: Ledgers,
     settings: EncodeSettings,
     options: PrepareOptions,
 ) -> tuple[dict[str, VideoResult], int]:
     """Results for every planned video (from the ledger, else checked now) and how many were
     checked now. Each new result is in the ledger before the next one arrives."""
     out_dir = os.path.abspath(options.out_dir)
-    tmp_dir = os.path.join(out_dir, ".prepare", "tmp")
+    tmp_dir = str(ledger.path.parent / "tmp")  # this run's own (a shard's: in its folder)
     with as_output_error(tmp_dir):
         shutil.rmtree(tmp_dir, ignore_errors=True)  # partial files of an interrupted run
         os.makedirs(tmp_dir)
@@ -249,6 +344,7 @@ def _check_videos(
             results[key] = done
         else:
             todo.append((key, source))
+    todo += recheck_rotations(ledger, results, options.workers, options.progress)
     log.info("%d videos to process, %d finished earlier", len(todo), len(results))
     work = partial(process_video, settings=settings, out_dir=out_dir, tmp_dir=tmp_dir)
     try:
@@ -271,14 +367,16 @@ def _sort_results(
     tally: _Tally,
     options: PrepareOptions,
 ) -> dict[str, list[VideoRecord]]:
-    """The list records of every split: missing, broken and too-short videos are tallied as skipped,
-    the rest kept (and counted when shorter than one clip)."""
+    """The list records of every split: missing, broken, unreadable and too-short videos are
+    tallied as skipped, the rest kept (and counted when shorter than one clip). Width and height
+    are upright; ``rotation`` is the one the loaders apply (only with --no-reencode: re-encoded
+    files are upright)."""
     out_dir = os.path.abspath(options.out_dir)
     records: dict[str, list[VideoRecord]] = {split: [] for split in tally.counts}
     for key, entry in planned.items():
         result, counts = results[key], tally.split(entry.split)
-        if result.status == "missing":
-            tally.skip(entry, f"missing: {result.reason}")
+        if result.status in ("missing", "unreadable"):
+            tally.skip(entry, f"{result.status}: {result.reason}")
         elif result.status != "ok":
             tally.skip(entry, f"broken: {result.reason}")
         elif result.frame_count < options.min_frames:
@@ -289,9 +387,9 @@ def _sort_results(
             label, name = label_of(entry)
             path = key if options.reencode else _list_path(result.source, out_dir)
             fps = round(result.fps, 4)
-            record = VideoRecord(
-                path, label, name, result.frame_count, fps, result.width, result.height
-            )
+            rotation = 0 if options.reencode else result.rotation  # re-encoded: upright
+            measured = (result.frame_count, fps, result.width, result.height)
+            record = VideoRecord(path, label, name, *measured, rotation=rotation)
             records[entry.split].append(record)
     return records
 
@@ -306,30 +404,6 @@ def _output_folder(out_dir: str) -> Path:
     with as_output_error(out):
         out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _collect_entries(options: PrepareOptions, out: Path) -> tuple[list[VideoEntry], int, float]:
-    if not (options.csv_files or options.lists or options.folders):
-        raise DataError("nothing to prepare: give --csv (with --root), --list or --folder")
-    entries: list[VideoEntry] = []
-    indexed, index_seconds = 0, 0.0
-    if options.csv_files:
-        if not options.video_root:
-            raise DataError("--csv needs --root, the folder that holds the downloaded videos")
-        start = time.perf_counter()
-        index = index_video_root(options.video_root, options.extensions, exclude=out)
-        index_seconds = time.perf_counter() - start
-        indexed = sum(len(paths) for paths in index.values())
-        log.info(
-            "indexed %d video files under %s in %.2f s", indexed, options.video_root, index_seconds
-        )
-        for path in options.csv_files:
-            entries += read_kinetics_csv(path, index, options.extensions)
-    for split, path in options.lists.items():
-        entries += read_plain_list(path, split, options.video_root, options.extensions)
-    for split, folder in options.folders.items():
-        entries += read_class_folders(folder, split, options.extensions)
-    return entries, indexed, index_seconds
 
 
 def _list_order(record: VideoRecord) -> tuple[int, str]:

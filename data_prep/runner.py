@@ -4,7 +4,8 @@
 with ``functools.partial``) in a process pool and yields the results as they finish;
 ``ResultLedger`` appends each result to ``OUT/.prepare/results.jsonl`` at once, so a second run
 only does the videos whose result is missing or stale (source file changed, encode settings
-changed, output file gone).
+changed, output file gone). It records verdicts only ("ok", "broken": the file was read): a
+source that could not be read or was gone is not remembered, so the next run tries it again.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.codec import quiet_video_libraries
-from data_prep.encode import VideoResult
+from data_prep.encode import VideoResult, source_rotation
 from data_prep.files import as_output_error, atomic_open
 
 
-def run_tasks(work: Callable[[Any], VideoResult], items: list, workers: int | None, progress: bool):
+def run_tasks(work: Callable[[Any], Any], items: list, workers: int | None, progress: bool):
     """Yield ``work(item)`` for every item as it finishes; worker processes, or this process
     when workers == 1. An exception in a worker (OutputError) stops the pool at once."""
     from tqdm import tqdm
@@ -76,9 +77,12 @@ def _start_worker() -> None:
     quiet_video_libraries()
 
 
-# 2: output failures stop the run; version-1 ledgers could hold them as "broken" videos, so
-# their "broken" lines are checked again (their "ok" lines stay valid).
-LEDGER_VERSION = 2
+# 2: output failures stop the run; version-1 ledgers could hold them as "broken" videos.
+# 3: read failures (permission, I/O) and full disks that PyAV wraps are no verdicts; sources are
+# re-encoded upright. "broken" lines of older versions are checked again; their "ok" lines stay
+# valid once the source is seen to need no rotation (``recheck_rotations``).
+LEDGER_VERSION = 3
+VERDICTS = ("ok", "broken")  # what a ledger line may say: the file was read
 
 
 class ResultLedger:
@@ -101,12 +105,15 @@ class ResultLedger:
                     continue
         self.fd: int | None = None
         self.size = 0  # bytes of whole lines in the file
+        self.upgraded = False  # lines of older versions were brought up to date (compact them)
 
     def finished(self, key: str, source: str) -> VideoResult | None:
         """The earlier result for ``key`` if nothing it depends on has changed: same encode
         settings, same source size and mtime (the root may have moved), output still there."""
         record = self.records.get(key)
         if record is None or record.get("settings") != self.signature:
+            return None
+        if record.get("status") not in VERDICTS:
             return None
         if record["status"] != "ok" and record.get("version", 1) < LEDGER_VERSION:
             return None
@@ -124,8 +131,18 @@ class ResultLedger:
                 return None
         # ledgers written before the rename of num_frames to frame_count
         record.setdefault("frame_count", record.get("num_frames", 0))
-        fields = {k: record[k] for k in VideoResult.__dataclass_fields__}
+        fields = {k: record[k] for k in VideoResult.__dataclass_fields__ if k in record}
         return VideoResult(**(fields | {"source": source}))
+
+    def rotation_unknown(self, key: str) -> bool:
+        """Whether ``key``'s line is from before rotations were applied (version < 3): its
+        source may need a turn that its prepared file (or list row) does not have."""
+        return "rotation" not in self.records.get(key, {"rotation": 0})
+
+    def upright(self, key: str) -> None:
+        """``key``'s source needs no turn: its older line holds (:meth:`compact` writes it)."""
+        self.records[key] |= {"rotation": 0, "version": LEDGER_VERSION}
+        self.upgraded = True
 
     def other_settings(self) -> dict[tuple, int]:
         """How many finished ("ok") videos each other set of encode settings produced, keyed by
@@ -140,9 +157,9 @@ class ResultLedger:
 
     def append(self, result: VideoResult) -> None:
         """Record ``result`` with the source's size and mtime as the worker saw them (a source
-        it never saw, deleted meanwhile, is not recorded: a later run looks again). Raises
-        OutputError (and writes nothing) when the line does not fit."""
-        if result.source_size < 0:
+        it never saw, deleted meanwhile, is not recorded: a later run looks again; nor is one that
+        could not be read). Raises OutputError (and writes nothing) when the line does not fit."""
+        if result.source_size < 0 or result.status not in VERDICTS:
             return
         record = asdict(result) | {"settings": self.signature, "version": LEDGER_VERSION}
         if result.status == "ok" and self.signature.get("reencode"):
@@ -178,3 +195,23 @@ class ResultLedger:
         with atomic_open(self.path, "w") as f:
             for key in sorted(keys & set(self.records)):
                 f.write(json.dumps(self.records[key], ensure_ascii=False) + "\n")
+
+
+def recheck_rotations(
+    ledger: ResultLedger, results: dict[str, VideoResult], workers: int | None, progress: bool
+) -> list[tuple[str, str]]:
+    """Of the ``results`` taken from older ledger lines without a rotation, the ``(key, source)``
+    to redo: those whose source needs a turn (its file was stored sideways, or its
+    ``--no-reencode`` row lacks the rotation) or cannot be probed now. They leave ``results``;
+    the others stay, confirmed upright in the ledger. Probed once, in the workers (decoding to
+    the first frame: 25-70 ms per video and core at 360p-720p)."""
+    items = [(key, r.source) for key, r in results.items() if ledger.rotation_unknown(key)]
+    redo: list[tuple[str, str]] = []
+    if not items:  # (no empty progress bar)
+        return redo
+    for key, rotation in run_tasks(source_rotation, items, workers, progress):
+        if rotation == 0:
+            ledger.upright(key)
+        else:
+            redo.append((key, results.pop(key).source))
+    return redo

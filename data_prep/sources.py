@@ -7,6 +7,9 @@ Inputs (any mix; every one yields :class:`VideoEntry` objects)::
                   id label relative/path        (list format released with the GloRe code)
     folder tree   DIR/<class>/**/<video>
 
+(The split files of UCF101, HMDB51 and SSv2 are read in :mod:`data_prep.datasets`, which
+gathers every input of a run; class names are resolved in :mod:`data_prep.classes`.)
+
 For the CSV, clips are found by file name (``{youtube_id}_{start:06d}_{end:06d}.{ext}``, else
 ``{youtube_id}.{ext}``) anywhere under the root, because downloaders lay folders out differently
 (label folders with spaces or underscores, split folders, flat). The root is walked once with
@@ -22,12 +25,10 @@ Labels, file names and splits become output paths only through :func:`path_compo
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from data_prep.errors import DataError
@@ -36,7 +37,6 @@ from data_prep.files import read_csv, read_utf8
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov", "m4v", "flv", "3gp", "mpg", "mpeg")
-KINETICS400 = "kinetics400"  # --classes keyword for the bundled standard class list
 _SPLIT_ALIASES = {"validate": "val", "validation": "val", "valid": "val", "training": "train"}
 _CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 _PLAIN_NAME = re.compile(r"^\w[\w.-]*$")
@@ -52,6 +52,7 @@ class VideoEntry:
     source: Path | None  # the file found on disk; None when missing or refused
     name: str  # output file stem, e.g. "{youtube_id}_{start:06d}_{end:06d}"
     refused: str = ""  # why the entry is never opened (a list path outside the video root)
+    origin: str = ""  # "FILE:LINE" of the annotation, named in errors about it
 
 
 def normalize_split(split: str) -> str:
@@ -94,109 +95,6 @@ def parse_split_path(text: str) -> tuple[str, str]:
     return normalize_split(split), path
 
 
-# --------------------------------------------------------------------------- class names
-
-
-@functools.cache
-def kinetics400_names() -> tuple[str, ...]:
-    """The bundled Kinetics-400 class names in the standard order, read once per process."""
-    text = resources.files("data_prep").joinpath("resources/kinetics400_classes.txt")
-    return tuple(text.read_text(encoding="utf-8").splitlines())
-
-
-def load_class_names(spec: str) -> list[str]:
-    """Class names from ``kinetics400`` (bundled list), a JSON list, or a text file (one a line)."""
-    if spec == KINETICS400:
-        return list(kinetics400_names())
-    path = Path(spec)
-    if not path.is_file():
-        raise DataError(f"{path}: class file not found (give a .txt/.json file or 'kinetics400')")
-    if path.suffix == ".json":
-        from data_prep.lists import read_classes
-
-        return read_classes(path)
-    names = [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
-    if len(set(names)) != len(names):
-        raise DataError(f"{path}: class names are not unique")
-    return names
-
-
-def canonical_names(names: set[str], known: list[str] | None) -> dict[str, str]:
-    """Map label spellings found in the input to class names.
-
-    With ``known`` (from ``--classes``) each spelling is matched ignoring case and ``_`` vs space.
-    Without it, spellings that all match Kinetics-400 class folders (``air_drumming``) take the
-    official spelling (``air drumming``) so lists prepared from CSVs and from folders agree;
-    anything else is kept as written.
-    """
-    if known is None:
-        mapping = _match(names, kinetics400_names())
-        if None in mapping.values():
-            return {n: n for n in names}
-        return mapping
-    mapping = _match(names, known)
-    unknown = sorted(n for n, m in mapping.items() if m is None)
-    if unknown:
-        shown = ", ".join(repr(n) for n in unknown[:5])
-        raise DataError(
-            f"{len(unknown)} label(s) are not in the class list given with --classes: "
-            f"{shown}{' ...' if len(unknown) > 5 else ''}"
-        )
-    return mapping
-
-
-def _match(names: set[str], reference) -> dict[str, str | None]:
-    """Each spelling → the reference name with the same :func:`label_key`, or None."""
-    by_key = {label_key(n): n for n in reference}
-    return {n: by_key.get(label_key(n)) for n in names}
-
-
-def resolve_classes(entries: list[VideoEntry], spec: str | None):
-    """Class list and an ``entry -> (index, name)`` function.
-
-    Order: the ``--classes`` list when given; else the indices of an index-labelled list; else
-    sorted label names (for Kinetics-400 this is the standard order of classes.txt).
-    """
-    known = load_class_names(spec) if spec else None
-    index_labels = sorted({e.label for e in entries if isinstance(e.label, int)})
-    if index_labels and known is None:
-        known = _names_from_folders(entries)
-    if known is not None and index_labels and index_labels[-1] >= len(known):
-        raise DataError(f"label index {index_labels[-1]} is out of range for {len(known)} classes")
-    names = {e.label for e in entries if isinstance(e.label, str)}
-    mapping = canonical_names(names, known)
-    classes = known if known is not None else sorted(set(mapping.values()))
-    position = {name: i for i, name in enumerate(classes)}
-
-    def label_of(entry: VideoEntry) -> tuple[int, str]:
-        if isinstance(entry.label, int):
-            return entry.label, classes[entry.label]
-        name = mapping[entry.label]
-        return position[name], name
-
-    return classes, label_of
-
-
-def _names_from_folders(entries: list[VideoEntry]) -> list[str]:
-    """Name index labels after the class folder holding their videos (released lists store
-    ``class_name/clip.mp4``), e.g. index 1 → ``air_drumming`` → ``air drumming``."""
-    folders: dict[int, set[str]] = {}
-    for e in entries:
-        if isinstance(e.label, int):
-            folders.setdefault(e.label, set()).add(Path(e.key).parent.name)
-    bad = [i for i, f in folders.items() if len(f) != 1 or "" in f]
-    gaps = sorted(set(range(max(folders) + 1)) - set(folders))
-    if bad or gaps:
-        raise DataError(
-            "the list labels videos by index but the class names cannot be read from the "
-            f"folders (index {(bad or gaps)[0]}: {'no videos' if not bad else 'mixed folders'}); "
-            f"give the names with --classes FILE (or --classes {KINETICS400})"
-        )
-    raw = [next(iter(folders[i])) for i in range(len(folders))]
-    mapping = canonical_names(set(raw), None)
-    return [mapping[n] for n in raw]
-
-
 # --------------------------------------------------------------------------- file index
 
 
@@ -236,7 +134,7 @@ def index_video_root(
     return index
 
 
-def _pick(candidates: list[Path], label: str, extensions) -> Path:
+def pick_file(candidates: list[Path], label: str, extensions) -> Path:
     """Choose among files sharing a stem: a path under a folder named like the label, then the
     preferred extension, then the lexically first path (deterministic)."""
     if len(candidates) == 1:
@@ -277,8 +175,8 @@ def read_kinetics_csv(
             raise DataError(f"{path}:{line}: empty youtube_id or label")
         clip = f"{youtube_id}_{start:06d}_{end:06d}"
         found = index.get(clip) or index.get(youtube_id)
-        source = _pick(found, label, extensions) if found else None
-        entries.append(VideoEntry(split, clip, label, source, clip))
+        source = pick_file(found, label, extensions) if found else None
+        entries.append(VideoEntry(split, clip, label, source, clip, origin=f"{path}:{line}"))
     if not entries:
         raise DataError(f"{path}: no videos listed (only a header)")
     return entries
@@ -339,10 +237,12 @@ def read_plain_list(
         source = os.path.normpath(os.path.join(base, rel))
         if not source.startswith(base + os.sep):
             reason = f"outside_root: resolves to {source}, outside the video root {base}"
-            entries.append(VideoEntry(split, rel, label, None, "", refused=reason))
+            entries.append(VideoEntry(split, rel, label, None, "", reason, f"{path}:{number}"))
             continue
         found = Path(source) if os.path.isfile(source) else None
-        entries.append(VideoEntry(split, rel, label, found, Path(rel).stem))
+        entries.append(
+            VideoEntry(split, rel, label, found, Path(rel).stem, origin=f"{path}:{number}")
+        )
     if not entries:
         raise DataError(f"{path}: no videos listed")
     return entries
@@ -364,7 +264,9 @@ def read_class_folders(
         for stem in sorted(index):
             for source in sorted(index[stem]):
                 rel = source.relative_to(folder).as_posix()
-                entries.append(VideoEntry(split, rel, class_dir.name, source, stem))
+                entries.append(
+                    VideoEntry(split, rel, class_dir.name, source, stem, origin=str(source))
+                )
     if not entries:
         raise DataError(
             f"{folder}: no videos listed: no video files in its class sub-folders "

@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny generated video datasets (see ``tests/helpers.py``), one torch thread."""
+"""Shared fixtures: tiny generated video datasets (see ``tests/helpers.py``), one torch thread,
+and released weights (``zoo:NAME``) that can never be fetched from a public host."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -22,3 +24,21 @@ def _one_torch_thread():
 
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_public_downloads(tmp_path_factory):
+    """``zoo:`` names resolve to an empty cache and a mirror on a closed local port (9, discard),
+    in this process and in every process a test starts; tests/test_zoo.py serves its files from
+    127.0.0.1 itself."""
+    from videoglore import zoo
+
+    saved = {key: os.environ.get(key) for key in (zoo.URL_ENV, zoo.CACHE_ENV)}
+    os.environ[zoo.URL_ENV] = "http://127.0.0.1:9"
+    os.environ[zoo.CACHE_ENV] = str(tmp_path_factory.mktemp("zoo_cache"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

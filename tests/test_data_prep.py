@@ -13,18 +13,12 @@ import numpy as np
 import pytest
 
 import data_prep.encode as encode
+from data_prep.classes import load_class_names, resolve_classes
 from data_prep.codec import write_video
 from data_prep.encode import EncodeSettings, output_size, process_video
 from data_prep.lists import read_classes, read_video_list
 from data_prep.prepare import PrepareOptions, add_arguments, options_from_args, prepare
-from data_prep.sources import (
-    VideoEntry,
-    index_video_root,
-    load_class_names,
-    read_kinetics_csv,
-    read_plain_list,
-    resolve_classes,
-)
+from data_prep.sources import VideoEntry, index_video_root, read_kinetics_csv, read_plain_list
 from data_prep.synthetic import write_motion_dataset
 from videoglore.errors import ConfigError, DataError
 
@@ -252,9 +246,13 @@ def test_interrupted_prepare_resumes_without_redoing_work(mini_kinetics, tmp_pat
     mtimes = {p: p.stat().st_mtime_ns for p in finished}
 
     counted = []
-    monkeypatch.setattr(
-        encode, "transcode_video", lambda *a, **k: counted.append(a[0]) or real(*a, **k)
-    )
+
+    def count_encoded(*args, **kwargs):  # broken videos fail inside: counted when written
+        info = real(*args, **kwargs)
+        counted.append(args[0])
+        return info
+
+    monkeypatch.setattr(encode, "transcode_video", count_encoded)
     summary = prepare(kinetics_options(mini_kinetics, out))
     assert (summary.reused, summary.processed) == (2, 8)
     # re-encoded now: the 2 other good train clips, the good val clip and the 1-frame clip
@@ -413,7 +411,7 @@ def test_kinetics400_order_is_sorted_names():
 def test_label_spellings_map_to_class_names():
     """--classes: every spelling must match (case, '_' vs space); without it, spellings that
     all match Kinetics-400 take the official names, any other set is kept as written."""
-    from data_prep.sources import canonical_names
+    from data_prep.classes import canonical_names
 
     assert canonical_names({"Walk_Fast", "run"}, ["walk fast", "run"]) == {
         "Walk_Fast": "walk fast",
@@ -432,12 +430,14 @@ def test_label_spellings_map_to_class_names():
 
 
 def test_bundled_kinetics400_list_is_read_once(monkeypatch):
-    import data_prep.sources as sources
+    import data_prep.classes as classes_module
 
-    sources.kinetics400_names.cache_clear()
+    classes_module.bundled_names.cache_clear()
     reads = []
-    files = sources.resources.files
-    monkeypatch.setattr(sources.resources, "files", lambda pkg: reads.append(pkg) or files(pkg))
+    files = classes_module.resources.files
+    monkeypatch.setattr(
+        classes_module.resources, "files", lambda pkg: reads.append(pkg) or files(pkg)
+    )
     folders = ["abseiling", "air_drumming"]
     entries = [
         VideoEntry("train", f"{f}/{i}.mp4", i, Path(f"/v/{f}/{i}.mp4"), str(i))

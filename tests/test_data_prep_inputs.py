@@ -79,8 +79,8 @@ def test_list_entries_outside_the_root_are_refused_and_never_opened(tmp_path, mo
         f"{root / 'walking' / 'inside.mp4'} running\n"  # absolute, but inside the root: fine
     )
     opened = []
-    real = encode.probe_video
-    monkeypatch.setattr(encode, "probe_video", lambda p: opened.append(Path(p)) or real(p))
+    real = encode.open_video  # re-encoding opens each source once, here
+    monkeypatch.setattr(encode, "open_video", lambda p: opened.append(Path(p)) or real(p))
     out = tmp_path / "out"
     summary = run(out, lists={"train": str(lst)}, video_root=str(root), short_side=32)
     assert secret not in [p.resolve() for p in opened] and len(opened) == 2

@@ -56,7 +56,8 @@ def test_prepare_reports_bad_videos_in_its_own_words(bad_videos, tmp_path, capfd
     broken = 1 if reencode else 2  # re-encoding keeps the frames before the damage
     listed, found, missing, outside, duplicate, *rest = captured.out.splitlines()[1].split()[1:]
     assert (listed, found, missing, outside, duplicate) == ("3", "3", "0", "0", "0")
-    assert rest[:3] == [str(broken), "0", str(3 - broken)]  # broken, too_short, kept
+    # broken, unreadable, too_short, kept
+    assert rest[:4] == [str(broken), "0", "0", str(3 - broken)]
     reasons = [row["reason"] for row in read_rows(out / "skipped.csv")]
     assert len(reasons) == broken and all(r.startswith("broken: ") for r in reasons)
     for reason in reasons:  # one readable reason, not decord's "[time] file.cc:line:" lines

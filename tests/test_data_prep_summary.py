@@ -17,7 +17,10 @@ from tests.test_data_prep import tiny_video
 from videoglore.cli import main
 
 DATA_PREP = Path(data_prep.__file__).parent
-MODULES = ("prepare", "encode", "runner", "sources", "synthetic", "codec", "lists", "files")
+MODULES = (
+    *("prepare", "encode", "runner", "sources", "synthetic", "codec", "lists", "files"),
+    *("options", "shards", "datasets", "classes", "faults"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def test_cli_prints_the_summary_and_the_library_does_not(lengths_tree, tmp_path,
     args = ["prepare", "--out", str(tmp_path / "out"), *folders, "--no-reencode", "--workers", "1"]
     assert main([*args, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    header = "split listed found missing outside_root duplicate broken too_short kept"
+    header = "split listed found missing outside_root duplicate broken unreadable too_short kept"
     assert out.splitlines()[0].split() == [*header.split(), "under_one_clip"]
     assert "shorter than one clip" in out
     run(lengths_tree, tmp_path / "out")

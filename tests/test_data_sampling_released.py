@@ -100,7 +100,7 @@ def test_dataset_uses_the_configured_rule(mode, rule, monkeypatch):
     """The dataset's decoder records the frame indices asked for and gives black frames."""
     asked = []
 
-    def decode_clip(path, indices_for, put, reader):
+    def decode_clip(path, indices_for, put, reader, rotation=0):
         indices = np.asarray(indices_for(102))
         asked.append(indices.reshape(-1, 4).tolist())
         indices = indices.reshape(-1)

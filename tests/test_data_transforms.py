@@ -203,10 +203,10 @@ def test_yuv420_pad_boxes_each_frame_size_once(monkeypatch):
     monkeypatch.setattr(
         transforms, "source_box", lambda *args: boxes.append(args[:2]) or source_box(*args)
     )
-    sizes = [(256, 340)] * 1000 + [(340, 256)] * 1000 + [(256, 454)]
+    sizes = [(256, 340, 0)] * 1000 + [(340, 256, 0)] * 1000 + [(256, 454, 0)]
     assert transforms.yuv420_pad(sizes, 256, 224) == 224
     assert sorted(boxes) == [(256, 340), (256, 454), (340, 256)]
-    assert transforms.yuv420_pad([(180, 320)] * 3, 256, 224) == 160  # 224 * 180 / 256 = 157.5
+    assert transforms.yuv420_pad([(180, 320, 0)] * 3, 256, 224) == 160  # 224 * 180 / 256 = 157.5
 
 
 @pytest.fixture(scope="module")

@@ -79,8 +79,8 @@ def _check_lists_and_run(out: Path) -> None:
     train = read_video_list(out / "data" / "train.csv")
     val = read_video_list(out / "data" / "val.csv")
     assert (len(train), len(val)) == (12, 6)
-    assert all(Path(r.path).is_file() and r.frame_count == 32 for r in train + val)
-    assert all(classes[r.label] == r.label_name for r in train + val)
+    assert all(Path(r.path).is_file() and r.frame_count == 32 for r in [*train, *val])
+    assert all(classes[r.label] == r.label_name for r in [*train, *val])
 
     run = out / "run"
     assert (run / "config.yaml").is_file()

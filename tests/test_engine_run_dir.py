@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,11 +16,12 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import start_training, tiny_config_dict
+from tests.helpers import REPO, start_training, tiny_config_dict
 from videoglore.cli import main
 from videoglore.engine import checkpoint as ckpt
+from videoglore.engine.run_lock import RunLock
 from videoglore.engine.run_log import RunLog, read_log
-from videoglore.errors import OutputError
+from videoglore.errors import OutputError, TrainingError
 
 
 def _config(tiny_videos, tmp_path, **train) -> tuple:
@@ -64,6 +66,148 @@ def test_a_second_trainer_on_the_same_run_exits_2_and_a_killed_one_blocks_nothin
     assert len(_starts(run)) == 2
 
 
+def _children(pid: int) -> list[int]:
+    """PIDs of the direct children of ``pid`` (Linux)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_trainer_killed_with_loader_workers_running_blocks_no_rerun(tiny_videos, tmp_path):
+    """kill -9 of the trainer while its DataLoader workers run (a scheduler preempting the job),
+    then the same command at once, as an automatic requeue does: the workers outlive their parent
+    for a few seconds, and must not hold the run directory meanwhile."""
+    run = tmp_path / "run"
+    raw = tiny_config_dict(tiny_videos, run)
+    raw["data"]["num_workers"] = 2
+    raw["train"].update({"epochs": 200, "val_every": 0})
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    first = start_training(config)
+    try:
+        steps = lambda: [r for r in read_log(run / "log.jsonl") if r["kind"] == "train_step"]  # noqa: E731
+        _wait_for(lambda: (run / "log.jsonl").is_file() and steps(), first, "the first step")
+        workers = _children(first.pid)
+        assert len(workers) >= 2, workers  # the train loader's workers
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert any(_alive(pid) for pid in workers)  # orphaned workers still run ...
+    assert main(["train", "-c", str(config), "train.epochs=1"]) == 0  # ... and block nothing
+    assert len(_starts(run)) == 2
+
+
+def test_a_second_lock_in_the_same_process_is_refused_and_keeps_the_first(tmp_path):
+    """A record lock is the process's own: a second one of the same folder would be granted by
+    the OS, and releasing it would drop the first. It is refused before the file is opened."""
+    run = tmp_path / "run"
+    with RunLock(run):
+        with pytest.raises(
+            TrainingError,
+            match=rf"{run} is in use .*PID {os.getpid()} on .*: "
+            "this process",
+        ):
+            RunLock(tmp_path / "." / "run").acquire()  # the same folder, spelled otherwise
+        pid = os.fork()
+        if pid == 0:  # another process: the OS still refuses it, so the lock is intact
+            try:
+                RunLock(run).acquire()
+                os._exit(0)
+            except TrainingError:
+                os._exit(3)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 3
+    RunLock(run).acquire()  # released: free again
+
+
+def test_sigterm_stops_the_run_in_one_line_and_it_resumes(tiny_videos, tmp_path):
+    """SIGTERM to the trainer's process group (as torchrun and schedulers send it, workers
+    included): one line naming the iteration and the last checkpoint, then a rerun resumes."""
+    run = tmp_path / "run"
+    raw = tiny_config_dict(tiny_videos, run)
+    raw["data"]["num_workers"] = 1
+    raw["train"].update({"epochs": 100, "val_every": 0, "ckpt_every_iters": 1})
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, str(REPO / "run.py"), "train", "-c", str(config)]
+    first = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(lambda: len(ckpt.training_checkpoints(run)) >= 2, first, "two checkpoints")
+        os.killpg(first.pid, signal.SIGTERM)
+        out, _ = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in out, out
+    stopped_at = int(re.search(r"stopped by SIGTERM at iteration (\d+); ", errors[0]).group(1))
+    last = Path(re.search(r"last checkpoint: (\S+):", errors[0]).group(1))
+    assert 0 < ckpt.load_checkpoint(last)["iteration"] <= stopped_at
+    assert errors[0].endswith("Rerun the same command to resume")
+    newest = ckpt.load_checkpoint(ckpt.training_checkpoints(run)[-1])["iteration"]
+    epochs = newest // 4 + 1
+    assert main(["train", "-c", str(config), f"train.epochs={epochs}"]) == 0
+    assert [s["step"] for s in _starts(run)] == [0, newest]
+
+
+def _open_files_of_a_child(folder: Path) -> list[str]:
+    """The files under ``folder`` that a child forked now (as a DataLoader worker is) holds."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its open files under folder, then leave at once
+        os.close(read)
+        held = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                held.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue
+        os.write(write, "\n".join(h for h in held if h.startswith(str(folder))).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        found = f.read()
+    os.waitpid(pid, 0)
+    return found.split()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_the_lock_and_the_log_stay_with_the_trainer(tmp_path):
+    """What the trainer holds for its life is neither inherited over exec (close-on-exec) nor
+    kept by a forked child (a DataLoader worker outliving a killed trainer)."""
+    run = tmp_path / "run"
+    with RunLock(run) as lock:
+        run_log = RunLog(run)
+        run_log.open()
+        run_log.write("start", 0, epoch=0)
+        try:
+            assert not os.get_inheritable(lock._fd)
+            assert not os.get_inheritable(run_log._file.fileno())
+            assert _open_files_of_a_child(run) == []
+            run_log.write("train_step", 1, loss=1.0)  # the parent's files still work
+        finally:
+            run_log.close()
+    assert [r["step"] for r in read_log(run / "log.jsonl")] == [0, 1]
+
+
 def test_no_readable_checkpoint_refuses_to_restart_and_keeps_every_file(
     tiny_videos, tmp_path, capsys
 ):
@@ -93,6 +237,24 @@ def test_no_readable_checkpoint_refuses_to_restart_and_keeps_every_file(
     assert (folder / "best.pt").read_bytes() == before["best.pt"]
     assert [p.name for p in ckpt.training_checkpoints(run)] == ["epoch_0001.pt", "epoch_0002.pt"]
     assert ckpt.load_checkpoint(folder / "epoch_0002.pt")["iteration"] == 8
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_refused_rerun_changes_nothing_in_the_run_folder(tiny_videos, tmp_path, capsys):
+    """The record of what was trained (config.yaml, the log, TensorBoard, checkpoints) stays as
+    it was when a rerun is refused by the resume checks."""
+    config, run = _config(tiny_videos, tmp_path, epochs=1)
+    assert main(["train", "-c", str(config)]) == 0
+    capsys.readouterr()
+    before = _files(run)
+    assert "glore: false" in before["config.yaml"].decode()
+    assert main(["train", "-c", str(config), "model.glore=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not fit the model" in err, err
+    assert _files(run) == before
 
 
 class _FullDisk:
@@ -150,7 +312,7 @@ def test_full_disk_while_saving_a_checkpoint(tiny_videos, tmp_path, monkeypatch,
     assert abs(needed - written) <= 0.01 * written  # the same model state, a few bytes apart
 
 
-def test_a_full_disk_turns_the_run_log_off_with_one_warning(tmp_path, monkeypatch, caplog):
+def test_a_full_disk_stops_the_run_log_and_check_raises_one_line(tmp_path, monkeypatch):
     run_log = RunLog(tmp_path / "run")
     run_log.open()
     run_log.write("start", 0, epoch=0)
@@ -164,13 +326,15 @@ def test_a_full_disk_turns_the_run_log_off_with_one_warning(tmp_path, monkeypatc
     run_log.close()
     run_log = RunLog(tmp_path / "run")
     run_log.open()  # a resumed run appends
+    run_log.check()  # nothing failed yet
     for step in (1, 2, 3):
         run_log.write("train_step", step, loss=1.0)  # rank 0 alone: never raises
+    with pytest.raises(OutputError) as info:
+        run_log.check()  # the trainer calls it on every rank (on_main)
+    message = str(info.value)
+    assert message.startswith(f"cannot write to {tmp_path / 'run'}: ") and "(ENOSPC)" in message
+    assert "\n" not in message and "log.jsonl" in message
     run_log.close()
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1, warnings
-    assert f"cannot write to {tmp_path / 'run'}: " in warnings[0] and "(ENOSPC)" in warnings[0]
-    assert "\n" not in warnings[0]
     assert [r["kind"] for r in read_log(tmp_path / "run" / "log.jsonl")] == ["start"]
 
 

@@ -2,7 +2,6 @@
 checkpoints, old and new, load as weights for fine-tuning (``model.weights=``)."""
 
 import builtins
-import dataclasses
 import random
 
 import numpy as np
@@ -15,7 +14,7 @@ from videoglore.cli import main
 from videoglore.config import config_to_dict
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.trainer import train
-from videoglore.models import build_model, load_weights
+from videoglore.models import build_model, load_model, load_weights
 
 
 class _Payload:
@@ -93,7 +92,8 @@ def test_own_checkpoints_load_as_weights_for_fine_tuning(tiny_videos, tmp_path):
     path = run / "checkpoints" / "epoch_0001.pt"
     # plain data only: a bare weights_only load needs no allow-list
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    warm = build_model(dataclasses.replace(cfg.model, weights=str(path)))
+    warm, source = load_model(cfg.model, path, classes=saved["classes"], fine_tune=True)
+    assert source.classifier == "kept" and source.format == "videoglore"
     for key, value in warm.state_dict().items():
         assert torch.equal(value, saved["model"][key]), key
 

@@ -5,6 +5,7 @@ import errno
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from videoglore.engine.metrics import (
     topk_accuracy,
 )
 from videoglore.engine.results import mark_stale
+from videoglore.engine.scoring import per_class_accuracy
 from videoglore.errors import CheckpointError, OutputError
 from videoglore.models import build_model
 
@@ -58,12 +60,22 @@ def test_accuracy_metrics_by_hand():
     assert top_confused_pairs(matrix, 5) == [(0, 1, 2), (2, 1, 1), (0, 2, 1)]
 
 
+def test_per_class_accuracy_by_hand():
+    predictions, labels = np.array([0, 1, 1, 2, 0]), np.array([0, 1, 0, 2, 2])
+    assert per_class_accuracy(predictions, labels, ["a", "b", "c", "d"]) == {
+        "a": {"accuracy": 0.5, "count": 2},
+        "b": {"accuracy": 1.0, "count": 1},
+        "c": {"accuracy": 0.5, "count": 2},
+        "d": {"accuracy": None, "count": 0},  # no test video: no accuracy (JSON null)
+    }
+
+
 @pytest.fixture
 def tested_run(tiny_videos, tmp_path):
     """A run dir with a (randomly initialised) checkpoint and a val list with one broken file."""
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 10)
-    records = read_video_list(tiny_videos["val"])
+    records = list(read_video_list(tiny_videos["val"]))
     records.insert(1, VideoRecord(str(broken), 1, "class_1", 16, 25.0, 32, 32))
     val = tmp_path / "val_with_broken.csv"
     write_video_list(val, records)
@@ -92,9 +104,11 @@ def tested_run(tiny_videos, tmp_path):
     return cfg, model.eval(), records, broken
 
 
-def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
+def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path, capsys):
     cfg, model, records, broken = tested_run
     metrics = tester.test(cfg)
+    # the progress bar counted every video of the list, the unreadable one too, and stays shown
+    assert re.search(r"test: 100%.* 5/5 \[\d\d:\d\d<00:00", capsys.readouterr().err)
     run = tmp_path / "run"
     on_disk = json.loads((run / "metrics.json").read_text())
     assert on_disk["num_videos"] == metrics["num_videos"] == 4
@@ -130,6 +144,10 @@ def test_tester_writes_metrics_predictions_scores(tested_run, tmp_path):
     assert on_disk["clip_top1"] == pytest.approx(np.mean(view_hits))
     per_class = [np.mean(hits) for hits in class_hits.values()]
     assert on_disk["mean_class_accuracy"] == pytest.approx(np.mean(per_class))
+    assert on_disk["per_class"] == {
+        f"class_{c}": {"accuracy": pytest.approx(np.mean(hits)), "count": len(hits)}
+        for c, hits in class_hits.items()
+    }
     assert (run / "confusion.png").stat().st_size > 1000
 
 

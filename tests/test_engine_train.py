@@ -20,6 +20,7 @@ from videoglore.engine.distributed import Runtime
 from videoglore.engine.forward import FastPath
 from videoglore.engine.meter import StepMeter
 from videoglore.engine.optim import build_optimizer, lr_multiplier, scaled_lr
+from videoglore.engine.precise_bn import statistics_problem
 from videoglore.engine.run_log import read_log
 from videoglore.engine.trainer import evaluate, train
 from videoglore.errors import TrainingError
@@ -165,10 +166,98 @@ def test_non_finite_validation_scores_stop_training_and_pick_no_best(tiny_videos
     saved = tmp_path / "run" / "checkpoints" / "epoch_0001.pt"
     assert "\n" not in message and str(saved) in message
     assert "non-finite scores (NaN/Inf) for 4 of 4 videos" in message
+    # the message points at the cause: the BatchNorm statistics
+    state = non_finite_in_eval(build_model(cfg.model))
+    stats = [k for k in state if k.endswith(("running_mean", "running_var"))]
+    first = next(k for k in stats if k.endswith("running_var"))
+    assert (
+        f"BatchNorm running statistics are non-finite after training: 1 of {len(stats)} buffers, "
+        f"first {first} ({state[first].numel()} of {state[first].numel()} values NaN/Inf). "
+        "Lower train.lr or set train.clip_grad"
+    ) in message
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     assert ckpt.load_checkpoint(saved)["best_acc"] == -1.0
     epochs = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "epoch"]
     assert len(epochs) == 1 and "val_top1" not in epochs[0]
+
+
+def test_non_finite_statistics_after_precise_bn_skip_validation_and_say_what_to_change(
+    tiny_videos, tmp_path, monkeypatch
+):
+    """As a fine-tune with the K400 precise-BN settings (released update, moving average) can end:
+    the statistics hold a NaN after precise BN (here put there by hand). Validation would score
+    NaN for every video (hours on Kinetics): it is skipped, and the message names the layer and
+    the setting that repairs it, which a resumed run then shows."""
+    real = trainer_module.run_precise_bn
+
+    def diverging(run, batches):
+        result = real(run, batches)
+        run.model.tail.bn.running_var[1] = math.inf
+        return result
+
+    validations = []
+    real_evaluate = trainer_module.evaluate
+    monkeypatch.setattr(trainer_module, "run_precise_bn", diverging)
+    monkeypatch.setattr(
+        trainer_module, "evaluate", lambda *a: validations.append(1) or real_evaluate(*a)
+    )
+    k400 = {"precise_bn": 5, "precise_bn_update": "released", "precise_bn_average": "ema"}
+    cfg = tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 1, **k400})
+    with pytest.raises(TrainingError) as info:
+        train(cfg)
+    message = str(info.value)
+    saved = tmp_path / "run" / "checkpoints" / "epoch_0001.pt"
+    assert "\n" not in message and validations == []
+    assert message.startswith(
+        f"epoch 1 ({saved}): validation skipped (every video would score NaN); best.pt was not "
+        "updated. BatchNorm running statistics are non-finite after precise BN: 1 of "
+    )
+    assert "first tail.bn.running_var (1 of " in message
+    assert "Set train.precise_bn_average=exact" in message
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    [epoch] = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "epoch"]
+    assert epoch["val_skipped"] == 1 and "val_top1" not in epoch
+
+    # the advice works: the exact average recomputes the statistics of the resumed run
+    monkeypatch.setattr(trainer_module, "run_precise_bn", real)
+    exact = {**k400, "precise_bn_average": "exact"}
+    result = train(tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 2, **exact}))
+    assert validations == [1] and math.isfinite(result["val_loss"])
+    assert ckpt.load_checkpoint(saved)["model"]["tail.bn.running_var"].isinf().any()
+
+
+def test_non_finite_scores_with_sane_statistics_suggest_precise_bn(
+    tiny_videos, tmp_path, monkeypatch
+):
+    """BatchNorm statistics that lag the weights (finite, but far from what eval-mode inputs
+    need) overflow a from-scratch GloRe net in eval mode: without precise BN, say so."""
+    monkeypatch.setattr(trainer_module, "evaluate", lambda *a: {"val_non_finite": 3})
+    with pytest.raises(TrainingError) as info:
+        train(tiny_config(tiny_videos, tmp_path / "run", train={"epochs": 1}))
+    message = str(info.value)
+    assert "non-finite scores (NaN/Inf) for 3 of 4 videos" in message
+    assert "BatchNorm running statistics are" not in message
+    assert message.endswith(
+        "may need precise BN, as BatchNorm statistics that lag the weights overflow in eval mode: "
+        "train.precise_bn=6 train.precise_bn_update=none train.precise_bn_average=exact, as "
+        "configs/demo.yaml"
+    )
+
+
+def test_statistics_problem_names_huge_values():
+    net = nn.Sequential(nn.BatchNorm3d(4), nn.BatchNorm3d(2))
+    assert statistics_problem(net) is None
+    net[1].running_mean[0] = -3e21
+    net[0].running_var[2] = 2e20
+    assert statistics_problem(net) == (
+        "huge",
+        "2 of 4 buffers above 1e+20, largest 1.running_mean (3.00e+21)",
+    )
+    net[1].running_var[1] = math.nan
+    assert statistics_problem(net) == (
+        "non-finite",
+        "1 of 4 buffers, first 1.running_var (1 of 2 values NaN/Inf)",
+    )
 
 
 def test_a_plot_that_fails_is_a_warning(tiny_videos, tmp_path, monkeypatch, caplog):

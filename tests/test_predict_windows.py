@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.codec import probe_video, write_video
-from data_prep.lists import VideoRecord
+from data_prep.codec import write_video
 from tests.helpers import _class_video, tiny_config
 from tests.test_data_video import moving_video
 from videoglore.cli import main
@@ -102,8 +101,7 @@ def test_window_clips_are_the_test_rule_inside_the_window(sampling, start, end):
 
 def _dataset(tiny_videos, tmp_path, path, **sections):
     cfg = tiny_config(tiny_videos, tmp_path / "run", **sections)
-    info = probe_video(path)
-    record = VideoRecord(str(path), 0, "", info.frame_count, info.fps, info.width, info.height)
+    record = inference.probed_record(path)
     return cfg, build_dataset(cfg, "test", records=[record]), record
 
 
@@ -329,6 +327,47 @@ def test_the_heap_is_trimmed_after_every_window(brightness_checkpoint, changing_
     assert len(result.windows) == len(trims) == 8
 
 
+def test_a_rotated_video_is_turned_upright_in_its_windows(
+    brightness_checkpoint, tiny_videos, tmp_path, monkeypatch
+):
+    """A file whose display matrix says 90 degrees: each window's views are those ``test``
+    builds for it (upright), not those of the frames as stored."""
+    import dataclasses
+
+    from videoglore.engine import windows
+
+    path = tmp_path / "rotated.mp4"
+    stored = np.ascontiguousarray(np.rot90(moving_video(40), 1, axes=(1, 2)))  # (40, 64, 48, 3)
+    write_video(path, stored, fps=FPS, display_rotation=90)
+    seen = []
+    real = windows.view_scores
+    monkeypatch.setattr(windows, "view_scores", lambda m, v, *a: seen.append(v) or real(m, v, *a))
+    (result,) = predict_windows([str(path)], brightness_checkpoint, window=10, device="cpu")
+
+    record = inference.probed_record(path)
+    assert record.rotation == 90 and len(result.windows) == len(seen) == 1
+    dataset = build_dataset(tiny_config(tiny_videos, tmp_path / "run"), "test", records=[record])
+    assert torch.equal(seen[0], dataset.eval_views(record))
+    as_stored = dataclasses.replace(record, rotation=0, width=48, height=64)
+    assert not torch.equal(seen[0], dataset.eval_views(as_stored))
+
+
+def test_command_line_overrides_set_the_views_of_every_window(
+    brightness_checkpoint, changing_video, monkeypatch, capsys
+):
+    from videoglore.engine import windows
+
+    shapes = []
+    real = windows.view_scores
+    monkeypatch.setattr(
+        windows, "view_scores", lambda m, v, *a: shapes.append(tuple(v.shape)) or real(m, v, *a)
+    )
+    argv = ["predict", changing_video, "test.num_clips=1", "data.num_frames=4", "--window", "4"]
+    assert main([*argv, "--checkpoint", brightness_checkpoint, "--device", "cpu"]) == 0
+    assert shapes == [(1, 3, 4, 32, 32)] * 3  # windows 0-4, 4-8, 4.4-8.4 s
+    assert capsys.readouterr().out.startswith(f"{changing_video}: 3 windows")
+
+
 def test_a_video_shorter_than_one_window_is_scored_as_plain_predict_does(
     brightness_checkpoint, tiny_videos
 ):
@@ -377,3 +416,10 @@ def test_bad_window_arguments_are_one_line_before_any_work(tmp_path, capsys, fla
     assert main(["predict", str(tmp_path / "a.mp4"), "--checkpoint", missing, *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
+
+
+def test_windows_need_a_checkpoint_not_an_onnx_model(tmp_path, capsys):
+    argv = ["predict", str(tmp_path / "a.mp4"), "--model", str(tmp_path / "m.onnx")]
+    assert main([*argv, "--window", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: predict --window scores with --checkpoint; --model (ONNX) cannot\n"

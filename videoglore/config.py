@@ -6,15 +6,18 @@ values of the wrong type fail at load time with the file, the dotted key and the
 key named. Command-line overrides use dotted keys (``train.epochs=3``) and are checked the same
 way.
 
-Values are checked when the config loads, declared beside each field:
+Values are checked when the config loads (``config_check``), declared beside each field:
 
 * enumerations are ``Literal[...]`` types (a wrong value gets "did you mean");
-* ranges are ``Annotated[type, "RULE"]`` with RULE like ``">= 1"``, ``"> 0"`` or ``">= 0, < 1"``
-  (comma = and), e.g. ``num_frames: Annotated[int, ">= 1"] = 8``;
+* ranges are ``Annotated[type, "RULE", ...]`` with RULEs like ``">= 1"``, ``"<= 1024"`` or
+  ``">= 0, < 1"`` (comma = and), e.g. ``num_frames: Annotated[int, ">= 1", "<= 1024"] = 8``.
+  Every size has an upper bound, generous but finite, so that a typo (``model.width=100000``)
+  fails here instead of in the allocator; no float setting takes ``inf`` or ``nan``;
 * rules between fields are a section's ``check()`` method, which yields ``(key, what is wrong)``
-  pairs (``Config.check`` sees all sections).
+  pairs (``Config.check`` sees all sections; it also checks ``zoo:`` names, ``videoglore.zoo``).
 
-Each failure is one ``ConfigError`` line: ``FILE: section.key must be >= 1, got 0``.
+Each failure is one ``ConfigError`` line: ``FILE: section.key must be >= 1, got 0``. The YAML
+itself is read by ``config_yaml`` (no anchors or aliases, no key given twice).
 
 The defaults are the Kinetics-400 recipe of the released GloRe code (8×8 clips, 224² crops); the
 files in ``configs/`` spell out every value they rely on so that each can be read alone.
@@ -23,12 +26,8 @@ files in ``configs/`` spell out every value they rely on so that each can be rea
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.resources
 import logging
-import operator
-import types
-import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +35,20 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from data_prep.errors import bounded_repr
 from data_prep.files import atomic_write_text, read_utf8
+from videoglore import zoo
+from videoglore.config_check import build_section
+from videoglore.config_yaml import parse_yaml
 from videoglore.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 MAX_VIDEO_VIEW_GIB = 2  # uint8 pixels of one test video's views (10 x 3 x 8 x 224²: 0.03 GiB)
+
+# Upper bounds of sizes: far above any recipe, low enough that a typo fails at load.
+Frames = Annotated[int, ">= 1", "<= 1024"]  # 1024 frames of 224² are 154 MB per uint8 clip
+Pixels = Annotated[int, ">= 1", "<= 4096"]  # a 4K video's short side is 2160
 
 
 @dataclass
@@ -52,15 +59,16 @@ class DataConfig:
     train_list: str = ""  # prepared train.csv (data_prep output)
     val_list: str = ""  # prepared val.csv
     classes: str = ""  # classes.json; "" = classes.json beside the train list
-    num_frames: Annotated[int, ">= 1"] = 8  # T: frames per clip
-    frame_interval: Annotated[int, ">= 1"] = 8  # τ: stride between sampled frames
-    train_scale: list[int] = field(default_factory=lambda: [256, 320])  # short-side jitter range
-    crop_size: Annotated[int, ">= 1"] = 224
-    test_scale: Annotated[int, ">= 1"] = 256  # short side before test crops
+    num_frames: Frames = 8  # T: frames per clip (released: 8, MF-Net 16)
+    # τ: stride between sampled frames; 1000 = 33 s at 30 fps between two frames
+    frame_interval: Annotated[int, ">= 1", "<= 1000"] = 8
+    train_scale: list[Pixels] = field(default_factory=lambda: [256, 320])  # short-side jitter
+    crop_size: Annotated[int, ">= 1", "<= 2048"] = 224
+    test_scale: Pixels = 256  # short side before test crops
     flip: bool = True
     normalization: Literal["official", "imagenet"] = "official"  # released code's or ImageNet's
-    num_workers: Annotated[int, ">= 0"] = 4  # loader processes per GPU
-    prefetch_factor: Annotated[int, ">= 1"] = 2
+    num_workers: Annotated[int, ">= 0", "<= 256"] = 4  # loader processes per GPU (<= cores)
+    prefetch_factor: Annotated[int, ">= 1", "<= 64"] = 2
     # Frame reader: "pyav" (decodes from the keyframe before each needed frame, converts only
     # the needed frames; ~1.6-2x decord's clips/s per core on prepared videos) or "decord".
     reader: Literal["pyav", "decord"] = "pyav"
@@ -70,7 +78,7 @@ class DataConfig:
         if len(self.train_scale) != 2 or not 1 <= self.train_scale[0] <= self.train_scale[1]:
             yield (
                 "train_scale",
-                f"must be [low, high] with 1 <= low <= high, got {self.train_scale}",
+                f"must be [low, high] with 1 <= low <= high, got {bounded_repr(self.train_scale)}",
             )
             return
         smallest = min(self.train_scale[0], self.test_scale)
@@ -89,14 +97,21 @@ class ModelConfig:
     arch: Literal["resnet", "mfnet"] = "resnet"
     depth: Literal[50, 101] = 50  # ResNet depth (ignored by mfnet)
     glore: bool = True  # insert GloRe units at the paper's positions
-    num_classes: Annotated[int, ">= 1"] = 400
-    width: Annotated[float, "> 0"] = 1.0  # channel multiplier; < 1: small nets for tests, demo
+    num_classes: Annotated[int, ">= 1", "<= 100000"] = 400  # ImageNet-21k has 21,841
+    # channel multiplier; < 1: small nets for tests, demo. 4: 16x the parameters (R101: ~0.9 G)
+    width: Annotated[float, "> 0", "<= 4"] = 1.0
     dropout: Annotated[float, ">= 0, < 1"] = 0.5  # before the classifier, as in the released code
     glore_normalize: bool = False  # scale GloRe node states by 1/L (released nets: off)
     # multiplier on each GloRe unit's K nodes and 2K states (released: 1)
-    glore_nodes: Annotated[float, "> 0"] = 1.0
-    pretrained: str = ""  # local 2D ImageNet checkpoint to inflate into the 3D net
-    weights: str = ""  # local 3D checkpoint (released GloRe/MF-Net or ours) to load
+    glore_nodes: Annotated[float, "> 0", "<= 16"] = 1.0
+    # 2D ImageNet weights to inflate into the 3D net: a file or a released name
+    # (zoo:resnet50-lite, zoo:resnet101-lite, zoo:mfnet2d_imagenet; videoglore/zoo.py)
+    pretrained: str = ""
+    # a 3D checkpoint to load (released GloRe/MF-Net or ours): a file or zoo:r50_glore_k400, ...
+    weights: str = ""
+    # glob patterns of tensor names left at their initialisation when ``weights`` lacks them or
+    # has them in another shape (e.g. ["*_extra.*"]: GloRe units onto a net trained without)
+    weights_skip: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -112,9 +127,11 @@ class TrainConfig:
 
     # official: no end (end-epoch 10000); we stop 10 epochs after the last step
     epochs: Annotated[int, ">= 0"] = 95
-    batch_size: Annotated[int, ">= 1"] = 8  # clips per GPU (per process); official 64 per host
+    # clips per GPU (per process); official 64 per host. 4096 clips of 8x224² are 3.7 GB
+    batch_size: Annotated[int, ">= 1", "<= 4096"] = 8
     lr: Annotated[float, "> 0"] = 0.04  # learning rate at ``lr_batch`` clips; scaled linearly
-    lr_batch: Annotated[int, ">= 1"] = 512  # global batch the official lr belongs to (8 × 64)
+    # global batch the official lr belongs to (8 × 64)
+    lr_batch: Annotated[int, ">= 1", "<= 1048576"] = 512
     momentum: Annotated[float, ">= 0"] = 0.9
     nesterov: bool = True
     weight_decay: Annotated[float, ">= 0"] = 1e-4  # never on biases (official: bn weights get it)
@@ -132,7 +149,7 @@ class TrainConfig:
     # Precise BN (engine/precise_bn.py; released train/model.py, on in train_kinetics.py): N extra
     # steps after each epoch, the first 80 % training the precise_bn_update parameters, the rest
     # forward only so that the BN running statistics settle. 0 = off; released: 500.
-    precise_bn: Annotated[int, ">= 0"] = 0
+    precise_bn: Annotated[int, ">= 0", "<= 100000"] = 0
     precise_bn_update: Literal["released", "norm", "none"] = "released"
     precise_bn_average: Literal["ema", "exact"] = "ema"  # released: BN's moving average
     label_smoothing: Annotated[float, ">= 0, < 1"] = 0.0
@@ -152,21 +169,23 @@ class TrainConfig:
     def check(self) -> Iterator[tuple[str, str]]:
         steps = self.lr_steps
         if self.schedule == "step" and (steps != sorted(steps) or any(s < 0 for s in steps)):
-            yield "lr_steps", f"must be increasing epochs >= 0, got {steps}"
+            yield "lr_steps", f"must be increasing epochs >= 0, got {bounded_repr(steps)}"
 
 
 @dataclass
 class TestConfig:
     """Multi-view testing: K temporal clips × C spatial crops per video, scores averaged."""
 
-    num_clips: Annotated[int, ">= 1"] = 10
+    num_clips: Annotated[int, ">= 1", "<= 1000"] = 10
     num_crops: Literal[1, 3, 5] = 3  # 1 (centre), 3 (covering the long side), 5 (corners+centre)
     aggregate: Literal["softmax", "logits"] = "softmax"  # average softmax scores or raw logits
-    batch_size: Annotated[int, ">= 1"] = 4  # videos per batch (each num_clips × num_crops views)
+    # videos per batch (each num_clips × num_crops views)
+    batch_size: Annotated[int, ">= 1", "<= 1024"] = 4
     save_scores: bool = False  # write per-video scores (scores.npy) for ensembling
-    checkpoint: str = ""  # "" = best (else last) checkpoint of output.dir
+    # "" = best (else last) checkpoint of output.dir; or a file, or zoo:r50_glore_k400, ...
+    checkpoint: str = ""
     # views of several videos go through one forward; chunked
-    max_views_per_forward: Annotated[int, ">= 1"] = 120
+    max_views_per_forward: Annotated[int, ">= 1", "<= 10000"] = 120
     # Where the K clips go (also the single validation clip): "uniform" (ours: centred in K
     # equal parts) or "released" (GloRe data/video_sampler.py EvenlySampling, K+1 equal gaps)
     sampling: Literal["uniform", "released"] = "uniform"
@@ -185,7 +204,7 @@ class RuntimeConfig:
     compile: Literal["auto", True, False] = "auto"  # torch.compile the model (train)
     # torch intra-op threads of the main process (loader workers always use one); 0 = torch's
     # default (one per core). On a shared CPU machine, set it to the cores that are yours.
-    threads: Annotated[int, ">= 0"] = 0
+    threads: Annotated[int, ">= 0", "<= 1024"] = 0
 
 
 @dataclass
@@ -215,6 +234,43 @@ class Config:
                 f"{MAX_VIDEO_VIEW_GIB} GiB); lower test.num_clips, test.num_crops, "
                 "data.num_frames or data.crop_size",
             )
+        yield from _zoo_problems(self)
+
+
+def _zoo_problems(cfg: Config) -> Iterator[tuple[str, str]]:
+    """``zoo:`` names that are unknown, of the wrong kind, or for another net than the model's
+    (arch and depth; whether its GloRe units fit is checked with the keys when it loads)."""
+    net = f"r{cfg.model.depth}" if cfg.model.arch == "resnet" else cfg.model.arch
+    settings = [
+        ("model.pretrained", "pretrained", cfg.model.pretrained),
+        ("model.weights", "weights", cfg.model.weights),
+        ("test.checkpoint", "weights", cfg.test.checkpoint),
+    ]
+    for key, kind, value in settings:
+        if not zoo.is_zoo(value):
+            continue
+        try:
+            entry = zoo.lookup(value)
+        except ConfigError as exc:
+            yield key, str(exc)
+            continue
+        if entry.kind != kind:
+            what = "2D ImageNet weights" if entry.kind == "pretrained" else "a 3D video net"
+            yield key, f"{value} holds {what}; {key} takes {_zoo_names(kind)}"
+        elif entry.net.removesuffix("_glore") != net:
+            model = f"{net} (model.arch {cfg.model.arch}, model.depth {cfg.model.depth})"
+            fitting = _zoo_names(kind, net) or "none released"
+            problem = f"{value} holds a {entry.net} net but the model is {model}"
+            yield key, f"{problem}; {key} for it: {fitting}"
+
+
+def _zoo_names(kind: str, net: str = "") -> str:
+    """The zoo names of ``kind`` (for the net family ``net``, e.g. "r50", when given)."""
+    return ", ".join(
+        f"{zoo.PREFIX}{name}"
+        for name, entry in zoo.ZOO.items()
+        if entry.kind == kind and net in ("", entry.net.removesuffix("_glore"))
+    )
 
 
 def shipped_config(name: str) -> Path:
@@ -238,16 +294,24 @@ def load_config(
     source = "<defaults>"
     if path is not None:
         source = str(path)
-        try:
-            raw = yaml.safe_load(_read_text(Path(path))) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raw = parse_yaml(_read_text(Path(path)), source) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    return config_from_dict(apply_overrides(raw, overrides), source)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``raw`` (nested plain data, changed in place) with the dotted overrides set."""
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(raw, key, value)
-    return config_from_dict(raw, source)
+    return raw
+
+
+def override_keys(overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """The dotted keys that command-line overrides set (``["train.epochs"]`` for
+    ``["train.epochs=3"]``): these win over the settings a checkpoint carries."""
+    return [_parse_override(item)[0] for item in overrides]
 
 
 def _read_text(path: Path) -> str:
@@ -269,7 +333,7 @@ def _read_text(path: Path) -> str:
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
     """Build a checked ``Config`` from nested plain data (as in YAML files and checkpoints)."""
-    return _build(Config, _moved_to_runtime(raw, source), source, prefix="")
+    return build_section(Config, _moved_to_runtime(raw, source), source, prefix="")
 
 
 # train.* keys that moved to the runtime section (checkpoints and configs written before
@@ -305,13 +369,13 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
+    """(dotted key, value) of ``section.key=value``; the value is read as YAML (a syntax error
+    leaves it the plain string, e.g. ``data.root=C:/a: b``)."""
     key, sep, text = item.partition("=")
+    shown = bounded_repr(item, 60)
     if not sep or not key.strip():
-        raise ConfigError(f"override {item!r}: expected section.key=value, e.g. train.epochs=3")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
+        raise ConfigError(f"override {shown}: expected section.key=value, e.g. train.epochs=3")
+    value = parse_yaml(text, f"override {shown}", lenient=True) if text.strip() else ""
     return key.strip(), value
 
 
@@ -321,96 +385,9 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {key}: {part!r} is a value, not a section")
+            raise ConfigError(
+                f"override {bounded_repr(key, 60)}: {bounded_repr(part, 60)} is a value, not a "
+                "section"
+            )
         node = child
     node[parts[-1]] = value
-
-
-def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "top level"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls, include_extras=True)
-    names = [f.name for f in dataclasses.fields(cls)]
-    values = {}
-    for key, value in raw.items():
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.4)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
-            valid = ", ".join(names)
-            raise ConfigError(
-                f"{source}: unknown key {prefix}{key}{hint} (valid keys here: {valid})"
-            )
-        values[key] = _check(hints[key], value, source, f"{prefix}{key}")
-    obj = cls(**values)
-    for key, problem in obj.check() if hasattr(obj, "check") else ():
-        raise ConfigError(f"{source}: {prefix}{key} {problem}")
-    return obj
-
-
-def _check(hint: Any, value: Any, source: str, key: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value or {}, source, prefix=key + ".")
-    origin = typing.get_origin(hint)
-    if origin is Annotated:
-        base, *rules = typing.get_args(hint)
-        value = _check(base, value, source, key)
-        for rule in rules:
-            if not _obeys(value, rule):
-                raise ConfigError(
-                    f"{source}: {key} must be {rule.replace(',', ' and')}, got {value!r}"
-                )
-        return value
-    if origin is typing.Literal:
-        choices = typing.get_args(hint)
-        if value is False and "off" in choices:  # YAML 1.1 reads a bare off as false
-            value = "off"
-        if value in choices and type(value) in {type(c) for c in choices}:
-            return value
-        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.4)
-        hint_text = f"; did you mean {close[0]}?" if close else ""
-        valid = ", ".join(str(c) for c in choices)
-        raise ConfigError(f"{source}: {key} must be one of {valid}, got {value!r}{hint_text}")
-    if origin is list:
-        (item_hint,) = typing.get_args(hint)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
-        return [_check(item_hint, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        key_hint, value_hint = typing.get_args(hint)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
-        return {
-            _check(key_hint, k, source, key): _check(value_hint, v, source, f"{key}.{k}")
-            for k, v in value.items()
-        }
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return _check(option, value, source, key)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{source}: {key} has the wrong type: {value!r}")
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is str and value is None:
-        return ""
-    if hint in (int, float, str, bool) and (
-        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
-    ):
-        raise ConfigError(
-            f"{source}: {key} must be {hint.__name__}, got {type(value).__name__} {value!r}"
-        )
-    return value
-
-
-_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
-
-
-def _obeys(value: float, rule: str) -> bool:
-    """Whether ``value`` obeys a range rule such as ``">= 0, < 1"`` (comma = and)."""
-    for part in rule.split(","):
-        op, bound = part.split()
-        if not _COMPARE[op](value, float(bound)):
-            return False
-    return True

@@ -3,31 +3,37 @@
 ``sampling`` (frame indices) → ``video`` (decoding) → ``transforms`` + ``pixels`` (crop, resize,
 convert only the kept pixels; uint8 RGB or ``yuv420`` boxes) → ``dataset`` → ``loader``
 (samplers, DataLoader) → ``model_input`` on the device (YUV→RGB if needed, normalise).
+
+The names below are imported from their modules on first use, so that ``sampling``, ``video``,
+``pixels`` and the view builders of ``transforms`` can be imported without torch (prediction
+with an exported ONNX model runs without it: ``videoglore.engine.onnx_predict``).
 """
 
-from videoglore.data.dataset import VideoClipDataset, collate_test
-from videoglore.data.loader import (
-    ShardSampler,
-    TrainSampler,
-    build_dataset,
-    build_loader,
-    seed_worker,
-)
-from videoglore.data.sampling import sample_test_clips, sample_train_clip
-from videoglore.data.transforms import model_input, normalize
-from videoglore.data.yuv420 import YuvClips
+from __future__ import annotations
 
-__all__ = [
-    "ShardSampler",
-    "TrainSampler",
-    "VideoClipDataset",
-    "YuvClips",
-    "build_dataset",
-    "build_loader",
-    "collate_test",
-    "model_input",
-    "normalize",
-    "sample_test_clips",
-    "sample_train_clip",
-    "seed_worker",
-]
+import importlib
+
+_EXPORTS = {  # name → module of this package that defines it
+    "ShardSampler": "loader",
+    "TrainSampler": "loader",
+    "VideoClipDataset": "dataset",
+    "YuvClips": "yuv420",
+    "build_dataset": "loader",
+    "build_loader": "loader",
+    "collate_test": "dataset",
+    "model_input": "transforms",
+    "normalize": "transforms",
+    "sample_test_clips": "sampling",
+    "sample_train_clip": "sampling",
+    "seed_worker": "loader",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -1,9 +1,10 @@
 """Prepared list → uint8 clips: the dataset the loaders iterate.
 
-    VideoRecord (path, label, frame_count, ...)
+    VideoList (data_prep.lists: flat arrays) ─ records[i] ─▶ VideoRecord (path, label, ...)
       │ sampling.py: frame indices of the clip(s)
       │ video.decode_clip (PyAV or decord, fresh per item): each needed frame decoded once
-      │ transforms.TrainClip / EvalViews: crop, resize, convert only the kept pixels
+      │ transforms.TrainClip / EvalViews: crop, resize, convert only the kept pixels, in
+      │   the video's upright orientation (the record's rotation)
       ▼
     train, val: (clip, label, index)     clip uint8 (3, T, S, S) or YuvClips
     test:       (views, label, index)    views uint8 (K*C, 3, T, S, S) or YuvClips
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data_prep.lists import VideoRecord
+from data_prep.lists import VideoList, VideoRecord
 from videoglore.data import sampling, transforms
 from videoglore.data.video import decode_clip
 from videoglore.data.yuv420 import YuvClips
@@ -49,7 +50,8 @@ class VideoClipDataset(Dataset):
     """Clips of the videos in a prepared list (see the module docstring for the item formats).
 
     Args:
-        records: the list's videos (``lists.read_video_list``).
+        records: the list's videos (``lists.read_video_list``; other sequences of records are
+            stored as a ``VideoList``, which forked workers share without copying).
         mode: "train" (random clip + jitter/crop/flip), "val" (centre clip, centre crop) or
             "test" (``num_clips`` × ``num_crops`` views).
         num_frames, frame_interval: T and τ of a clip (8×8 in the paper).
@@ -85,7 +87,7 @@ class VideoClipDataset(Dataset):
         if test_sampling not in sampling.TEST_SAMPLERS:
             rules = ", ".join(sampling.TEST_SAMPLERS)
             raise ValueError(f"test.sampling must be one of {rules}, got {test_sampling!r}")
-        self.records = list(records)
+        self.records = VideoList.of(records)
         self.mode = mode
         self.num_frames = num_frames
         self.frame_interval = frame_interval
@@ -101,7 +103,7 @@ class VideoClipDataset(Dataset):
         self.pad = 0  # yuv420: side of the buffer that holds any crop box of this list
         if output == "yuv420":
             short = min(self.train_scale) if mode == "train" else test_scale
-            sizes = {(r.height, r.width) for r in self.records if r.height > 0 and r.width > 0}
+            sizes = self.records.frame_sizes()  # (height, width, rotation), a handful
             if not sizes:
                 raise ConfigError(
                     "data.decode_output=yuv420 needs the frame sizes of the list (its width "
@@ -140,11 +142,17 @@ class VideoClipDataset(Dataset):
         """
         T, tau = self.num_frames, self.frame_interval
         clip = transforms.TrainClip(
-            T, self.crop_size, self.train_scale, self.flip, rng, self.output, self.pad
+            T,
+            self.crop_size,
+            self.train_scale,
+            self.flip,
+            rng,
+            self.output,
+            self.pad,
+            record.rotation,
         )
-        decode_clip(
-            record.path, lambda n: sampling.sample_train_clip(n, T, tau, rng), clip.put, self.reader
-        )
+        indices_for = lambda n: sampling.sample_train_clip(n, T, tau, rng)  # noqa: E731
+        decode_clip(record.path, indices_for, clip.put, self.reader, record.rotation)
         return clip.result()
 
     def _train_item(self, index: int, epoch: int):
@@ -172,7 +180,8 @@ class VideoClipDataset(Dataset):
         T, tau, K = self.num_frames, self.frame_interval, self.num_clips
         views = self.empty_eval_views(record)
         sample = sampling.TEST_SAMPLERS[self.test_sampling]  # val: K = 1 of the same rule
-        decode_clip(record.path, lambda n: sample(n, T, tau, K), views.put, self.reader)
+        indices_for = lambda n: sample(n, T, tau, K)  # noqa: E731
+        decode_clip(record.path, indices_for, views.put, self.reader, record.rotation)
         result = views.result()  # (K*C, 3, T, S, S) or YuvClips
         if self.mode == "test":
             return result
@@ -189,6 +198,7 @@ class VideoClipDataset(Dataset):
             self.num_crops,
             self.output,
             self.pad,
+            record.rotation,
         )
 
 

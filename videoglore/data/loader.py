@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from data_prep.codec import quiet_video_libraries
-from data_prep.lists import VideoRecord, read_video_list
+from data_prep.lists import VideoList, VideoRecord, read_video_list
 from videoglore.config import Config
 from videoglore.data import sampling
 from videoglore.data.dataset import VideoClipDataset, collate_test
@@ -119,7 +119,7 @@ def seed_worker(worker_id: int) -> None:
 
 
 def build_dataset(
-    cfg: Config, split: str, records: list[VideoRecord] | None = None
+    cfg: Config, split: str, records: Sequence[VideoRecord] | None = None
 ) -> VideoClipDataset:
     """The dataset of ``split`` ("train", "val", "test"); ``records`` overrides the list file."""
     if split not in SPLITS:
@@ -131,6 +131,7 @@ def build_dataset(
         if not list_path:
             raise ConfigError(f"data.{key} is not set: point it at a prepared {split} list")
         records = read_video_list(list_path, root=data.root or None)
+    records = VideoList.of(records)
     where = f"data.{key} ({getattr(data, key)})" if getattr(data, key) else f"{split} videos"
     warn_short_videos(records, data.num_frames, data.frame_interval, where)
     return VideoClipDataset(
@@ -151,7 +152,7 @@ def build_dataset(
     )
 
 
-def warn_short_videos(records: list[VideoRecord], T: int, tau: int, where: str) -> None:
+def warn_short_videos(records: VideoList, T: int, tau: int, where: str) -> None:
     """Log once, when a dataset is built, how many videos are shorter than one clip.
 
     Their clips loop (sampling.py) rather than fail, which is right for a few videos and a sign
@@ -159,7 +160,7 @@ def warn_short_videos(records: list[VideoRecord], T: int, tau: int, where: str) 
     process (rank 0 under DDP), so a run says it once per list, never per worker or per item.
     """
     span = sampling.clip_span(T, tau)
-    short = sum(1 for record in records if record.frame_count < span)
+    short = int(np.count_nonzero(records.column("frame_count") < span))
     rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     if short and (rank0 or torch.distributed.get_rank() == 0):
         log.warning(

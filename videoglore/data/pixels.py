@@ -17,6 +17,11 @@ straight into the (3, T, S, S) item, mirrored when the clip is flipped.
 Boxes on YUV420 frames have even corners, a height that is a multiple of 4 and an even width
 (chroma is stored at half resolution; PyAV's I420 buffers need height % 4 == 0); ``snap`` moves
 a box by at most 2 pixels to get there.
+
+A video stored sideways (list column ``rotation``: degrees clockwise that make it upright) keeps
+its frames as decoded; the transforms choose their boxes in upright coordinates, ``stored_box``
+maps a box onto the stored frame, and only the box's pixels are turned, after swscale
+(``scale_into``) or as planes (``rotate_plane``). Rotation 0 takes none of these steps.
 """
 
 from __future__ import annotations
@@ -53,6 +58,29 @@ def frame_size(frame) -> tuple[int, int]:
     return frame.height, frame.width
 
 
+def upright_size(height: int, width: int, rotation: int) -> tuple[int, int]:
+    """(height, width) of a stored frame once turned ``rotation`` degrees clockwise."""
+    return (width, height) if rotation in (90, 270) else (height, width)
+
+
+def stored_box(box: Box, height: int, width: int, rotation: int) -> Box:
+    """The box of the stored frame that turned ``rotation`` degrees clockwise becomes ``box``
+    of the upright ``height`` × ``width`` frame."""
+    top, left, h, w = box
+    if rotation == 90:  # upright (y, x) = stored (H - 1 - x, y), stored H = upright width
+        return Box(width - left - w, top, w, h)
+    if rotation == 180:
+        return Box(height - top - h, width - left - w, h, w)
+    if rotation == 270:  # upright (y, x) = stored (x, W - 1 - y), stored W = upright height
+        return Box(left, height - top - h, w, h)
+    return box
+
+
+def rotate_plane(plane: np.ndarray, rotation: int) -> np.ndarray:
+    """A (h, w) or (C, h, w) image turned ``rotation`` degrees clockwise (a view)."""
+    return np.rot90(plane, -rotation // 90, axes=(-2, -1))
+
+
 def snap(box: Box, height: int, width: int) -> Box:
     """``box`` moved/resized by at most 2 px to fit YUV420 sampling inside (height, width)."""
     h = min(max(4, 4 * round(box.height / 4)), height - height % 4)
@@ -78,22 +106,33 @@ def reformat(frame, **kwargs):
     )
 
 
-def scale_into(frame, box: Box | None, dst: np.ndarray, flip: bool = False) -> None:
+def scale_into(
+    frame, box: Box | None, dst: np.ndarray, flip: bool = False, rotation: int = 0
+) -> None:
     """Resize ``box`` of ``frame`` (None: all of it) to ``dst``'s size as RGB into ``dst``.
 
     ``dst``: uint8 (3, h, w), any strides (a slot of the output item). One swscale call.
+    ``rotation``: the box is turned that many degrees clockwise after scaling (``dst`` is
+    upright), then mirrored if ``flip``.
     """
     _, height, width = dst.shape
+    if rotation:
+        stored = np.empty((3, *upright_size(height, width, rotation)), np.uint8)  # sides swapped
+        scale_into(frame, box, stored)
+        upright = rotate_plane(stored, rotation)
+        dst[:] = upright[:, :, ::-1] if flip else upright
+        return
     scaled = reformat(_box_frame(frame, box), width=width, height=height, format="gbrp")
     for channel, plane in ((0, 2), (1, 0), (2, 1)):  # gbrp planes are G, B, R
         values = plane_array(scaled, plane)[:height, :width]
         dst[channel] = values[:, ::-1] if flip else values
 
 
-def scale_frame(frame, height: int, width: int) -> np.ndarray:
-    """The whole frame resized to (height, width), uint8 (3, height, width) RGB."""
+def scale_frame(frame, height: int, width: int, rotation: int = 0) -> np.ndarray:
+    """The whole frame resized to (height, width) once turned ``rotation`` degrees clockwise,
+    uint8 (3, height, width) RGB."""
     out = np.empty((3, height, width), np.uint8)
-    scale_into(frame, None, out)
+    scale_into(frame, None, out, rotation=rotation)
     return out
 
 

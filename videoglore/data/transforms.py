@@ -16,7 +16,9 @@
     float32 (N, 3, T, S, S) or (N, V, 3, T, S, S)
 
 Training draws the crop in the scaled frame and maps the box back to source pixels, so only the
-box is resized (scale-then-crop up to rounding of the box edges). The random choices are drawn
+box is resized (scale-then-crop up to rounding of the box edges). Videos stored sideways
+(``VideoRecord.rotation``) are cropped in upright coordinates: the box is mapped onto the stored
+frame and only its pixels are turned upright (pixels.py). The random choices are drawn
 in a fixed order from the item's generator (clip start in sampling.py, then short side, top,
 left, flip here), so (seed, epoch, index) fixes the item.
 
@@ -27,13 +29,19 @@ released code's ``data/iterator_factory.py``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from videoglore.data import pixels
 from videoglore.data.pixels import Box
-from videoglore.data.yuv420 import YuvClips, yuv420_to_rgb
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that make tensors (model_input, normalize, result()):
+# the view builders also serve prediction with an exported ONNX model, which runs without torch
+# (videoglore.engine.onnx_predict).
 
 # Mean and std on the [0, 1] scale, RGB order. "official" is what the released GloRe and MF-Net
 # code use for their 3D networks (``network/config.py`` in facebookresearch/GloRe and
@@ -56,6 +64,8 @@ def model_input(clips, data, device: torch.device | str | None = None) -> torch.
         data: the ``DataConfig`` (``crop_size``, ``normalization``).
         device: where the model runs; None keeps the clips' device.
     """
+    from videoglore.data.yuv420 import YuvClips, yuv420_to_rgb
+
     if isinstance(clips, YuvClips):
         planes = clips.planes.to(device, non_blocking=True)
         geometry = clips.geometry.to(device, non_blocking=True)
@@ -70,6 +80,8 @@ def normalize(batch: torch.Tensor, kind: str = "official") -> torch.Tensor:
 
     The channel axis is the fourth from the end in both layouts.
     """
+    import torch
+
     if kind not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {kind!r}; choose from {sorted(NORMALIZATIONS)}")
     if batch.ndim not in (5, 6) or batch.shape[-4] != 3:
@@ -90,14 +102,30 @@ def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
     return max(short, round(height * short / width)), short
 
 
-def source_box(height: int, width: int, scaled: tuple[int, int], top: int, left: int, crop: int):
-    """The ``crop``² window at (top, left) of the frame scaled to ``scaled``, in source pixels."""
+def source_box(
+    height: int,
+    width: int,
+    scaled: tuple[int, int],
+    top: int,
+    left: int,
+    crop: int,
+    rotation: int = 0,
+) -> Box:
+    """The ``crop``² window at (top, left) of the frame scaled to ``scaled``, in source pixels.
+
+    ``height`` × ``width`` is the upright frame; with a ``rotation`` the box is that of the
+    stored frame (``pixels.stored_box``), snapped there.
+    """
     scaled_h, scaled_w = scaled
     box_h = min(height, max(1, round(crop * height / scaled_h)))
     box_w = min(width, max(1, round(crop * width / scaled_w)))
     y0 = min(round(top * height / scaled_h), height - box_h)
     x0 = min(round(left * width / scaled_w), width - box_w)
-    return pixels.snap(Box(y0, x0, box_h, box_w), height, width)
+    box = Box(y0, x0, box_h, box_w)
+    if rotation:
+        box = pixels.stored_box(box, height, width, rotation)
+        height, width = pixels.upright_size(height, width, rotation)  # the stored frame's
+    return pixels.snap(box, height, width)
 
 
 def train_box(
@@ -107,10 +135,12 @@ def train_box(
     crop_size: int,
     flip: bool,
     rng: np.random.Generator,
+    rotation: int = 0,
 ) -> tuple[Box, bool]:
-    """Random short side in ``scale_range`` (inclusive, clamped to >= crop), random crop, flip.
+    """Random short side in ``scale_range`` (inclusive, clamped to >= crop), random crop, flip,
+    in the upright ``height`` × ``width`` frame.
 
-    Returns the crop's box in source pixels and whether to mirror it.
+    Returns the crop's box in source (stored) pixels and whether to mirror it once upright.
     """
     lo, hi = (max(int(v), crop_size) for v in scale_range)
     short = int(rng.integers(lo, max(lo, hi) + 1))
@@ -118,7 +148,7 @@ def train_box(
     top = int(rng.integers(0, scaled[0] - crop_size + 1))
     left = int(rng.integers(0, scaled[1] - crop_size + 1))
     do_flip = bool(flip and rng.random() < 0.5)
-    return source_box(height, width, scaled, top, left, crop_size), do_flip
+    return source_box(height, width, scaled, top, left, crop_size, rotation), do_flip
 
 
 def crop_boxes(height: int, width: int, crop_size: int, num_crops: int) -> list[tuple[int, int]]:
@@ -143,15 +173,17 @@ def crop_boxes(height: int, width: int, crop_size: int, num_crops: int) -> list[
     return [(0, 0), (0, right), (bottom, 0), (bottom, right), centre]
 
 
-def yuv420_pad(sizes: Iterable[tuple[int, int]], short: int, crop_size: int) -> int:
-    """Side of the square buffer that holds any crop box of frames of these (h, w) sizes.
+def yuv420_pad(sizes: Iterable[tuple[int, int, int]], short: int, crop_size: int) -> int:
+    """Side of the square buffer that holds any crop box of frames of these upright
+    (height, width, rotation) sizes (``VideoList.frame_sizes``).
 
     ``short``: the smallest short side the frames are scaled to (the largest boxes). Each
     distinct size is boxed once (a list of 260k videos has a handful of sizes).
     """
     side = 4
-    for height, width in set(sizes):
-        box = source_box(height, width, short_side_size(height, width, short), 0, 0, crop_size)
+    for height, width, rotation in set(sizes):
+        scaled = short_side_size(height, width, short)
+        box = source_box(height, width, scaled, 0, 0, crop_size, rotation)
         side = max(side, box.height, box.width)
     return side + side % 4
 
@@ -159,7 +191,8 @@ def yuv420_pad(sizes: Iterable[tuple[int, int]], short: int, crop_size: int) -> 
 class TrainClip:
     """One training item, built frame by frame as ``video.decode_clip`` hands frames over.
 
-    The crop is drawn from ``rng`` when the first frame arrives (its size is then known).
+    The crop is drawn from ``rng`` when the first frame arrives (its size is then known), in
+    the frame turned ``rotation`` degrees clockwise (the video's upright orientation).
     ``result()``: rgb uint8 (3, T, S, S); yuv420 ``YuvClips`` (planes (T, 3P/2, P), geometry (4,)).
     """
 
@@ -172,8 +205,10 @@ class TrainClip:
         rng: np.random.Generator,
         output: str = "rgb",
         pad: int = 0,
+        rotation: int = 0,
     ) -> None:
         self.crop_size, self.scale_range, self.flip, self.rng = crop_size, scale_range, flip, rng
+        self.rotation = rotation
         self.box: Box | None = None
         self.size: tuple[int, int] | None = None
         self.mirror = False
@@ -183,12 +218,14 @@ class TrainClip:
         size = pixels.frame_size(frame)
         if self.box is None:
             self.size = size
+            upright = pixels.upright_size(*size, self.rotation)
             self.box, self.mirror = train_box(
-                *size, self.scale_range, self.crop_size, self.flip, self.rng
+                *upright, self.scale_range, self.crop_size, self.flip, self.rng, self.rotation
             )
         elif size != self.size:
             raise ValueError(f"frame size changes inside the video ({self.size} then {size})")
-        self.views.put_box(frame, [(0, t) for t in slots], self.box, self.mirror)
+        targets = [(0, t) for t in slots]
+        self.views.put_box(frame, targets, self.box, self.mirror, self.rotation)
 
     def result(self):
         return self.views.result(single=True)
@@ -197,7 +234,8 @@ class TrainClip:
 class EvalViews:
     """The K clips × C crops of a val/test item, built frame by frame (see ``TrainClip``).
 
-    Slot ``k * T + t`` is frame t of clip k; view ``k * C + c`` is clip k, crop c.
+    Slot ``k * T + t`` is frame t of clip k; view ``k * C + c`` is clip k, crop c. The crops
+    are placed in the frame turned ``rotation`` degrees clockwise.
     ``result()``: rgb uint8 (K*C, 3, T, S, S); yuv420 ``YuvClips`` ((K*C, T, 3P/2, P), (K*C, 4)).
     """
 
@@ -210,6 +248,7 @@ class EvalViews:
         num_crops: int,
         output: str = "rgb",
         pad: int = 0,
+        rotation: int = 0,
     ) -> None:
         self.num_frames, self.scale, self.crop_size, self.num_crops = (
             num_frames,
@@ -217,6 +256,7 @@ class EvalViews:
             crop_size,
             num_crops,
         )
+        self.rotation = rotation
         self.size: tuple[int, int] | None = None
         self.views = _Views(num_clips * num_crops, num_frames, crop_size, output, pad)
 
@@ -224,10 +264,12 @@ class EvalViews:
         size = pixels.frame_size(frame)
         if self.size is None:  # the boxes are fixed per video: work them out once
             self.size = size
-            self.scaled = short_side_size(*size, max(self.scale, self.crop_size))
+            upright = pixels.upright_size(*size, self.rotation)
+            self.scaled = short_side_size(*upright, max(self.scale, self.crop_size))
             self.corners = crop_boxes(*self.scaled, self.crop_size, self.num_crops)
+            crop, rotation = self.crop_size, self.rotation
             self.boxes = [
-                source_box(*size, self.scaled, *at, self.crop_size) for at in self.corners
+                source_box(*upright, self.scaled, *at, crop, rotation) for at in self.corners
             ]
         elif size != self.size:
             raise ValueError(f"frame size changes inside the video ({self.size} then {size})")
@@ -235,10 +277,11 @@ class EvalViews:
         clips_frames = [divmod(slot, self.num_frames) for slot in slots]  # (k, t) per slot
         if self.views.output == "yuv420" or C == 1:  # only the boxes' pixels are converted
             for c, box in enumerate(self.boxes):
-                self.views.put_box(frame, [(k * C + c, t) for k, t in clips_frames], box, False)
+                targets = [(k * C + c, t) for k, t in clips_frames]
+                self.views.put_box(frame, targets, box, False, self.rotation)
             return
         # 3 or 5 crops cover (nearly) the whole scaled frame: scale it once, cut the crops out
-        scaled = pixels.scale_frame(frame, *self.scaled)  # (3, h, w): one swscale call
+        scaled = pixels.scale_frame(frame, *self.scaled, self.rotation)  # (3, h, w) upright
         out = self.views.out
         for k, t in clips_frames:
             for c, (top, left) in enumerate(self.corners):
@@ -246,6 +289,12 @@ class EvalViews:
 
     def result(self):
         return self.views.result(single=False)
+
+    def array(self) -> np.ndarray:
+        """The rgb views as a numpy uint8 (K*C, 3, T, S, S) array, without torch."""
+        if self.views.output != "rgb":
+            raise ValueError("EvalViews.array() is for rgb output; use result() for yuv420")
+        return self.views.out
 
 
 class _Views:
@@ -263,12 +312,20 @@ class _Views:
             self.out = np.zeros((num_views, T, pad * 3 // 2, pad), np.uint8)
             self.geometry = np.zeros((num_views, 4), np.int32)
 
-    def put_box(self, frame, targets: list[tuple[int, int]], box: Box, mirror: bool) -> None:
+    def put_box(
+        self,
+        frame,
+        targets: list[tuple[int, int]],
+        box: Box,
+        mirror: bool,
+        rotation: int = 0,
+    ) -> None:
         """``box`` of ``frame`` into frame t of view v for every ``(v, t)`` in ``targets``:
-        converted (or its planes cut out) once, copied to the other targets."""
+        converted (or its planes cut out) once, turned ``rotation`` degrees clockwise, copied to
+        the other targets."""
         (view, first), *others = targets
         if self.output == "rgb":
-            pixels.scale_into(frame, box, self.out[view, :, first], flip=mirror)
+            pixels.scale_into(frame, box, self.out[view, :, first], mirror, rotation)
             for v, t in others:
                 self.out[v, :, t] = self.out[view, :, first]
             return
@@ -278,6 +335,8 @@ class _Views:
                 f"frame is larger than the list says; run prepare again"
             )
         y, u, v, colour = pixels.yuv420_box(frame, box)
+        if rotation:  # (h, w) → (w, h) for 90 and 270; chroma turns with luma
+            y, u, v = (pixels.rotate_plane(plane, rotation) for plane in (y, u, v))
         P, (h, w) = self.pad, y.shape
         for view, t in targets:
             planes = self.out[view, t]  # (3P/2, P): Y on top, then U | V side by side
@@ -287,6 +346,10 @@ class _Views:
             self.geometry[view] = (h, w, int(mirror), colour)
 
     def result(self, single: bool):
+        import torch
+
+        from videoglore.data.yuv420 import YuvClips
+
         out = torch.from_numpy(self.out[0] if single else self.out)
         if self.output == "rgb":
             return out

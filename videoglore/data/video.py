@@ -119,6 +119,7 @@ def decode_clip(
     indices_for: Callable[[int], np.ndarray],
     put: Put,
     reader: str = "pyav",
+    rotation: int = 0,
 ) -> None:
     """Decode the frames chosen by ``indices_for(video length)`` and hand each to ``put``.
 
@@ -126,6 +127,11 @@ def decode_clip(
     positions of that index in the flattened indices (a second pass after a failed seek hands
     frames again; they overwrite the first). Nothing stays open afterwards (one reader
     per call keeps memory bounded over long runs).
+
+    Frames are handed over as stored: ``rotation`` (the list's, read from the file's display
+    matrix by ``prepare``) is applied by the transforms. PyAV decodes the stored frames, but
+    decord 0.6 applies the display matrix itself, so its frames are turned back by ``rotation``
+    (anticlockwise) to the stored orientation: both readers give the transforms the same frames.
 
     Raises:
         VideoError: naming the file when it is missing, empty, undecodable or too short.
@@ -143,8 +149,10 @@ def decode_clip(
     for begin in range(0, len(unique), DECORD_BATCH):
         end = begin + DECORD_BATCH
         last = end >= len(unique)
-        frames = read_frames(path, unique[begin:end], reader=handle, rewind=last)  # (B, H, W, 3)
+        frames = read_frames(path, unique[begin:end], reader=handle, rewind=last)  # upright
         for frame, where in zip(frames, slots[begin:end], strict=True):
+            if rotation:  # np.rot90 turns anticlockwise: back to the stored frame
+                frame = np.ascontiguousarray(np.rot90(frame, rotation // 90))
             put(frame, where)
 
 

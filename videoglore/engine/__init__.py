@@ -15,7 +15,9 @@
     metrics                                  aggregate_views, topk_accuracy, ... (pure)
     optim                                    SGD + per-iteration warmup/step/cosine lr
     distributed                              the one device selector, process group, collectives
-    meter, run_log, run_lock                 speed/ETA, log.jsonl + TensorBoard, one trainer per run
+    meter, run_log, run_lock                 speed/ETA and progress bars, log.jsonl + TensorBoard,
+                                             one trainer per run
+    stops                                    SIGTERM and a lost rank end a run in one line
 
 Modules are imported where used so that ``import videoglore.engine`` stays light.
 """

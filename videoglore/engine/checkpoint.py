@@ -11,7 +11,8 @@ Layout under the run directory::
 A checkpoint (``payload``, read back by ``restore``) is a dict with ``model`` (unwrapped state
 dict), ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (finished epochs), ``iteration``
 (finished optimizer steps), ``rng`` (every rank's generators), ``config`` (config_to_dict),
-``classes``, ``best_acc``, ``iters_per_epoch``, ``world_size`` and ``metrics``: enough to resume
+``classes``, ``best_acc``, ``iters_per_epoch``, ``world_size``, ``metrics`` and ``weights_source``
+(the file ``model.weights`` started from, with its classes): enough to resume
 training exactly and to rebuild the model for testing (nanoGPT style), stored as tensors and
 plain data so that it loads with ``weights_only=True``. Writes are atomic
 (``data_prep.files.atomic_open``): a killed process or a full disk leaves either the old or the
@@ -70,9 +71,11 @@ def payload(
     iters_per_epoch: int,
     world_size: int,
     metrics: dict,
+    weights_source: dict | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict of a training run (``model`` is the plain, unwrapped module; ``rng``
-    holds every rank's ``rng_state()``)."""
+    holds every rank's ``rng_state()``; ``weights_source``: the file ``model.weights`` started
+    the net from, with its class names, ``models.loading.WeightsSource.record()``)."""
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -87,6 +90,7 @@ def payload(
         "iters_per_epoch": iters_per_epoch,
         "world_size": world_size,
         "metrics": {**metrics, "partial": state.partial},
+        "weights_source": weights_source or {},
     }
 
 

@@ -32,6 +32,7 @@ class Runtime:
     world_size: int
     local_rank: int
     device: torch.device
+    caller_threads: int = 0  # torch's thread count to put back at ``cleanup`` (0: unchanged)
 
     @property
     def distributed(self) -> bool:
@@ -57,9 +58,12 @@ def select_device(device: str = "auto", local_rank: int = 0) -> torch.device:
 
 
 def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
-    """Pick the device, set torch's intra-op ``threads`` (0: leave torch's default) and, under
-    torchrun, join the process group (once per process)."""
+    """Pick the device, set torch's intra-op ``threads`` (``runtime.threads``; 0: leave the
+    count as it is) until ``cleanup``, and, under torchrun, join the process group (once per
+    process)."""
+    caller_threads = 0
     if threads > 0:
+        caller_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -69,7 +73,7 @@ def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         log.info("rank %d/%d joined the process group on %s", rank, world_size, dev)
-    return Runtime(rank, world_size, local_rank, dev)
+    return Runtime(rank, world_size, local_rank, dev, caller_threads)
 
 
 def all_reduce_sum(values: list[float], rt: Runtime) -> list[float]:
@@ -126,6 +130,18 @@ def _one_line(exc: Exception) -> TrainingError:
     return TrainingError(f"rank 0: {first_line(exc)}")
 
 
+def lost_rank(exc: BaseException, rt: Runtime) -> bool:
+    """Whether ``exc`` is a collective that failed because another rank is gone (killed, its node
+    lost): NCCL raises ``DistBackendError`` (after its timeout), gloo a ``RuntimeError`` from its
+    transport ("Connection closed by peer") at once."""
+    if not rt.distributed:
+        return False
+    return isinstance(exc, dist.DistError) or "gloo/transport" in str(exc)
+
+
 def cleanup(rt: Runtime) -> None:
+    """Leave the process group and put torch's thread count back (``setup_runtime``)."""
     if rt.distributed and dist.is_initialized():
         dist.destroy_process_group()
+    if rt.caller_threads:
+        torch.set_num_threads(rt.caller_threads)

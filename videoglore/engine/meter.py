@@ -1,5 +1,5 @@
 """Speed, data wait and ETA of the training loop (the role of torchvision's ``MetricLogger``),
-and the progress bar that shows them.
+and the progress bars (tqdm, rank 0) of training, validation and testing that show them.
 
 The loop takes its batches through ``StepMeter.timed``: the time spent inside the loader's
 ``next`` (worker start-up included) is *data wait*, the loader was slower than the device;
@@ -57,8 +57,12 @@ class StepMeter:
         return steps_left * self.elapsed / max(self.steps, 1)
 
 
-def progress_bar(enabled: bool, total: int, done: int, epoch: int, epochs: int):
-    """A tqdm bar for one epoch (disabled on ranks other than 0)."""
+def progress_bar(
+    enabled: bool, total: int, desc: str, *, done: int = 0, unit: str = "it", leave: bool = False
+):
+    """A tqdm bar (elapsed < remaining, rate) of ``total`` steps or videos, ``done`` of them
+    already; disabled on ranks other than 0 (``enabled``). ``leave``: keep the last state on
+    screen when closed."""
     from tqdm import tqdm
 
     return tqdm(
@@ -66,8 +70,9 @@ def progress_bar(enabled: bool, total: int, done: int, epoch: int, epochs: int):
         initial=done,
         disable=not enabled,
         dynamic_ncols=True,
-        desc=f"epoch {epoch + 1}/{epochs}",
-        leave=False,
+        desc=desc,
+        unit=unit,
+        leave=leave,
     )
 
 

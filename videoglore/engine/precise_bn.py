@@ -43,6 +43,11 @@ statistics, i.e. evaluation, change.
 
 The batches come from the training loader under epoch keys of their own (``batch_key``): fresh
 clips and augmentations that depend only on (seed, epoch), so a resumed run replays them.
+
+A NaN or Inf in the running statistics (``non_finite_statistics``) makes every eval-mode output
+NaN; the trainer then skips the epoch's validation and names the layer
+(``statistics_problem``). With ``ema`` such a value never leaves the moving average; ``exact``
+recomputes the statistics from scratch, also those a resumed checkpoint holds.
 """
 
 from __future__ import annotations
@@ -242,6 +247,49 @@ def average_running_stats(model: nn.Module, rt: Runtime) -> None:
     for buf in buffers:
         buf.copy_(flat[offset : offset + buf.numel()].view_as(buf))
         offset += buf.numel()
+
+
+# |running mean| or running variance of activations near float overflow (GloRe's output BN sees
+# variances of 1e8 in a healthy tiny fine-tune: its unnormalised node states grow with T*H*W)
+HUGE_STATISTIC = 1e20
+
+
+def running_statistics(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """``(name, buffer)`` of every BatchNorm running_mean / running_var of ``model``, in module
+    order (roughly the order of the forward pass)."""
+    return [
+        (f"{name}.{kind}", buf)
+        for name, module in model.named_modules()
+        if isinstance(module, _BatchNorm) and module.track_running_stats
+        for kind in ("running_mean", "running_var")
+        if (buf := getattr(module, kind)) is not None
+    ]
+
+
+def non_finite_statistics(model: nn.Module) -> list[str]:
+    """Names of the BatchNorm running statistics of ``model`` that hold a NaN or Inf: in eval
+    mode every output then is NaN (the next layer mixes every channel)."""
+    return [name for name, buf in running_statistics(model) if not bool(buf.isfinite().all())]
+
+
+def statistics_problem(model: nn.Module) -> tuple[str, str] | None:
+    """What is wrong with the BatchNorm running statistics of ``model``, as ``(kind, detail)``:
+    ("non-finite", "3 of 114 buffers, first NAME (5 of 64 values NaN/Inf)") or ("huge", ...);
+    None when every value is finite and below ``HUGE_STATISTIC``."""
+    stats = running_statistics(model)
+    bad = [(name, buf) for name, buf in stats if not bool(buf.isfinite().all())]
+    if bad:
+        name, buf = bad[0]
+        values = int((~buf.isfinite()).sum())
+        detail = f"first {name} ({values} of {buf.numel()} values NaN/Inf)"
+        return "non-finite", f"{len(bad)} of {len(stats)} buffers, {detail}"
+    peaks = [(float(buf.abs().max()), name) for name, buf in stats if buf.numel()]
+    huge = [(peak, name) for peak, name in peaks if peak > HUGE_STATISTIC]
+    if huge:
+        peak, name = max(huge)
+        detail = f"above {HUGE_STATISTIC:.0e}, largest {name} ({peak:.2e})"
+        return "huge", f"{len(huge)} of {len(stats)} buffers {detail}"
+    return None
 
 
 @contextlib.contextmanager

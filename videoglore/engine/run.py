@@ -1,7 +1,8 @@
 """A training run: ``build_run(cfg, rt)`` makes everything ``trainer.fit`` needs, resumed from the
 newest readable checkpoint of ``cfg.output.dir`` when there is one.
 
-    config ─▶ classes, model (weights, SyncBN, device, channels_last) ─▶ train loader
+    config ─▶ classes, model (models.loading: pretrained, weights; SyncBN, device, channels_last)
+      ─▶ train loader
       ─▶ SGD + per-iteration schedule (lr scaled to the global batch) ─▶ resume (checkpoint.restore)
       ─▶ DDP / torch.compile wrapper ─▶ val loader, run log ─▶ Run
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from data_prep.files import first_line
 from data_prep.lists import read_classes
+from videoglore import zoo
 from videoglore.config import Config, TrainConfig
 from videoglore.data import YuvClips, build_loader
 from videoglore.engine import checkpoint as ckpt
@@ -35,7 +38,8 @@ from videoglore.engine.optim import (
 )
 from videoglore.engine.run_log import RunLog
 from videoglore.errors import ConfigError
-from videoglore.models import build_model
+from videoglore.models import load_model, model_name
+from videoglore.models.flops import module_flops
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ class Run:
     iters_per_epoch: int
     state: ckpt.TrainState
     log: RunLog  # writes on rank 0 only
+    # what model.weights gave (models.loading.WeightsSource.record()), recorded in checkpoints
+    weights_source: dict = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -95,7 +101,7 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     seed_everything(tc.seed, tc.deterministic)
     fast = fast_path(cfg.runtime, rt.device)
     classes = read_run_classes(cfg)
-    model = _build_model(cfg, rt, fast, len(classes))
+    model, weights_source = _build_model(cfg, rt, fast, classes)
     train_loader = build_loader(cfg, "train", distributed=rt.distributed, batch_size=tc.batch_size)
     batch = global_batch(cfg, rt)
     iters_per_epoch = len(train_loader)  # before any skip_first
@@ -111,6 +117,8 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     _align_schedule(optimizer, scheduler, state, iters_per_epoch, scaled_lr(tc, batch))
     if state.iteration == 0:  # same init on every rank above; different dropout draws below
         seed_everything(tc.seed + rt.rank, tc.deterministic)
+        if rt.is_main:
+            _say_if_from_scratch(cfg)
     val_loader = None
     if tc.val_every > 0 and cfg.data.val_list:
         val_loader = build_loader(cfg, "val", distributed=rt.distributed, batch_size=tc.batch_size)
@@ -124,6 +132,7 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
         train_loader=train_loader,
         val_loader=val_loader,
         classes=classes,
+        weights_source=weights_source,
         iters_per_epoch=iters_per_epoch,
         state=state,
         log=run_log,
@@ -131,24 +140,101 @@ def build_run(cfg: Config, rt: Runtime) -> Run:
     )
 
 
+def start_summary(run: Run) -> str:
+    """What a run is about to do, on one screen: the lines the trainer logs when it starts."""
+    cfg, rt, tc, data = run.cfg, run.rt, run.cfg.train, run.cfg.data
+    state, fast = run.state, run.fast
+    start = "new run"
+    if state.iteration:
+        start = f"resumed at iteration {state.iteration} from {state.last_checkpoint}"
+    params = sum(p.numel() for p in run.model.parameters()) / 1e6
+    clip = (data.num_frames, data.crop_size, data.crop_size)
+    val = len(run.val_loader.dataset) if run.val_loader is not None else 0
+    batch = global_batch(cfg, rt)
+    device = str(rt.device)
+    if rt.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(rt.device)})"
+    precision = {None: "float32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}
+    lines = [
+        f"run      {run.run_dir}: {start}; {tc.epochs} epochs of {run.iters_per_epoch} iterations",
+        f"model    {model_name(cfg.model)} (width {cfg.model.width:g}, {len(run.classes)} "
+        f"classes): {params:.2f} M parameters, {model_gflops(run.model, clip, rt.device)} per "
+        f"{clip[0]}x{clip[1]}x{clip[2]} clip",
+        f"data     {len(run.train_loader.dataset)} training videos, {val} validation videos; "
+        f"{data.num_frames} frames every {data.frame_interval}, {data.num_workers} loader "
+        f"workers per rank (1 thread each), reader {data.reader}",
+        f"batch    {tc.batch_size} clips x {rt.world_size} ranks = {batch} per step; lr "
+        f"{scaled_lr(tc, batch):.4g} (train.lr {tc.lr:g} at {tc.lr_batch} clips)",
+        f"device   {device} x {rt.world_size}: {precision[fast.dtype]}, channels_last_3d "
+        f"{_on(fast.channels_last)}, torch.compile {_on(fast.compile)}; "
+        f"{torch.get_num_threads()} torch threads (runtime.threads={cfg.runtime.threads})",
+    ]
+    return "\n".join(lines)
+
+
+_GFLOPS: dict[tuple, str] = {}  # (model config, clip) → text: one count per process
+
+
+def model_gflops(model: nn.Module, clip: tuple[int, int, int], device: torch.device) -> str:
+    """The "N.NN GFLOPs" of one forward of a ``clip`` (T, H, W) through ``model`` (fvcore, one
+    multiply-add = one FLOP, as ``run.py flops``), or why it was not counted. One count
+    costs a traced forward at batch 1 (tenths of a second on a GPU, seconds for a full-size net
+    on a CPU), so the result is kept per architecture (parameter shapes) and clip."""
+    key = (type(model).__name__, clip, tuple(tuple(p.shape) for p in model.parameters()))
+    if key not in _GFLOPS:
+        try:
+            count = module_flops(model, torch.zeros(1, 3, *clip, device=device))[""]
+            gflops = count / 1e9  # as the README's table for full-size nets, 3 digits for tiny ones
+            _GFLOPS[key] = f"{gflops:.2f} GFLOPs" if gflops >= 1 else f"{gflops:.3g} GFLOPs"
+        except Exception as exc:  # a summary line must not stop a run
+            _GFLOPS[key] = f"GFLOPs not counted ({first_line(exc)})"
+    return _GFLOPS[key]
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
 def global_batch(cfg: Config, rt: Runtime) -> int:
     """Clips per optimizer step over all ranks (the lr is scaled to it)."""
     return cfg.train.batch_size * rt.world_size
 
 
-def _build_model(cfg: Config, rt: Runtime, fast: FastPath, num_classes: int) -> nn.Module:
-    model = build_model(cfg.model)  # also loads model.pretrained / model.weights
-    if model.num_classes != num_classes:
+def _build_model(
+    cfg: Config, rt: Runtime, fast: FastPath, classes: list[str]
+) -> tuple[nn.Module, dict]:
+    """The net of ``cfg.model`` with ``model.pretrained`` and ``model.weights`` loaded under the
+    fine-tuning rules (``models.loading``), placed on the device; and what ``model.weights`` gave
+    (``WeightsSource.record()``, {} without), which every checkpoint of the run records."""
+    if cfg.model.num_classes != len(classes):
         raise ConfigError(
-            f"model.num_classes={model.num_classes} but {num_classes} classes are listed in the "
-            f"class file; set model.num_classes={num_classes}"
+            f"model.num_classes={cfg.model.num_classes} but {len(classes)} classes are listed in "
+            f"the class file; set model.num_classes={len(classes)}"
         )
+    weights = cfg.model.weights or None
+    model, source = load_model(cfg.model, weights, classes=classes, fine_tune=True)
     if cfg.train.sync_bn and rt.distributed:
         if rt.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:
             log.warning("train.sync_bn needs CUDA; using per-process BatchNorm on CPU")
-    return place_model(model, rt.device, fast)
+    return place_model(model, rt.device, fast), source.record() if source else {}
+
+
+def _say_if_from_scratch(cfg: Config) -> None:
+    """One line when a fresh run starts from random weights: the released recipes start from
+    inflated ImageNet weights (``model.pretrained``), and an empty value is easy to miss."""
+    if cfg.model.pretrained or cfg.model.weights:
+        return
+    name = model_name(cfg.model)
+    base = name.removesuffix("_glore")
+    released = [f"zoo:{n}" for n, e in zoo.ZOO.items() if e.kind == "pretrained" and e.net == base]
+    log.info(
+        "training %s from scratch (random weights): model.pretrained and model.weights are "
+        "empty; the released recipe starts from ImageNet weights%s",
+        name,
+        f", e.g. model.pretrained={released[0]}" if released else "",
+    )
 
 
 def _wrap(model: nn.Module, rt: Runtime, fast: FastPath) -> nn.Module:

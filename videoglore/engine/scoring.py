@@ -22,6 +22,7 @@ from torch import nn
 from data_prep.lists import VideoRecord
 from videoglore.config import Config
 from videoglore.engine.forward import FastPath, forward_views
+from videoglore.engine.meter import progress_bar
 from videoglore.engine.metrics import (
     aggregate_views,
     mean_class_accuracy,
@@ -32,28 +33,38 @@ from videoglore.engine.metrics import (
 
 @torch.no_grad()
 def score_videos(
-    model: nn.Module, loader, cfg: Config, device: torch.device, fast: FastPath
+    model: nn.Module,
+    loader,
+    cfg: Config,
+    device: torch.device,
+    fast: FastPath,
+    progress: bool = False,
 ) -> dict:
     """This rank's per-video scores, clip-level hit counts and the number of videos with
-    non-finite scores (plain data, for gathering)."""
+    non-finite scores (plain data, for gathering); ``progress``: a bar with the ETA of this
+    rank's videos (rank 0)."""
     model.eval()
     indices, labels, scores, skipped = [], [], [], []
     clip_hits = {"top1": 0, "top5": 0, "count": 0}
     non_finite = 0  # videos with a NaN/Inf score in any view
-    for views, batch_labels, batch_indices, batch_skipped in loader:
-        skipped.extend(batch_skipped)
-        if batch_labels.numel() == 0:
-            continue
-        B, V = views.shape[:2]  # views (B, V, 3, T, S, S)
-        logits = forward_views(model, views.flatten(0, 1), cfg, device, fast)  # (B*V, K)
-        view_labels = batch_labels.repeat_interleave(V)
-        clip_hits["top1"] += int(topk_correct(logits, view_labels, 1).sum())
-        clip_hits["top5"] += int(topk_correct(logits, view_labels, 5).sum())
-        clip_hits["count"] += B * V
-        non_finite += int((~logits.view(B, -1).isfinite().all(dim=1)).sum())
-        scores.append(aggregate_views(logits.view(B, V, -1), cfg.test.aggregate).numpy())
-        indices.extend(batch_indices.tolist())
-        labels.extend(batch_labels.tolist())
+    total = len(loader.sampler) if progress else 0  # videos of this rank
+    with progress_bar(progress, total, "test", unit="video", leave=True) as bar:
+        for views, batch_labels, batch_indices, batch_skipped in loader:
+            skipped.extend(batch_skipped)
+            if batch_labels.numel() == 0:
+                bar.update(len(batch_skipped))
+                continue
+            B, V = views.shape[:2]  # views (B, V, 3, T, S, S)
+            logits = forward_views(model, views.flatten(0, 1), cfg, device, fast)  # (B*V, K)
+            view_labels = batch_labels.repeat_interleave(V)
+            clip_hits["top1"] += int(topk_correct(logits, view_labels, 1).sum())
+            clip_hits["top5"] += int(topk_correct(logits, view_labels, 5).sum())
+            clip_hits["count"] += B * V
+            non_finite += int((~logits.view(B, -1).isfinite().all(dim=1)).sum())
+            scores.append(aggregate_views(logits.view(B, V, -1), cfg.test.aggregate).numpy())
+            indices.extend(batch_indices.tolist())
+            labels.extend(batch_labels.tolist())
+            bar.update(B + len(batch_skipped))
     k = getattr(model, "num_classes", 0)
     return {
         "indices": indices,
@@ -99,10 +110,11 @@ def merge_parts(parts: list[dict]) -> TestScores:
 
 
 def video_metrics(
-    merged: TestScores, records: list[VideoRecord], num_classes: int, cfg: Config
+    merged: TestScores, records: list[VideoRecord], classes: list[str], cfg: Config
 ) -> dict:
-    """The numbers of metrics.json (accuracies are fractions in [0, 1])."""
+    """The numbers of metrics.json (accuracies are fractions in [0, 1]), ``per_class`` last."""
     clip_count = max(merged.clip["count"], 1)
+    num_classes = len(classes)
     return {
         "num_videos": int(len(merged.order)),
         "num_skipped": len(merged.skipped),
@@ -117,4 +129,18 @@ def video_metrics(
         "num_crops": cfg.test.num_crops,
         "aggregate": cfg.test.aggregate,
         "skipped": [records[i].path for i in merged.skipped],
+        "per_class": per_class_accuracy(merged.predictions, merged.labels.numpy(), classes),
+    }
+
+
+def per_class_accuracy(
+    predictions: np.ndarray, labels: np.ndarray, classes: list[str]
+) -> dict[str, dict]:
+    """Class name → ``{"accuracy": video top-1 of its videos (None without any), "count":
+    its videos}``, in class order (what ``mean_class_accuracy`` averages)."""
+    count = np.bincount(labels, minlength=len(classes))
+    right = np.bincount(labels[predictions == labels], minlength=len(classes))
+    return {
+        name: {"accuracy": float(right[c] / count[c]) if count[c] else None, "count": int(count[c])}
+        for c, name in enumerate(classes)
     }

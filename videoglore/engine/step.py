@@ -21,15 +21,15 @@ from torch import nn
 
 from videoglore.engine.distributed import all_reduce_sum
 from videoglore.engine.metrics import topk_correct
-from videoglore.errors import TrainingError
+from videoglore.errors import TrainingError, explain_out_of_memory
 
 if TYPE_CHECKING:
     from videoglore.engine.run import Run
 
 OOM_ADVICE = (
-    "out of GPU memory {where}; lower train.batch_size (the lr is rescaled automatically), use "
-    "shorter clips (data.num_frames) or smaller crops (data.crop_size), keep runtime.amp=bf16/fp16 "
-    "and runtime.channels_last=auto"
+    "lower train.batch_size (the lr is rescaled automatically), use shorter clips "
+    "(data.num_frames) or smaller crops (data.crop_size), keep runtime.amp=bf16/fp16 and "
+    "runtime.channels_last=auto"
 )
 
 
@@ -49,10 +49,11 @@ def sgd_step(
             decay, no momentum): their gradients are dropped before the optimizer step.
 
     Raises:
-        TrainingError: a non-finite loss (nothing is saved) or out of GPU memory, with advice.
+        TrainingError: a non-finite loss (nothing is saved) or out of (GPU or CPU) memory,
+            with advice.
     """
     tc, rt = run.cfg.train, run.rt
-    try:
+    with explain_out_of_memory(where, OOM_ADVICE):
         labels = labels.to(rt.device, non_blocking=True)
         logits = run.forward(run.net, clips)  # (B, K)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc.label_smoothing)
@@ -78,6 +79,4 @@ def sgd_step(
             nn.utils.clip_grad_norm_(params, tc.clip_grad)
         run.scaler.step(run.optimizer)
         run.scaler.update()
-    except torch.OutOfMemoryError:
-        raise TrainingError(OOM_ADVICE.format(where=where)) from None
     return loss_sum, correct_sum, n

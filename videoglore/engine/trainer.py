@@ -6,9 +6,13 @@ Data flow of one step (per process, ``step.sgd_step``)::
       autocast──▶ logits (B, K) ──CE (label smoothing)──▶ loss ──backward (GradScaler for fp16)
       ──▶ clip grad ─▶ SGD step ─▶ per-iteration lr schedule
 
-``train`` takes the run lock, ``run.build_run`` builds or resumes everything, ``fit`` loops over
-epochs: ``train_one_epoch`` (steps, mid-epoch checkpoints), precise BN (``train.precise_bn``,
-``engine/precise_bn.py``), ``evaluate`` (one centre clip per video), then the epoch checkpoint.
+``train`` takes the run lock, ``run.build_run`` builds or resumes everything (a run the resume
+checks refuse has changed nothing in the folder: config.yaml is written only after them), ``fit``
+loops over epochs: ``train_one_epoch`` (steps, mid-epoch checkpoints), precise BN
+(``train.precise_bn``, ``engine/precise_bn.py``), ``evaluate`` (one centre clip per video), then
+the epoch checkpoint. Every rank stops together, in one line, when a write of rank 0 fails
+(``check_outputs`` every ``train.log_every`` steps), on SIGTERM and when a rank is lost
+(``engine/stops.py``).
 Resuming is exact: the train order of an epoch is a function of (seed, epoch) only
 (``TrainSampler.set_epoch``), each clip's augmentation is a function of (seed, epoch, index)
 (``videoglore.data``), the precise-BN batches are a function of (seed, epoch), the lr schedule
@@ -41,26 +45,45 @@ from videoglore.engine.forward import FastPath, forward_batch
 from videoglore.engine.meter import StepMeter, duration, progress_bar
 from videoglore.engine.metrics import topk_correct
 from videoglore.engine.plots import plot_curves
-from videoglore.engine.precise_bn import precise_bn_batches, run_precise_bn
-from videoglore.engine.run import Run, build_run, global_batch
+from videoglore.engine.precise_bn import (
+    non_finite_statistics,
+    precise_bn_batches,
+    run_precise_bn,
+    statistics_problem,
+)
+from videoglore.engine.run import Run, build_run, global_batch, start_summary
 from videoglore.engine.run_lock import RunLock
 from videoglore.engine.step import sgd_step
-from videoglore.errors import TrainingError
+from videoglore.engine.stops import RESUME, Stops
+from videoglore.errors import OutputError, TrainingError
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: Config) -> dict:
-    """Train (or resume) the run in ``cfg.output.dir``; returns final metrics on every rank."""
+    """Train (or resume) the run in ``cfg.output.dir``; returns final metrics on every rank.
+
+    Raises:
+        TrainingError: the run cannot go on (also: stopped by SIGTERM, another rank lost), with
+            the iteration and the last checkpoint named.
+    """
     rt = setup_runtime(cfg.runtime.device, cfg.runtime.threads)
     lock = RunLock(cfg.output.dir)  # one trainer per run directory; rank 0 holds it
+    run, stops = None, Stops()
     try:
-        on_main(lambda: _take_run_dir(lock, cfg), rt)
-        run = build_run(cfg, rt)
-        try:
-            result = fit(run)
-        finally:
-            run.log.close()
+        with stops.on_sigterm():
+            on_main(lock.acquire, rt)
+            run = build_run(cfg, rt)  # resume checks: nothing in the folder has changed so far
+            try:
+                on_main(lambda: _accept_run_dir(run), rt)
+                result = fit(run)
+            finally:
+                run.log.close()
+    except BaseException as exc:
+        message = stops.message(exc, rt, _where(run))
+        if message is None:
+            raise
+        raise TrainingError(message) from None
     finally:
         lock.release()  # a no-op where not held
         cleanup(rt)
@@ -75,13 +98,21 @@ def train(cfg: Config) -> dict:
     }
 
 
-def _take_run_dir(lock: RunLock, cfg: Config) -> None:
-    """Rank 0: lock the run directory, clear what killed writers left, save the config."""
-    lock.acquire()
+def _accept_run_dir(run: Run) -> None:
+    """Rank 0, once the run passed the resume checks: clear what killed writers left, save the
+    config (before this point a refused run has changed nothing in the folder)."""
     # Under the lock no other trainer writes here: temp files are leftovers of killed writers.
-    for path in remove_stale_temps(ckpt.checkpoint_dir(lock.run_dir)):
+    for path in remove_stale_temps(ckpt.checkpoint_dir(run.run_dir)):
         log.info("removed %s, left by a writer that was killed", path)
-    save_config(cfg, lock.run_dir / "config.yaml")
+    save_config(run.cfg, run.run_dir / "config.yaml")
+
+
+def _where(run: Run | None) -> str:
+    """ " at iteration N; last checkpoint: PATH" for the messages of a stopped run."""
+    if run is None:
+        return " while starting"
+    last = run.state.last_checkpoint or "none yet"
+    return f" at iteration {run.state.iteration}; last checkpoint: {last}"
 
 
 def fit(run: Run) -> dict:
@@ -93,9 +124,14 @@ def fit(run: Run) -> dict:
     result: dict = {}
     while state.epoch < tc.epochs:
         result = train_one_epoch(run)
+        bad_statistics = False
         if tc.precise_bn > 0:  # released recipe: precise BN, then validate and save
             result |= _precise_bn(run)
-        if run.val_loader is not None and (state.epoch + 1) % tc.val_every == 0:
+            # averaged over the ranks: every rank decides alike
+            bad_statistics = bool(non_finite_statistics(run.model))
+        if bad_statistics:  # every video would score NaN: skip hours of validation
+            result["val_skipped"] = 1
+        elif run.val_loader is not None and (state.epoch + 1) % tc.val_every == 0:
             # the plain module: no DDP collectives, so uneven val shards cannot hang
             result |= evaluate(run.model, run.val_loader, run.cfg, run.rt, run.fast)
         state.epoch, state.partial = state.epoch + 1, {}
@@ -104,16 +140,62 @@ def fit(run: Run) -> dict:
         state.best_acc = result["val_top1"] if is_best else state.best_acc
         path = save(run, ckpt.epoch_path(run.run_dir, state.epoch), result, is_best)
         run.log.write("epoch", state.iteration, epoch=state.epoch, **result)
-        if non_finite:
-            raise TrainingError(
-                f"validation of {path} (epoch {state.epoch}): non-finite scores (NaN/Inf) for "
-                f"{non_finite} of {len(run.val_loader.dataset)} videos; best.pt was not updated. "
-                "Lower train.lr or set train.clip_grad"
-            )
+        if non_finite or bad_statistics:
+            raise TrainingError(_non_finite_message(run, path, non_finite))
+        on_main(lambda: _plot_curves(run), run.rt)
+        check_outputs(run)
         if run.rt.is_main:
-            _plot_curves(run.run_dir)
             log.info("epoch %d/%d: %s", state.epoch, tc.epochs, _fmt(result))
     return result
+
+
+def _non_finite_message(run: Run, path: Path, non_finite: int) -> str:
+    """Why epoch ``state.epoch`` (saved as ``path``, never as best.pt) stops the run, pointing at
+    BatchNorm running statistics when they are the cause."""
+    tc, epoch = run.cfg.train, run.state.epoch
+    if non_finite:
+        videos = len(run.val_loader.dataset)
+        head = f"validation of {path} (epoch {epoch}): non-finite scores (NaN/Inf) for "
+        head += f"{non_finite} of {videos} videos; best.pt was not updated"
+    else:
+        head = f"epoch {epoch} ({path}): validation skipped (every video would score NaN); "
+        head += "best.pt was not updated"
+    problem = statistics_problem(run.model)
+    if problem and tc.precise_bn > 0:
+        kind, detail = problem
+        return f"{head}. BatchNorm running statistics are {kind} after precise BN: {detail}. " + (
+            "Set train.precise_bn_average=exact (recomputed from the final weights: a NaN never "
+            "leaves a moving average) and resume; if they stay so, activations overflow before "
+            "that layer: lower train.lr, set train.clip_grad, or train.precise_bn_update=none "
+            "(precise BN then trains no weight)"
+        )
+    if problem:
+        kind, detail = problem
+        return (
+            f"{head}. BatchNorm running statistics are {kind} after training: {detail}. Lower "
+            "train.lr or set train.clip_grad"
+        )
+    if tc.precise_bn == 0:
+        return (
+            f"{head}. Lower train.lr or set train.clip_grad; a net trained from scratch (GloRe "
+            "units above all) may need precise BN, as BatchNorm statistics that lag the weights "
+            "overflow in eval mode: train.precise_bn=6 train.precise_bn_update=none "
+            "train.precise_bn_average=exact, as configs/demo.yaml"
+        )
+    return f"{head}. Lower train.lr or set train.clip_grad"
+
+
+def check_outputs(run: Run) -> None:
+    """Stop every rank when a write of rank 0's run log failed (disk full, permission, read-only
+    folder): one line naming the folder, the iteration and the last checkpoint."""
+
+    def check() -> None:
+        try:
+            run.log.check()
+        except OutputError as exc:
+            raise OutputError(f"{exc}; training stopped{_where(run)}; {RESUME}") from None
+
+    on_main(check, run.rt)
 
 
 def _precise_bn(run: Run) -> dict:
@@ -132,19 +214,22 @@ def train_one_epoch(run: Run) -> dict:
     sums = dict(state.partial or {"loss": 0.0, "correct": 0.0, "count": 0.0})
     run.net.train()
     meter = StepMeter()
-    bar = progress_bar(run.rt.is_main, run.iters_per_epoch, done, state.epoch, tc.epochs)
-    for clips, labels, *_ in meter.timed(loader):
-        lr = run.optimizer.param_groups[0]["lr"]  # the lr this step uses
-        loss_sum, correct_sum, n = train_step(run, clips, labels)
-        meter.step_done(int(n))
-        for key, value in (("loss", loss_sum), ("correct", correct_sum), ("count", n)):
-            sums[key] += value
-        _report_step(run, meter, bar, loss_sum / n, lr)
-        every, at_end = tc.ckpt_every_iters, state.iteration % run.iters_per_epoch == 0
-        if every > 0 and state.iteration % every == 0 and not at_end:
-            state.partial = dict(sums)
-            save(run, ckpt.iter_path(run.run_dir, state.epoch, state.iteration), {}, False)
-    bar.close()
+    desc = f"epoch {state.epoch + 1}/{tc.epochs}"
+    # closed however the epoch ends: an error line never lands after a half-drawn bar
+    with progress_bar(run.rt.is_main, run.iters_per_epoch, desc, done=done) as bar:
+        for clips, labels, *_ in meter.timed(loader):
+            lr = run.optimizer.param_groups[0]["lr"]  # the lr this step uses
+            loss_sum, correct_sum, n = train_step(run, clips, labels)
+            meter.step_done(int(n))
+            for key, value in (("loss", loss_sum), ("correct", correct_sum), ("count", n)):
+                sums[key] += value
+            _report_step(run, meter, bar, loss_sum / n, lr)
+            if state.iteration % tc.log_every == 0:
+                check_outputs(run)
+            every, at_end = tc.ckpt_every_iters, state.iteration % run.iters_per_epoch == 0
+            if every > 0 and state.iteration % every == 0 and not at_end:
+                state.partial = dict(sums)
+                save(run, ckpt.iter_path(run.run_dir, state.epoch, state.iteration), {}, False)
     count = max(sums["count"], 1.0)
     return {"train_loss": sums["loss"] / count, "train_top1": sums["correct"] / count}
 
@@ -155,7 +240,7 @@ def _report_step(run: Run, meter: StepMeter, bar, loss: float, lr: float) -> Non
     speed, wait = meter.clips_per_s, meter.data_wait_pct
     values = dict(loss=loss, lr=lr, clips_per_s=speed, data_wait=wait)
     run.log.write("train_step", state.iteration, epoch=state.epoch, **values)
-    if state.iteration % max(1, tc.log_every) == 0 or meter.steps == 1:
+    if state.iteration % tc.log_every == 0 or meter.steps == 1:
         eta = meter.eta(tc.epochs * run.iters_per_epoch - state.iteration)
         bar.set_postfix(
             loss=f"{loss:.3f}",
@@ -182,25 +267,32 @@ def train_step(run: Run, clips, labels: torch.Tensor) -> tuple[float, float, flo
 def evaluate(model: nn.Module, loader, cfg: Config, rt: Runtime, fast: FastPath) -> dict:
     """Single centre clip per video (split "val", as the released code validates): val_loss,
     val_top1, val_top5; or, when any video gets non-finite scores (NaN/Inf), only their count
-    ``val_non_finite`` (no accuracy means anything then, and no best model is picked)."""
+    ``val_non_finite`` (no accuracy means anything then, and no best model is picked). Videos
+    that cannot be read (deleted, corrupt) are left out and counted: ``val_skipped``."""
     model.eval()
-    loss, top1, top5, count, non_finite = 0.0, 0.0, 0.0, 0.0, 0.0
-    for clips, labels, *_ in loader:
-        if labels.numel() == 0:
-            continue
-        labels = labels.to(rt.device, non_blocking=True)
-        logits = forward_batch(model, clips, cfg.data, rt.device, fast).float()  # (B, K)
-        non_finite += (~logits.isfinite().all(dim=1)).sum().item()
-        loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        top1 += topk_correct(logits, labels, 1).sum().item()
-        top5 += topk_correct(logits, labels, 5).sum().item()
-        count += len(labels)
-    loss, top1, top5, count, non_finite = all_reduce_sum([loss, top1, top5, count, non_finite], rt)
+    loss, top1, top5, count, non_finite, skipped = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    with progress_bar(rt.is_main, len(loader.sampler), "validation", unit="video") as bar:
+        for clips, labels, _, batch_skipped in loader:  # collate_test batches
+            skipped += len(batch_skipped)
+            if labels.numel() == 0:
+                bar.update(len(batch_skipped))
+                continue
+            labels = labels.to(rt.device, non_blocking=True)
+            logits = forward_batch(model, clips, cfg.data, rt.device, fast).float()  # (B, K)
+            non_finite += (~logits.isfinite().all(dim=1)).sum().item()
+            loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            top1 += topk_correct(logits, labels, 1).sum().item()
+            top5 += topk_correct(logits, labels, 5).sum().item()
+            count += len(labels)
+            bar.update(len(labels) + len(batch_skipped))
+    sums = all_reduce_sum([loss, top1, top5, count, non_finite, skipped], rt)
+    loss, top1, top5, count, non_finite, skipped = sums
     model.train()
+    result = {"val_skipped": int(skipped)} if skipped else {}
     if non_finite:
-        return {"val_non_finite": int(non_finite)}
+        return {"val_non_finite": int(non_finite), **result}
     count = max(count, 1.0)
-    return {"val_loss": loss / count, "val_top1": top1 / count, "val_top5": top5 / count}
+    return {"val_loss": loss / count, "val_top1": top1 / count, "val_top5": top5 / count, **result}
 
 
 def save(run: Run, path: Path, metrics: dict, is_best: bool) -> Path:
@@ -221,9 +313,13 @@ def save(run: Run, path: Path, metrics: dict, is_best: bool) -> Path:
             iters_per_epoch=run.iters_per_epoch,
             world_size=run.rt.world_size,
             metrics=metrics,
+            weights_source=run.weights_source,
         )
         best = ckpt.checkpoint_dir(run.run_dir) / ckpt.BEST_NAME
-        ckpt.save_checkpoint(state, path, *([best] if is_best else []))
+        try:
+            ckpt.save_checkpoint(state, path, *([best] if is_best else []))
+        except OutputError as exc:  # the files of that name are as they were
+            raise OutputError(f"{exc}; training stopped{_where(run)}; {RESUME}") from None
         ckpt.prune_checkpoints(run.run_dir, run.cfg.train.keep_last)
         run.log.write("checkpoint", run.state.iteration, path=str(path), best=is_best)
 
@@ -233,6 +329,8 @@ def save(run: Run, path: Path, metrics: dict, is_best: bool) -> Path:
 
 
 def _log_start(run: Run) -> None:
+    if run.rt.is_main:
+        log.info("training\n%s", start_summary(run))
     run.log.write(
         "start",
         run.state.iteration,
@@ -243,10 +341,13 @@ def _log_start(run: Run) -> None:
     )
 
 
-def _plot_curves(run_dir: Path) -> None:
-    """curves.png; a plot that fails (rank 0 alone, outside any collective) is a warning."""
+def _plot_curves(run: Run) -> None:
+    """curves.png (rank 0, through ``on_main``); a folder that cannot be written stops the run, a
+    plot that fails otherwise (matplotlib) is a warning."""
     try:
-        plot_curves(run_dir)
+        plot_curves(run.run_dir)
+    except OutputError as exc:
+        raise OutputError(f"{exc}; training stopped{_where(run)}; {RESUME}") from None
     except Exception as exc:  # a missing picture must not stop days of training
         log.warning("curves.png not drawn: %s", first_line(exc))
 

@@ -56,10 +56,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from data_prep.codec import probe_video
 from data_prep.files import atomic_open, write_json
-from data_prep.lists import VideoRecord, clip_span
-from videoglore.config import Config, RuntimeConfig
+from data_prep.lists import clip_span
+from videoglore.config import Config
 from videoglore.data import build_dataset
 from videoglore.data.video import decode_clip
 from videoglore.data.windows import (
@@ -69,13 +68,9 @@ from videoglore.data.windows import (
     window_clips,
     window_frames,
 )
-from videoglore.engine.distributed import select_device
-from videoglore.engine.forward import FastPath, fast_path, place_model
-from videoglore.engine.inference import (
-    check_output_path,
-    load_model_from_checkpoint,
-    view_scores,
-)
+from videoglore.engine.forward import FastPath
+from videoglore.engine.inference import model_for_prediction, probed_record, view_scores
+from videoglore.engine.predictions import check_output_path
 from videoglore.errors import ConfigError, VideoError
 
 log = logging.getLogger(__name__)
@@ -131,26 +126,25 @@ def predict_windows(
     window: float,
     stride: float | None = None,
     topk: int = 5,
-    device: str = "auto",
+    device: str | None = None,
+    config: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
     progress: bool = False,
 ) -> Iterator[VideoWindows]:
     """Top-``topk`` labels of every ``window`` seconds of each video, a window every ``stride``
-    seconds (default: ``window``, no overlap), with the checkpoint's model, classes and test
-    settings; yielded one video at a time (a bad file gives a VideoWindows with ``error``).
+    seconds (default: ``window``, no overlap), yielded one video at a time (a bad file gives a
+    VideoWindows with ``error``). The model, classes and settings (``device``, ``config``,
+    ``overrides``) are those plain ``inference.predict`` would use.
 
     ``progress``: a tqdm bar of the windows of each video on stderr.
 
     Raises:
         ConfigError: a window or stride that is not a positive number, ``topk`` < 1.
-        CheckpointError: the checkpoint is missing, corrupt or refused.
+        CheckpointError: the checkpoint is missing, corrupt, refused, or does not fit.
     """
     stride = window if stride is None else stride
     check_window_arguments(window, stride, topk)
-    dev = select_device(device)
-    model, classes, cfg = load_model_from_checkpoint(checkpoint, dev)
-    # as plain predict: the defaults for this device (bf16 + channels_last_3d on CUDA)
-    fast = fast_path(RuntimeConfig(), dev, training=False)
-    place_model(model, dev, fast)
+    model, classes, cfg, dev, fast = model_for_prediction(checkpoint, device, config, overrides)
     scorer = _Scorer(model, classes, cfg, dev, fast, topk)
     for video in videos:
         try:
@@ -177,11 +171,11 @@ class _Scorer:
         return list(zip(names, top.values.tolist(), strict=True))
 
     def video_windows(self, video: str, window: float, stride: float, progress: bool):
-        info = probe_video(video)  # VideoError naming the file
-        record = VideoRecord(str(video), 0, "", info.frame_count, info.fps, info.width, info.height)
+        record = probed_record(video)  # VideoError naming the file
         dataset = build_dataset(self.cfg, "test", records=[record])
         T, tau, K = dataset.num_frames, dataset.frame_interval, dataset.num_clips
-        size, step, fps = window_frames(window, info.fps), window_frames(stride, info.fps), info.fps
+        fps = record.fps
+        size, step = window_frames(window, fps), window_frames(stride, fps)
         self.warn_if_shorter_than_a_clip(video, size, fps, clip_span(T, tau))
 
         def plan(length: int) -> list[Window]:
@@ -197,7 +191,7 @@ class _Scorer:
 
         with _progress_bar(Path(video).name, progress) as show:
             stream = WindowStream(plan, lambda w: dataset.empty_eval_views(record), score, show)
-            decode_clip(video, stream.indices_for, stream.put, dataset.reader)
+            decode_clip(video, stream.indices_for, stream.put, dataset.reader, record.rotation)
         probs = stream.results()
         tops = [self.top(p) for p in probs]
         return VideoWindows(

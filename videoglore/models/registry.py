@@ -1,5 +1,6 @@
 """Model names → factories (``MODELS``: each architecture of ``ARCHITECTURES`` without and with
-GloRe units), and ``build_model`` from a name or a ``ModelConfig``.
+GloRe units), and ``build_model`` from a name or a ``ModelConfig`` (a fresh net; files are
+loaded by ``loading.load_model``).
 
 Each factory takes the keyword arguments of ``videonet.build_video_net`` (``num_classes``,
 ``width``, ``dropout``, ``normalize_glore``, ``glore_nodes``) and returns a ``VideoNet``.
@@ -11,12 +12,11 @@ from collections.abc import Callable
 from functools import partial
 
 from videoglore.config import ModelConfig
-from videoglore.errors import ConfigError
+from videoglore.errors import ConfigError, explain_out_of_memory
 from videoglore.models.layers import Triple
 from videoglore.models.mfnet3d import MFNET
 from videoglore.models.resnet3d import resnet_architecture
 from videoglore.models.videonet import Architecture, VideoNet, build_video_net
-from videoglore.models.weights import inflate_2d_weights, load_weights
 
 ARCHITECTURES: dict[str, Architecture] = {
     "r50": resnet_architecture(50),
@@ -52,15 +52,17 @@ def model_name(cfg: ModelConfig) -> str:
 
 
 def build_model(spec: str | ModelConfig, **overrides) -> VideoNet:
-    """Build a model by name (``build_model("r50_glore", num_classes=10, width=0.125)``) or from
-    a ``ModelConfig``; the latter also inflates ``pretrained`` and then loads ``weights``.
+    """Build a freshly initialised model by name (``build_model("r50_glore", num_classes=10,
+    width=0.125)``) or from a ``ModelConfig`` (whose ``pretrained`` / ``weights`` files are
+    loaded by ``models.loading.load_model``, not here).
 
     Raises:
         ConfigError: unknown name or arch/depth.
-        CheckpointError: a ``pretrained`` / ``weights`` file that is missing or does not fit.
+        TrainingError: out of memory while building, naming the sizes to lower.
     """
     cfg = spec if isinstance(spec, ModelConfig) else None
-    factory = _factory(model_name(cfg) if cfg is not None else spec)
+    name = model_name(cfg) if cfg is not None else spec
+    factory = _factory(name)
     kwargs = {}
     if cfg is not None:
         kwargs = dict(
@@ -70,12 +72,14 @@ def build_model(spec: str | ModelConfig, **overrides) -> VideoNet:
             normalize_glore=cfg.glore_normalize,
             glore_nodes=cfg.glore_nodes,
         )
-    model = factory(**(kwargs | overrides))
-    if cfg is not None and cfg.pretrained:
-        inflate_2d_weights(model, cfg.pretrained)
-    if cfg is not None and cfg.weights:
-        load_weights(model, cfg.weights, strict=True)
-    return model
+    settings = kwargs | overrides
+    sizes = ", ".join(f"model.{k} {settings[k]}" for k in _SIZES if k in settings)
+    doing = f"building the model {name}" + (f" ({sizes})" if sizes else "")
+    with explain_out_of_memory(doing, "lower model.width, or free memory"):
+        return factory(**settings)
+
+
+_SIZES = ("width", "num_classes", "glore_nodes")  # what the out-of-memory message names
 
 
 def _factory(name: str) -> partial:

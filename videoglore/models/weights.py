@@ -12,15 +12,19 @@ Two entry points:
   Same-shape tensors (BN statistics, 1×1×1 kernels after reshaping) are copied; the classifier is
   skipped when its shape differs (other classes), as are keys the model does not have.
   torchvision's ResNet-50 is post-activation and has other key names: it is not supported.
-* ``load_weights(model, source, strict=True)``: one loader for every 3D checkpoint format:
+* ``read_model_file(source)``: the one format detector for 3D files, read once into a
+  ``ModelFile`` (weights with our key names, plus the config and class names ours carry):
   released GloRe / MF-Net files ``{'epoch', 'state_dict', 'optimizer'}`` whose keys start with
-  ``module.`` (DataParallel), our checkpoints ``{'model': state_dict, ...}``, and a bare state dict.
-  Prefixes ``module.`` and ``_orig_mod.`` (torch.compile) are stripped. Missing, unexpected or
-  wrongly shaped keys raise ``CheckpointError`` listing them; ``strict=False`` loads what fits and
-  returns the lists instead.
+  ``module.`` (DataParallel), our checkpoints ``{'model': state_dict, 'config', 'classes', ...}``,
+  and a bare state dict. Prefixes ``module.`` and ``_orig_mod.`` (torch.compile) are stripped.
+* ``load_weights(model, source, strict=True)``: the tensors of such a file into ``model``.
+  Missing, unexpected or wrongly shaped keys raise ``CheckpointError`` listing them;
+  ``strict=False`` loads what fits and returns the lists instead. ``models.loading.load_model``
+  builds on it (the fine-tuning rules of ``model.weights`` live there).
 
 Files are read by ``read_torch_file``, the project's one ``torch.load`` (``weights_only=True``):
-no code from a checkpoint is executed; the engine's checkpoint reader uses it too.
+no code from a checkpoint is executed; the engine's checkpoint reader uses it too. It is also
+where a released name (``zoo:resnet50-lite``, ``videoglore.zoo``) becomes a cached file.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import torch
 from torch import nn
 
 from data_prep.files import first_line
+from videoglore import zoo
 from videoglore.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -64,12 +69,15 @@ def read_torch_file(path: str | Path, mmap: bool = False) -> Any:
     checkpoint cannot run code. Also allowed: NumPy arrays of plain dtypes, found in the RNG state
     of checkpoints written before videoglore stored it as tensors (rebuilding one runs no code).
     ``mmap=True`` maps the tensors instead of reading them: reading one number of a checkpoint
-    then costs kilobytes, not the size of the model.
+    then costs kilobytes, not the size of the model. ``path`` may be a released name,
+    ``zoo:NAME`` (``videoglore.zoo``): the cached file, downloaded first when missing.
 
     Raises:
-        CheckpointError: one line naming the file: missing, unreadable, or refused.
+        CheckpointError: one line naming the file: missing, unreadable, or refused; or the
+            ``zoo:`` file that cannot be downloaded.
+        ConfigError: an unknown ``zoo:`` name.
     """
-    path = Path(path)
+    path = zoo.resolve(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
@@ -98,19 +106,41 @@ def _numpy_array_globals() -> list:
     return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-def read_state_dict(
-    source: str | Path | Mapping, name: str | Path | None = None
-) -> tuple[dict[str, torch.Tensor], str]:
-    """Return (state dict with our key names, detected format) from a file or a loaded dict
-    (``name``: the file it came from, for messages)."""
+@dataclass
+class ModelFile:
+    """A 3D weights file as read (once): its tensors under our key names and what else it says."""
+
+    path: str  # the file, for messages
+    format: str  # "videoglore" (ours), "official" (released GloRe / MF-Net) or "state_dict"
+    weights: dict[str, torch.Tensor]
+    config: dict | None = None  # ours: the config the net was trained with (config_to_dict)
+    classes: list[str] | None = None  # ours: the class names, in classifier-row order
+
+    @property
+    def num_classes(self) -> int | None:
+        """Rows of the file's classifier (None without one)."""
+        head = self.weights.get("classifier.weight")
+        return None if head is None else int(head.shape[0])
+
+
+def read_model_file(source: str | Path | Mapping, name: str | Path | None = None) -> ModelFile:
+    """Read a 3D weights file of any accepted format (or detect the format of a dict already read
+    from one; ``name``: that file, for messages).
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or refused, or holds no weights.
+    """
     if isinstance(source, Mapping):
         obj, where = source, str(name or "<dict>")
     else:
         obj, where = read_torch_file(source), str(source)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{where}: expected a dict, got {type(obj).__name__}")
+    config = classes = None
     if "model" in obj and isinstance(obj["model"], Mapping):
         state, fmt = obj["model"], "videoglore"
+        config = obj["config"] if isinstance(obj.get("config"), Mapping) else None
+        classes = [str(c) for c in obj["classes"]] if obj.get("classes") else None
     elif "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         state, fmt = obj["state_dict"], "official"
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -121,7 +151,8 @@ def read_state_dict(
             f"{where}: no weights found; expected a 'model' or 'state_dict' entry or a bare state "
             f"dict, got keys: {keys}"
         )
-    return {_strip(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}, fmt
+    weights = {_strip(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return ModelFile(where, fmt, weights, dict(config) if config else None, classes)
 
 
 def _strip(key: str) -> str:
@@ -140,27 +171,48 @@ def _benign(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
+FIT_ADVICE = (
+    "check model.arch, depth, glore, width and num_classes against the file; to leave tensors at "
+    "their initialisation, list them in model.weights_skip (glob patterns)"
+)
+
+
 def load_weights(
     model: nn.Module,
-    source: str | Path | Mapping,
+    source: str | Path | Mapping | ModelFile,
     strict: bool = True,
     name: str | Path | None = None,
+    advice: str = FIT_ADVICE,
 ) -> LoadReport:
     """Load a released or own 3D checkpoint (format detected) into ``model``; ``source`` is a
-    file or what ``read_torch_file`` read from one (``name``: that file, for messages).
+    file, what ``read_torch_file`` read from one (``name``: that file, for messages), or a
+    ``ModelFile``.
 
     Raises:
         CheckpointError: unreadable file, or (with ``strict``) any missing / unexpected /
-            wrongly shaped key, all of them listed in the message.
+            wrongly shaped key, all of them listed in the message, then ``advice``.
     """
-    state, fmt = read_state_dict(source, name)
-    where = source if name is None else Path(name)  # what the messages name
+    file = source if isinstance(source, ModelFile) else read_model_file(source, name)
+    report = match_weights(model, file)
+    problems = report.missing or report.unexpected or report.mismatched
+    if strict and problems:
+        raise CheckpointError(describe_misfit(file, report, advice))
+    fitting = {k: file.weights[k] for k in report.loaded}
+    model.load_state_dict(fitting, strict=False)
+    if problems:
+        log.warning("partial load: %s", describe_misfit(file, report, advice))
+    log.info("loaded %d tensors from %s (%s format)", len(fitting), file.path, file.format)
+    return report
+
+
+def match_weights(model: nn.Module, file: ModelFile) -> LoadReport:
+    """Which of the file's tensors fit ``model`` (``loaded``: same name and shape), which are
+    missing, unexpected or of another shape; loads nothing."""
     own = model.state_dict()
-    report = LoadReport(format=fmt)
-    report.unexpected = sorted(k for k in state if k not in own)
-    report.missing = sorted(k for k in own if k not in state and not _benign(k))
-    fitting = {}
-    for key, value in state.items():
+    report = LoadReport(format=file.format)
+    report.unexpected = sorted(k for k in file.weights if k not in own)
+    report.missing = sorted(k for k in own if k not in file.weights and not _benign(k))
+    for key, value in file.weights.items():
         if key not in own:
             continue
         if value.shape != own[key].shape:
@@ -168,15 +220,8 @@ def load_weights(
                 f"{key}: file {tuple(value.shape)} vs model {tuple(own[key].shape)}"
             )
         else:
-            fitting[key] = value
-    problems = report.missing or report.unexpected or report.mismatched
-    if strict and problems:
-        raise CheckpointError(_describe(where, fmt, report))
-    model.load_state_dict(fitting, strict=False)
-    report.loaded = sorted(fitting)
-    if problems:
-        log.warning("partial load: %s", _describe(where, fmt, report))
-    log.info("loaded %d tensors from %s (%s format)", len(fitting), _name(where), fmt)
+            report.loaded.append(key)
+    report.loaded.sort()
     return report
 
 
@@ -191,7 +236,7 @@ def inflate_2d_weights(model: nn.Module, source: str | Path | Mapping) -> LoadRe
         CheckpointError: a tensor whose shape cannot be inflated into the model's (other than the
             classifier), naming the key.
     """
-    state, _ = read_state_dict(source)
+    state = read_model_file(source).weights
     own = model.state_dict()
     report = LoadReport(format="2d")
     new = {}
@@ -239,8 +284,10 @@ def _name(source: str | Path | Mapping) -> str:
     return "<dict>" if isinstance(source, Mapping) else str(source)
 
 
-def _describe(source: str | Path | Mapping, fmt: str, report: LoadReport) -> str:
-    head = f"{_name(source)} ({fmt} format) does not fit the model"
+def describe_misfit(file: ModelFile, report: LoadReport, advice: str) -> str:
+    """One line: the file, its format, the keys that do not fit (at most 10 of each kind), then
+    ``advice``."""
+    head = f"{file.path} ({file.format} format) does not fit the model"
     parts = []
     for label, keys in (
         ("missing", report.missing),
@@ -250,5 +297,4 @@ def _describe(source: str | Path | Mapping, fmt: str, report: LoadReport) -> str
         if keys:
             shown = ", ".join(keys[:10]) + (f", ... ({len(keys)} in all)" if len(keys) > 10 else "")
             parts.append(f"{label}: {shown}")
-    parts.append("check the model name/width/num_classes, or load with strict=False")
-    return f"{head}: " + "; ".join(parts)
+    return f"{head}: " + "; ".join(parts) + f"; {advice}"
