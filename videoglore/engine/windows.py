@@ -228,7 +228,7 @@ def _return_free_memory() -> None:
     activations). Without this, glibc's heap fragments and the process grows with the number
     of windows: on a 10-minute video at 4 s / 2 s, 754 MB resident between windows after 20
     windows, 946 MB after 299, peak 1268 MB; with it, 598-599 MB between windows over the 160
-    windows traced and a 1024 MB peak over all 299 (benchmarks/windows/memory.py). A trim took
+    windows traced and a 1024-1026 MB peak over all 299 (benchmarks/windows/memory.py). A trim took
     15 µs in a small process: nothing next to a window's forward.
     """
     trim = _malloc_trim()
