@@ -124,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", help="also write the results to this .csv or .json file (folders are made)"
     )
+    p.add_argument(
+        "--window",
+        type=float,
+        metavar="SECONDS",
+        help="long videos: score every window of this length, each as `test` scores a video; "
+        "--out gets one row per window (README: Long videos)",
+    )
+    p.add_argument(
+        "--stride", type=float, metavar="SECONDS", help="between window starts (default --window)"
+    )
     p.intermixed = True
     p.set_defaults(func=cmd_predict)
 
@@ -305,6 +315,8 @@ def cmd_predict(args) -> int:
     paths, overrides = _split_overrides(args.videos)
     if not paths:
         raise ConfigError(f"predict: no video given, only overrides ({', '.join(overrides)})")
+    if args.window is not None or args.stride is not None:
+        return _predict_windows(args, find_videos(paths), overrides)
     if args.model:  # ONNX Runtime, numpy and PyAV only: torch is never imported
         from videoglore.engine.onnx_predict import predict_onnx
 
@@ -332,6 +344,46 @@ def cmd_predict(args) -> int:
             print(f"  {prob:6.1%}  {name}")
     if args.out:
         print(f"wrote {write_predictions(args.out, results)}")
+    return 2 if any(r.error for r in results) else 0
+
+
+def _predict_windows(args, videos: list[str], overrides: list[str]) -> int:
+    from videoglore.engine.windows import (
+        check_window_arguments,
+        predict_windows,
+        write_window_predictions,
+    )
+
+    if args.window is None:
+        raise ConfigError("predict --stride needs --window SECONDS")
+    if args.model:
+        raise ConfigError("predict --window scores with --checkpoint; --model (ONNX) cannot")
+    check_window_arguments(args.window, args.stride, args.topk)
+    windows = predict_windows(
+        videos,
+        args.checkpoint,
+        args.window,
+        args.stride,
+        args.topk,
+        args.device,
+        args.config,
+        overrides,
+        progress=sys.stderr.isatty(),
+    )
+    results = []
+    for r in windows:
+        results.append(r)
+        if r.error:
+            print(f"error: {r.error}", file=sys.stderr)
+            continue
+        print(f"{r.video}: {len(r.windows)} windows, {r.frames / r.fps:.2f} s at {r.fps:g} fps")
+        for segment in r.timeline:
+            print(f"  {segment.start:9.2f} - {segment.end:9.2f} s  {segment.label}")
+        print("  over all windows:")
+        for name, prob in r.labels:
+            print(f"  {prob:6.1%}  {name}")
+    if args.out:
+        print(f"wrote {write_window_predictions(args.out, results)}")
     return 2 if any(r.error for r in results) else 0
 
 

@@ -178,16 +178,7 @@ class VideoClipDataset(Dataset):
     def eval_views(self, record: VideoRecord):
         """The val/test views of ``record``; raises VideoError naming an unreadable file."""
         T, tau, K = self.num_frames, self.frame_interval, self.num_clips
-        views = transforms.EvalViews(
-            K,
-            T,
-            self.test_scale,
-            self.crop_size,
-            self.num_crops,
-            self.output,
-            self.pad,
-            record.rotation,
-        )
+        views = self.empty_eval_views(record)
         sample = sampling.TEST_SAMPLERS[self.test_sampling]  # val: K = 1 of the same rule
         indices_for = lambda n: sample(n, T, tau, K)  # noqa: E731
         decode_clip(record.path, indices_for, views.put, self.reader, record.rotation)
@@ -195,6 +186,20 @@ class VideoClipDataset(Dataset):
         if self.mode == "test":
             return result
         return YuvClips(*(part[0] for part in result)) if self.output == "yuv420" else result[0]
+
+    def empty_eval_views(self, record: VideoRecord) -> transforms.EvalViews:
+        """The K clips × C crops of ``record`` before any frame arrived: ``eval_views`` fills
+        it from one decode; ``predict --window`` (engine/windows.py) fills one per window."""
+        return transforms.EvalViews(
+            self.num_clips,
+            self.num_frames,
+            self.test_scale,
+            self.crop_size,
+            self.num_crops,
+            self.output,
+            self.pad,
+            record.rotation,
+        )
 
 
 def collate_test(items):

@@ -18,7 +18,9 @@ array (decord); ``slots`` are the positions in the flattened indices that this f
   (``prepare --keyframe-interval 1``) only the needed frames are decoded at all. Streams with
   B-frames (decode order != presentation order) or without a frame count fall back to decord.
 * ``"decord"``: decord's random access by frame index; decord converts every frame it decodes
-  to RGB, including the frames decoded only to reach a target after a keyframe.
+  to RGB, including the frames decoded only to reach a target after a keyframe. Frames are
+  read in batches of at most ``DECORD_BATCH``, so a long request (``predict --window`` over a
+  long file) never holds all its RGB frames at once.
 
 Frame indices are presentation-order positions in both readers, so they return the same frames.
 Every library runs single-threaded here (libavcodec ``thread_count=1``, decord
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 READERS = ("pyav", "decord")
 REORDER_CHECK = 16  # packets demuxed past the last needed one to confirm there are no B-frames
 CODEC_THREADS = 1  # libavcodec / decord decoding threads per reader: one core per worker
+DECORD_BATCH = 64  # frames per decord get_batch: 64 RGB frames of 340x256 are 17 MB
 
 Put = Callable[[object, list[int]], None]  # put(frame, slots)
 
@@ -81,14 +84,17 @@ def open_pyav(path: str | Path):
     return container, stream
 
 
-def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) -> np.ndarray:
+def read_frames(
+    path: str | Path, indices: np.ndarray | list[int], reader=None, rewind: bool = True
+) -> np.ndarray:
     """Decode the frames at ``indices`` with decord; returns uint8 (T, H, W, 3) RGB.
 
     ``reader``: an already opened decord reader of ``path``; without one, a fresh
     single-threaded reader is opened (one reader per item keeps memory bounded over long
-    runs: decord's readers grow with use, dmlc/decord#1, #208). Either way the reader is
-    seeked back to frame 0 afterwards, which releases the frames decord keeps buffered after
-    ``get_batch`` (dmlc/decord#197, #208).
+    runs: decord's readers grow with use, dmlc/decord#1, #208). The reader is then seeked back
+    to frame 0, which releases the frames decord keeps buffered after ``get_batch``
+    (dmlc/decord#197, #208); ``rewind=False`` leaves it where it is, for a caller that reads
+    on from there (the next batch then needs no seek back to its keyframe).
     """
     reader = reader if reader is not None else open_video(path)
     indices = np.asarray(indices, dtype=np.int64)
@@ -101,7 +107,8 @@ def read_frames(path: str | Path, indices: np.ndarray | list[int], reader=None) 
         batch = reader.get_batch(indices.tolist())
         # A global decord.bridge.set_bridge("torch") elsewhere would hand back a tensor.
         frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
-        reader.seek(0)
+        if rewind:
+            reader.seek(0)
     except Exception as exc:  # decord's own error types
         raise VideoError(f"{path}: cannot decode frames ({library_error(exc)})") from None
     return frames
@@ -139,11 +146,14 @@ def decode_clip(
     handle = open_video(path)
     indices = np.asarray(indices_for(len(handle)), dtype=np.int64).reshape(-1)
     unique, slots = _slots(indices)
-    frames = read_frames(path, unique, reader=handle)  # (U, H, W, 3), upright
-    for frame, where in zip(frames, slots, strict=True):
-        if rotation:  # np.rot90 turns anticlockwise: back to the stored frame
-            frame = np.ascontiguousarray(np.rot90(frame, rotation // 90))
-        put(frame, where)
+    for begin in range(0, len(unique), DECORD_BATCH):
+        end = begin + DECORD_BATCH
+        last = end >= len(unique)
+        frames = read_frames(path, unique[begin:end], reader=handle, rewind=last)  # upright
+        for frame, where in zip(frames, slots[begin:end], strict=True):
+            if rotation:  # np.rot90 turns anticlockwise: back to the stored frame
+                frame = np.ascontiguousarray(np.rot90(frame, rotation // 90))
+            put(frame, where)
 
 
 def _video_errors(put: Put, path: Path) -> Put:

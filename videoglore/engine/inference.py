@@ -188,17 +188,7 @@ def predict(
     """
     if topk < 1:
         raise ConfigError(f"predict --topk must be >= 1, got {topk}")
-    file = read_model_file(checkpoint)
-    if config is not None:
-        user = load_config(config, overrides)
-    else:
-        user = checkpoint_config(file, overrides) if file.config is not None else None
-    loaded = model_from_file(file, user, override_keys(overrides), str(config or ""))
-    model, classes, cfg = loaded.model, loaded.classes, loaded.cfg
-    log.info("%s", loaded.settings.line(cfg))
-    dev = select_device(device or cfg.runtime.device)
-    fast = fast_path(cfg.runtime, dev, training=False)
-    place_model(model, dev, fast)
+    model, classes, cfg, dev, fast = model_for_prediction(checkpoint, device, config, overrides)
     for video in videos:
         try:
             probs = _video_scores(model, video, cfg, dev, fast)  # (K,)
@@ -210,15 +200,62 @@ def predict(
         yield Prediction(video, list(zip(names, top.values.tolist(), strict=True)))
 
 
+def model_for_prediction(
+    checkpoint: str | Path,
+    device: str | None = None,
+    config: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> tuple[nn.Module, list[str], Config, torch.device, FastPath]:
+    """The net of ``checkpoint`` on its device (in the fast path's memory format), its class
+    names, the config it runs with, the device and the fast path: the settings rule of
+    ``predict``, for ``predict`` and ``predict --window`` (engine/windows.py).
+
+    Raises:
+        CheckpointError: the checkpoint is missing, corrupt, refused, or does not fit.
+    """
+    file = read_model_file(checkpoint)
+    if config is not None:
+        user = load_config(config, overrides)
+    else:
+        user = checkpoint_config(file, overrides) if file.config is not None else None
+    loaded = model_from_file(file, user, override_keys(overrides), str(config or ""))
+    model, classes, cfg = loaded.model, loaded.classes, loaded.cfg
+    log.info("%s", loaded.settings.line(cfg))
+    dev = select_device(device or cfg.runtime.device)
+    fast = fast_path(cfg.runtime, dev, training=False)
+    place_model(model, dev, fast)
+    return model, classes, cfg, dev, fast
+
+
+def probed_record(video: str | Path) -> VideoRecord:
+    """A video file's record as a prepared list would hold it, from its probe (frame count,
+    fps, upright size, rotation).
+
+    Raises:
+        VideoError: naming the file when it cannot be opened or decoded.
+    """
+    info = probe_video(video)
+    width, height = info.upright_size  # as a list has it, with the display matrix's rotation
+    return VideoRecord(str(video), 0, "", info.frame_count, info.fps, width, height, info.rotation)
+
+
 def _video_scores(
     model: nn.Module, video: str, cfg: Config, device: torch.device, fast: FastPath
 ) -> torch.Tensor:
-    info = probe_video(video)  # VideoError naming the file
-    width, height = info.upright_size  # as a list has it, with the display matrix's rotation
-    record = VideoRecord(
-        str(video), 0, "", info.frame_count, info.fps, width, height, info.rotation
-    )
+    record = probed_record(video)
     views = build_dataset(cfg, "test", records=[record]).eval_views(record)  # (V, 3, T, S, S)
+    return view_scores(model, views, cfg, device, fast, video)
+
+
+def view_scores(
+    model: nn.Module, views, cfg: Config, device: torch.device, fast: FastPath, video: str
+) -> torch.Tensor:
+    """Class probabilities (K,) of test views (V, 3, T, S, S) or ``YuvClips`` of one video (or
+    one window of it, engine/windows.py): softmax averaged over the views, as ``test`` does.
+
+    Raises:
+        VideoError: naming ``video`` when the model gives non-finite scores.
+    """
     logits = forward_views(model, views, cfg, device, fast)  # (V, K)
     if not logits.isfinite().all():
         raise VideoError(f"{video}: the model gives non-finite scores (NaN/Inf) for this video")

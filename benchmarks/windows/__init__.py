@@ -1,0 +1,1 @@
+"""Peak memory and CPU time of ``predict --window`` on long videos (``memory.py``)."""
