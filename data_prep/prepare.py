@@ -179,8 +179,12 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
     """
     start = time.perf_counter()
     options.check()
-    out = _output_folder(options.out_dir)
-    found = collect_entries(options, out)
+    out = Path(options.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; give a folder (made if missing)")
+    found = collect_entries(options, out)  # bad inputs fail here, before OUT is made
+    with as_output_error(out):
+        out.mkdir(parents=True, exist_ok=True)
     known = found.classes
     if known is None and options.classes:
         known = load_class_names(options.classes, found.entries)
@@ -395,15 +399,6 @@ def _sort_results(
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def _output_folder(out_dir: str) -> Path:
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder; give a folder (made if missing)")
-    with as_output_error(out):
-        out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def _list_order(record: VideoRecord) -> tuple[int, str]:

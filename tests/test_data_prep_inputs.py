@@ -48,6 +48,14 @@ def test_header_only_csv_fails_naming_the_file(tmp_path):
     assert not (out / "train.csv").exists() and not (out / "val.csv").exists()
 
 
+def test_bad_inputs_fail_before_the_output_folder_is_made(tmp_path):
+    """A typo in --root (or any input) used to leave an empty --out folder behind."""
+    out = tmp_path / "out" / "k400"
+    with pytest.raises(DataError, match="nope: video root is not a folder"):
+        run(out, csv_files=[str(tmp_path / "k.csv")], video_root=str(tmp_path / "nope"))
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
 def test_empty_list_file_fails(tmp_path, text):
     lst = tmp_path / "train.txt"

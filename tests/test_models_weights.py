@@ -179,3 +179,15 @@ def test_unreadable_files_raise_checkpoint_error(tmp_path):
     torch.save({"epoch": 3, "notes": "x"}, odd)
     with pytest.raises(CheckpointError, match="no weights found.*epoch"):
         load_weights(model, odd)
+
+
+def test_inflating_a_deeper_2d_net_says_what_was_left_out(caplog):
+    """An R101 ImageNet file inflated into an R50 fits every R50 tensor by name and shape; the
+    blocks R50 lacks used to be dropped without a word."""
+    sd2d = _random_2d_state_dict(build_model("r101", width=TINY))
+    with caplog.at_level("WARNING", logger="videoglore.models.weights"):
+        report = inflate_2d_weights(build_model("r50", width=TINY), sd2d)
+    assert any(k.startswith("conv4.B07.") for k in report.unexpected)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{len(report.unexpected)} tensors of the 2D file have no place in the model" in warning
+    assert "same architecture and depth" in warning

@@ -50,7 +50,7 @@ def run_demo(
 ) -> dict:
     """Generate, prepare, train and test; returns the test metrics (with ``run_dir``)."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():  # worded as prepare._output_folder (data_prep)
+    if out.exists() and not out.is_dir():  # worded as data_prep.prepare.prepare words it
         raise ConfigError(
             f"demo --out {out} is a file, not a folder; give a folder (made if missing)"
         )

@@ -265,6 +265,14 @@ def inflate_2d_weights(model: nn.Module, source: str | Path | Mapping) -> LoadRe
             )
     report.missing = sorted(k for k in own if k not in new and not _benign(k))
     model.load_state_dict(new, strict=False)
+    if report.unexpected:  # e.g. an R101 file inflated into an R50: its extra blocks are left out
+        log.warning(
+            "%s: %d tensors of the 2D file have no place in the model and were left out (first: "
+            "%s); is it the 2D net of the same architecture and depth?",
+            _name(source),
+            len(report.unexpected),
+            report.unexpected[0],
+        )
     log.info(
         "inflated %d kernels, copied %d tensors from %s; %d model tensors not in the 2D file",
         len(report.inflated),
