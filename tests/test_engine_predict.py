@@ -86,3 +86,26 @@ def test_predict_refuses_topk_below_one_before_any_work(tmp_path):
     # the library checks it, not only the CLI: no checkpoint is read for a bad request
     with pytest.raises(ConfigError, match=r"--topk must be >= 1, got 0"):
         list(inference.predict(["clip.mp4"], tmp_path / "missing.pt", topk=0))
+
+
+@pytest.mark.parametrize("window", [[], ["--window", "0.2"]])
+def test_predict_scores_with_the_runtime_threads_and_gives_the_count_back(
+    checkpoint, tiny_videos, monkeypatch, window
+):
+    """``runtime.threads`` (an override, or -c's runtime section) holds while predict scores,
+    as in train and test; the caller's count is back afterwards."""
+    seen = []
+    real = inference.forward_views
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "forward_views", recording)
+    caller = torch.get_num_threads()
+    threads = 1 if caller > 1 else 2
+    video = str(tiny_videos["root"] / "videos" / "val" / "class_0" / "000.mp4")
+    argv = [video, "--checkpoint", checkpoint, *window, f"runtime.threads={threads}"]
+    assert main(["predict", *argv, "--device", "cpu"]) == 0
+    assert seen and set(seen) == {threads}
+    assert torch.get_num_threads() == caller

@@ -20,7 +20,7 @@ from data_prep.codec import probe_video, write_video
 from data_prep.lists import VideoRecord
 from tests.helpers import REPO, tiny_config
 from videoglore.cli import main
-from videoglore.config import config_to_dict
+from videoglore.config import config_to_dict, save_config
 from videoglore.data import build_dataset, normalize
 from videoglore.data.transforms import NORMALIZATIONS
 from videoglore.engine import export, inference
@@ -293,6 +293,37 @@ def test_export_command_prints_what_it_wrote_and_the_parity(plain_checkpoint, tm
     assert lines[0] == f"wrote {out} and {out}.json"
     assert lines[1].startswith("logits vs the checkpoint's model on 1 random clip(s): max |diff| ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ts", "model.ts.json"]
+
+
+def test_a_weights_only_file_exports_with_the_config_that_describes_its_net(
+    tiny_videos, tmp_path, capsys
+):
+    """A released .pth or a bare state dict holds no config: ``-c`` describes the net, as for
+    ``predict``, and overrides change the stored protocol."""
+    cfg = tiny_config(tiny_videos, tmp_path / "run")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    bare = save_checkpoint(model.state_dict(), tmp_path / "bare.pt")
+    out = tmp_path / "bare.ts"
+    assert main(["export", str(bare), "--format", "torchscript", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds weights only" in err[0] and "pass -c CONFIG" in err[0]
+    config = tmp_path / "net.yaml"
+    save_config(cfg, config)
+    command = ["export", str(bare), "-c", str(config), "test.num_clips=3", "--out", str(out)]
+    assert main([*command, "--format", "torchscript"]) == 0
+    info = export.read_torchscript_info(out)
+    assert (info.model, info.num_clips, info.num_crops) == ("r50", 3, cfg.test.num_crops)
+    assert info.classes == ["class_0", "class_1"]  # classes.json beside the config's lists
+    clips = example_clips_for(cfg, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(out))(clips), model(clips))
+
+
+def example_clips_for(cfg, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    pixels = torch.randint(0, 256, (n, *clip_shape(cfg)), generator=g, dtype=torch.uint8)
+    return normalize(pixels, cfg.data.normalization)
 
 
 def test_missing_onnx_packages_are_named_before_any_work(

@@ -53,6 +53,17 @@ def test_another_class_count_keeps_the_backbone_and_renews_the_classifier(tmp_pa
     }
     [line] = _messages(caplog, "classifier")
     assert str(path) in line and "3 → 5 classes" in line
+    [loaded] = _messages(caplog, "loaded")
+    assert loaded.endswith("; 2 left at their initialisation")  # the classifier's two
+
+
+def test_a_new_classifier_is_not_announced_for_a_load_that_fails(tmp_path, caplog):
+    path, _ = _ours(tmp_path, ["a", "b", "c"])
+    cfg = ModelConfig(**(TINY | {"width": 0.125}), num_classes=5)  # another width
+    caplog.set_level(logging.INFO)
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        load_model(cfg, path, classes=list("vwxyz"), fine_tune=True)
+    assert _messages(caplog, "classifier") == []
 
 
 def test_the_same_classes_in_another_order_reorder_the_classifier_rows(tmp_path, caplog):

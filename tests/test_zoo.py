@@ -367,3 +367,15 @@ def test_a_plain_path_that_looks_like_no_name_is_read_as_a_path(tmp_path):
     torch.save({"a": torch.ones(1)}, path)
     assert read_torch_file(path)["a"].item() == 1.0
     assert zoo.resolve(Path("rel/zoo:x.pt")) == Path("rel/zoo:x.pt")
+
+
+def test_a_damaged_file_in_the_cache_says_how_to_fetch_it_again(server):
+    cached = zoo.cached_path("r50_glore_k400")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(_released_3d("r50_glore")[1][:1000])  # cut short, e.g. a copy by hand
+    with pytest.raises(CheckpointError) as info:
+        read_torch_file("zoo:r50_glore_k400")
+    message = str(info.value)
+    assert message.startswith(f"{cached}: cannot read checkpoint (")
+    assert message.endswith(f"delete {cached} and it is fetched again")
+    assert server.requests == []

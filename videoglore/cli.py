@@ -146,9 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
         "archive and in FILE.json). The file is written only if its logits on random clips "
         "match the checkpoint's model.",
     )
-    p.add_argument("checkpoint", help="checkpoint written by `train`")
+    p.add_argument(
+        "checkpoint", help="checkpoint written by `train`, or a weights file / zoo:NAME with -c"
+    )
+    p.add_argument(
+        "-c", "--config", help="YAML config, as for predict (needed for weights-only files)"
+    )
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="default onnx")
     p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    p.intermixed = True
     p.set_defaults(func=cmd_export)
 
     p = commands.add_parser(
@@ -403,7 +410,7 @@ def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
 def cmd_export(args) -> int:
     from videoglore.engine.export import CHECK_CLIPS, export_model
 
-    result = export_model(args.checkpoint, args.format, args.out)
+    result = export_model(args.checkpoint, args.format, args.out, args.config, args.overrides)
     print(f"wrote {result.path}" + (f" and {result.sidecar}" if result.sidecar else ""))
     print(
         f"logits vs the checkpoint's model on {CHECK_CLIPS} random clip(s): max |diff| "

@@ -16,7 +16,11 @@ import torch
 
 @contextmanager
 def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` (>= 1) torch intra-op threads, then restore the caller's."""
+    """Run the block with ``count`` torch intra-op threads, then restore the caller's; 0 leaves
+    the count as it is (``runtime.threads: 0``)."""
+    if count <= 0:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:

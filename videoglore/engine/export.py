@@ -101,8 +101,16 @@ def example_clips(info: ExportInfo, n: int, seed: int) -> torch.Tensor:
     return normalize(pixels, info.normalization)
 
 
-def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> ExportResult:
-    """Write the network of ``checkpoint`` as ``fmt`` ("onnx" or "torchscript") to ``out``.
+def export_model(
+    checkpoint: str | Path,
+    fmt: str,
+    out: str | Path,
+    config: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> ExportResult:
+    """Write the network of ``checkpoint`` as ``fmt`` ("onnx" or "torchscript") to ``out``,
+    with the settings ``predict`` would use (``config``, ``overrides``:
+    ``inference.load_model_from_checkpoint``; a weights-only file needs ``config``).
 
     Nothing is written unless the exported network's logits on random clips (of a batch size
     other than the one traced) are within ``PARITY_TOLERANCE`` of the eager network's.
@@ -117,9 +125,9 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path) -> ExportRes
     if fmt == "onnx":
         _require("onnx", "onnxscript", "onnxruntime")  # before reading a large checkpoint
     out = Path(out)
-    model, classes, cfg = load_model_from_checkpoint(checkpoint, "cpu")
-    model.float().eval()
-    info = export_info(cfg, classes)
+    loaded = load_model_from_checkpoint(checkpoint, config, overrides)
+    model = loaded.model.float().eval()
+    info = export_info(loaded.cfg, loaded.classes)
     example = example_clips(info, EXAMPLE_CLIPS, seed=0)
     check = example_clips(info, CHECK_CLIPS, seed=1)
     if fmt == "onnx":

@@ -37,6 +37,7 @@ from videoglore.engine.predictions import (  # noqa: F401 (re-exported: callers 
 from videoglore.engine.settings import Settings, checkpoint_config, resolve
 from videoglore.errors import CheckpointError, ConfigError, VideoError
 from videoglore.models import ModelFile, load_model, model_name, read_model_file
+from videoglore.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +53,28 @@ class LoadedModel:
 
 
 def load_model_from_checkpoint(
-    path: str | Path,
-    device: torch.device | str = "cpu",
-    cfg: Config | None = None,
-    explicit: list[str] | tuple[str, ...] = (),
-) -> tuple[nn.Module, list[str], Config]:
-    """Rebuild the network of a checkpoint and load its weights (in eval mode on ``device``);
-    returns (model, class names, the config to run it with).
-
-    Without ``cfg`` the checkpoint's own config is used (a file of ours); with one, the rule of
-    ``engine/settings.py`` (``explicit``: dotted keys set on the command line), which also takes
-    weights-only files (released ``.pth``, bare state dicts).
+    checkpoint: str | Path,
+    config: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> LoadedModel:
+    """The net of ``checkpoint`` (CPU, eval mode), its class names and the settings to run it
+    with, by the rule of ``predict`` and ``export``: without ``config``, everything the
+    checkpoint holds, then the command-line ``overrides``; with a ``config`` file (required for
+    weights-only files: released ``.pth``, bare state dicts), the rule of ``test``
+    (``engine/settings.py``). One log line says what came from where.
 
     Raises:
         CheckpointError: the file is missing, unreadable, refused, holds weights only and no
-            ``cfg`` is given, or its weights do not fit the model.
+            ``config`` is given, or its weights do not fit the model.
     """
-    loaded = model_from_file(read_model_file(path), cfg, explicit)
+    file = read_model_file(checkpoint)
+    if config is not None:
+        user = load_config(config, overrides)
+    else:
+        user = checkpoint_config(file, overrides) if file.config is not None else None
+    loaded = model_from_file(file, user, override_keys(overrides), str(config or ""))
     log.info("%s", loaded.settings.line(loaded.cfg))
-    loaded.model.to(device)
-    return loaded.model, loaded.classes, loaded.cfg
+    return loaded
 
 
 def model_from_file(
@@ -189,15 +192,16 @@ def predict(
     if topk < 1:
         raise ConfigError(f"predict --topk must be >= 1, got {topk}")
     model, classes, cfg, dev, fast = model_for_prediction(checkpoint, device, config, overrides)
-    for video in videos:
-        try:
-            probs = _video_scores(model, video, cfg, dev, fast)  # (K,)
-        except VideoError as exc:
-            yield Prediction(video, error=str(exc))
-            continue
-        top = probs.topk(min(topk, len(probs)))
-        names = [classes[c] for c in top.indices.tolist()]
-        yield Prediction(video, list(zip(names, top.values.tolist(), strict=True)))
+    with torch_threads(cfg.runtime.threads):
+        for video in videos:
+            try:
+                probs = _video_scores(model, video, cfg, dev, fast)  # (K,)
+            except VideoError as exc:
+                yield Prediction(video, error=str(exc))
+                continue
+            top = probs.topk(min(topk, len(probs)))
+            names = [classes[c] for c in top.indices.tolist()]
+            yield Prediction(video, list(zip(names, top.values.tolist(), strict=True)))
 
 
 def model_for_prediction(
@@ -213,14 +217,8 @@ def model_for_prediction(
     Raises:
         CheckpointError: the checkpoint is missing, corrupt, refused, or does not fit.
     """
-    file = read_model_file(checkpoint)
-    if config is not None:
-        user = load_config(config, overrides)
-    else:
-        user = checkpoint_config(file, overrides) if file.config is not None else None
-    loaded = model_from_file(file, user, override_keys(overrides), str(config or ""))
+    loaded = load_model_from_checkpoint(checkpoint, config, overrides)
     model, classes, cfg = loaded.model, loaded.classes, loaded.cfg
-    log.info("%s", loaded.settings.line(cfg))
     dev = select_device(device or cfg.runtime.device)
     fast = fast_path(cfg.runtime, dev, training=False)
     place_model(model, dev, fast)

@@ -72,6 +72,7 @@ from videoglore.engine.forward import FastPath
 from videoglore.engine.inference import model_for_prediction, probed_record, view_scores
 from videoglore.engine.predictions import check_output_path
 from videoglore.errors import ConfigError, VideoError
+from videoglore.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +147,12 @@ def predict_windows(
     check_window_arguments(window, stride, topk)
     model, classes, cfg, dev, fast = model_for_prediction(checkpoint, device, config, overrides)
     scorer = _Scorer(model, classes, cfg, dev, fast, topk)
-    for video in videos:
-        try:
-            yield scorer.video_windows(video, window, stride, progress)
-        except VideoError as exc:
-            yield VideoWindows(video, error=str(exc))
+    with torch_threads(cfg.runtime.threads):
+        for video in videos:
+            try:
+                yield scorer.video_windows(video, window, stride, progress)
+            except VideoError as exc:
+                yield VideoWindows(video, error=str(exc))
 
 
 @dataclass

@@ -124,6 +124,16 @@ def _fine_tune(
     if rows is not None:
         fitting.update({k: file.weights[k][rows] for k in CLASSIFIER if k in fitting})
     model.load_state_dict(fitting, strict=False)
+    if action == "new" and not set(CLASSIFIER) & skipped:
+        log.info(
+            "%s: its classifier has %d classes, the model %d: the classifier starts from a fresh "
+            "initialisation (%d → %d classes), every other tensor from the file",
+            file.path,
+            file.num_classes,
+            model.num_classes,
+            file.num_classes,
+            model.num_classes,
+        )
     source = _source(file, action)
     source.skipped = sorted(k for k in model.state_dict() if k in skipped)
     log.info(
@@ -131,7 +141,7 @@ def _fine_tune(
         len(fitting),
         file.path,
         file.format,
-        len(source.skipped),
+        len(model.state_dict().keys() - fitting.keys()),
     )
     return source
 
@@ -151,16 +161,7 @@ def _classifier_rule(
     rows = file.num_classes
     if rows is None:  # no classifier in the file: a missing key, reported as such
         return "kept", None
-    if rows != model.num_classes:
-        log.info(
-            "%s: its classifier has %d classes, the model %d: the classifier starts from a fresh "
-            "initialisation (%d → %d classes), every other tensor from the file",
-            file.path,
-            rows,
-            model.num_classes,
-            rows,
-            model.num_classes,
-        )
+    if rows != model.num_classes:  # logged once the rest is known to fit
         return "new", None
     if not file.classes or not classes or file.classes == list(classes):
         return "kept", None

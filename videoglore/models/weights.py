@@ -77,7 +77,7 @@ def read_torch_file(path: str | Path, mmap: bool = False) -> Any:
             ``zoo:`` file that cannot be downloaded.
         ConfigError: an unknown ``zoo:`` name.
     """
-    path = zoo.resolve(path)
+    released, path = zoo.is_zoo(path), zoo.resolve(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
@@ -91,13 +91,15 @@ def read_torch_file(path: str | Path, mmap: bool = False) -> Any:
                 "code; videoglore reads only tensors and plain data (torch.load weights_only="
                 "True). Use checkpoints written by videoglore or the released code"
             ) from None
-        raise CheckpointError(_unreadable(path, exc)) from None
+        raise CheckpointError(_unreadable(path, exc, released)) from None
     except Exception as exc:  # torn zip, truncated file, not a torch file at all
-        raise CheckpointError(_unreadable(path, exc)) from None
+        raise CheckpointError(_unreadable(path, exc, released)) from None
 
 
-def _unreadable(path: Path, exc: Exception) -> str:
+def _unreadable(path: Path, exc: Exception, released: bool) -> str:
     reason = first_line(exc).split(". ")[0]  # torch's zip errors go on with advice for devs
+    if released:  # a cached zoo file: damaged on disk or put there by hand
+        return f"{path}: cannot read checkpoint ({reason}); delete {path} and it is fetched again"
     return f"{path}: cannot read checkpoint ({reason}); is it a .pt/.pth file from torch.save?"
 
 
