@@ -62,9 +62,9 @@ def load_class_names(spec: str, entries: list[VideoEntry] = ()) -> list[str]:
 
 
 def derive_standard_names(spec: str, entries: list[VideoEntry]) -> list[str]:
-    """The classes of a standard dataset from its annotations: the sorted label names (the
-    standard order, as for Kinetics-400), checked: exactly the dataset's number of classes, and
-    every label of another split also a training label.
+    """The classes of a standard dataset from its annotations: the label names as the training
+    CSV spells them, sorted with case and ``_`` folded (the standard order), checked: exactly the
+    dataset's number of classes, and every label of another split also a training label.
 
     Raises:
         DataError: naming the count found, or the first label and annotation line at fault.
@@ -86,7 +86,12 @@ def derive_standard_names(spec: str, entries: list[VideoEntry]) -> list[str]:
             f"{stray.origin}: label {stray.label!r} ({stray.split}) is not a label of the "
             f"training CSV; with --classes {spec} every label must be a training label"
         )
-    names = sorted({label_key(e.label): e.label for e in entries}.values())
+    # one name per class: the training CSV's first spelling (the others' if it has none),
+    # ordered as the names are, case and "_" folded (label_key)
+    spelling: dict[str, str] = {}
+    for e in sorted(entries, key=lambda e: e.split != "train"):
+        spelling.setdefault(label_key(e.label), e.label)
+    names = [spelling[key] for key in sorted(spelling)]
     if len(names) != expected:
         raise DataError(
             f"--classes {spec}: the annotations name {len(names)} classes, not {expected}; give "

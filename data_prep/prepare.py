@@ -59,6 +59,7 @@ from data_prep.runner import recheck_rotations, run_tasks
 from data_prep.shards import (
     Ledgers,
     Shard,
+    declare_settings,
     open_ledgers,
     run_locks,
     shard_folders,
@@ -152,15 +153,18 @@ class PrepareSummary:
         several = len(self.unfinished) > 1
         shards = f"shard{'s' if several else ''} {', '.join(self.unfinished)}"
         lines = []
+        undone = "unfinished, or some of its videos could not be read"
+        if several:
+            undone = "unfinished, or some of their videos could not be read"
         if self.pending:
-            why = f" ({shards} unfinished: rerun {'them' if several else 'it'})"
+            why = f" ({shards} {undone}: rerun {'them' if several else 'it'})"
+            what = "1 video is" if self.pending == 1 else f"{self.pending} videos are"
             lines.append(
-                f"{self.pending} videos are not prepared yet and in no list"
-                f"{why if self.unfinished else ''}; then --merge again, or run without --merge "
-                "to do them here"
+                f"{what} not prepared yet and in no list{why if self.unfinished else ''}; then "
+                "--merge again, or run without --merge to do them here"
             )
         elif self.unfinished:
-            lines.append(f"{shards} had not finished: this run did the rest")
+            lines.append(f"{shards} left videos undone ({undone}): this run did them")
         lines.append(f"lists, classes.json and skipped.csv in {self.lists_dir or self.out_dir}")
         return lines
 
@@ -198,6 +202,8 @@ def prepare(options: PrepareOptions) -> PrepareSummary:
         ledger = open_ledgers(out, options.shard, settings.signature())
         if not options.reencode_changed:
             _refuse_changed_settings(out, ledger)
+        if options.shard is not None:
+            declare_settings(out, options.shard, settings.signature())
         if options.merge:
             sources = {key: os.path.abspath(entry.source) for key, entry in planned.items()}
             results, processed = ledger.recorded(out, sources), 0
@@ -270,16 +276,17 @@ def _refuse_changed_settings(out: Path, ledger: Ledgers) -> None:
     settings, count = max(earlier.items(), key=lambda item: item[1])
     settings = dict(settings)
     if not settings.get("reencode", True) or not ledger.signature.get("reencode"):
-        flags = "--no-reencode" if not settings.get("reencode", True) else "without --no-reencode"
+        flags = "with --no-reencode" if not settings.get("reencode", True) else "without it"
         was, now = f"reencode={settings.get('reencode', True)}", flags
     else:
         changed = [k for k in settings if settings[k] != ledger.signature.get(k)]
         was = ", ".join(f"{k}={settings[k]}" for k in changed)
-        now = " ".join(f"{_FLAGS[k]} {settings[k]}" for k in changed if k in _FLAGS)
+        flags = " ".join(f"{_FLAGS[k]} {settings[k]}" for k in changed if k in _FLAGS)
+        now = f"with {flags or 'those settings'}"
+    what = "1 video here was" if count == 1 else f"{count} videos here were"
     raise ConfigError(
-        f"{out}: {count} videos here were prepared with {was}; rerun with "
-        f"{now or 'those settings'} to continue that run, or add --reencode-changed to "
-        "re-encode them with this run's settings"
+        f"{out}: {what} prepared with {was}; rerun {now} to continue that run, or add "
+        "--reencode-changed to re-encode them with this run's settings"
     )
 
 

@@ -9,6 +9,7 @@ What each run keeps under OUT (nothing else is shared but the finished videos th
 
     OUT/.prepare/results.jsonl  tmp/  lock                   a run without --shard
     OUT/.prepare/shard-I-of-N/results.jsonl  tmp/  lock      shard I of N
+    OUT/.prepare/shard-I-of-N/settings.json                  its encode settings (while it runs)
 
 A run appends only to its own ledger, clears only its own temp folder and compacts only its own
 ledger; it *reads* every ledger there, so a video that any run finished (a shard, an unsharded
@@ -41,13 +42,14 @@ from pathlib import Path
 
 from data_prep.encode import VideoResult
 from data_prep.errors import ConfigError, DataError, OutputError
-from data_prep.files import output_error
+from data_prep.files import atomic_write_text, output_error
 from data_prep.runner import ResultLedger
 
 log = logging.getLogger(__name__)
 
 STATE = ".prepare"  # OUT/.prepare holds ledgers, temp folders and locks
 LEDGER = "results.jsonl"
+SETTINGS = "settings.json"  # a shard's encode settings while it runs (declare_settings)
 _FOLDER = re.compile(r"^shard-(\d+)-of-(\d+)$")
 
 
@@ -202,6 +204,51 @@ def open_ledgers(out: Path, shard: Shard | None, signature: dict) -> Ledgers:
     paths = [out / STATE / LEDGER, *(folder / LEDGER for folder in shard_folders(out).values())]
     others = [ResultLedger(p, signature, out) for p in paths if p != own_path and p.is_file()]
     return Ledgers(ResultLedger(own_path, signature, out), others)
+
+
+def declare_settings(out: Path, shard: Shard, signature: dict) -> None:
+    """Write the encode settings of running ``shard`` to its folder, after checking that no
+    other running shard declared other ones. Shards started at once have recorded no video yet,
+    so the ledgers cannot tell (``prepare`` checks those); a short exclusive lock orders the
+    declarations. Stopped shards are not asked: their ledgers speak for them.
+
+    Raises:
+        ConfigError: a running shard works with other encode settings (naming it and them).
+        OutputError: the declaration cannot be written.
+    """
+    declared = json.loads(json.dumps(signature))  # as read back from the file
+    lock = out / STATE / "settings.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise output_error(exc, lock) from None
+    try:
+        with suppress(OSError):  # no locks on this file system: declarations may race
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for a few file reads, never for long
+        for other, folder in shard_folders(out).items():
+            theirs = _read_settings(folder / SETTINGS)
+            if other == shard or theirs in (None, declared):
+                continue
+            if _holder_if_locked(folder / "lock") is not None:
+                changed = ", ".join(
+                    f"{k}={theirs.get(k)} (here {declared.get(k)})"
+                    for k in sorted(theirs.keys() | declared.keys())
+                    if theirs.get(k) != declared.get(k)
+                )
+                raise ConfigError(
+                    f"{out}: shard {other} is running with other encode settings: {changed}; "
+                    "give every shard the same flags"
+                )
+        atomic_write_text(state_folder(out, shard) / SETTINGS, json.dumps(declared) + "\n")
+    finally:
+        os.close(fd)
+
+
+def _read_settings(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------- locks

@@ -4,6 +4,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 from benchmarks.loading import bench as bench_data
 from data_prep.codec import write_video
-from data_prep.lists import VideoRecord, read_video_list, write_video_list
+from data_prep.lists import VideoList, VideoRecord, read_video_list, write_video_list
 from videoglore.config import Config
 from videoglore.data import (
     ShardSampler,
@@ -249,6 +250,16 @@ def test_worker_init_leaves_one_thread_per_worker(video_list, monkeypatch):
     assert {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"} <= set(ONE_THREAD_ENV)
     loader = build_loader(make_cfg(video_list, workers=1), "train", False, batch_size=1)
     assert loader.worker_init_fn is seed_worker
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork is the start method on Linux only")
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_workers_are_forked_and_share_the_flat_list(video_list, split):
+    """Issue 18.2: a forked worker shares the parent's list arrays untouched; a worker started by
+    forkserver or spawn (Python 3.14's default on Linux is forkserver) unpickles its own copy."""
+    loader = build_loader(make_cfg(video_list, workers=1), split, False, batch_size=1)
+    assert loader.multiprocessing_context.get_start_method() == "fork"
+    assert isinstance(loader.dataset.records, VideoList)
 
 
 def test_short_videos_are_counted_once_when_the_loader_is_built(video_list, caplog):

@@ -355,6 +355,16 @@ def test_kinetics700_classes_come_from_the_csvs(tmp_path, capsys):
     assert read_classes(tmp_path / "out" / "classes.json") == sorted(names)
     assert summary.num_classes == 700 and summary.splits["val"].missing == 1
 
+    # spellings differ only in case and "_": one class, the training CSV's spelling, in the
+    # order of the names as written in the training CSV (case and "_" folded)
+    mixed = [n.replace("action", "Action") if i == 9 else n for i, n in enumerate(names)]
+    train_mixed = kinetics_csv(
+        tmp_path / "mixed.csv", [(n, f"m{i:010d}", "train") for i, n in enumerate(mixed)]
+    )
+    val_mixed = kinetics_csv(tmp_path / "val2.csv", [("ACTION_005", "v0000000002", "validate")])
+    run(tmp_path / "out2", csv_files=[val_mixed, train_mixed], **kw)
+    assert read_classes(tmp_path / "out2" / "classes.json") == mixed
+
     short = kinetics_csv(tmp_path / "short.csv", [(n, "x", "train") for n in names[:699]])
     with pytest.raises(DataError, match="kinetics700: the annotations name 699 classes, not 700"):
         run(tmp_path / "o", csv_files=[short], **kw)

@@ -20,7 +20,7 @@ import pytest
 import data_prep.prepare as prepare_module
 from data_prep.errors import ConfigError, DataError, OutputError
 from data_prep.prepare import PrepareOptions, prepare
-from data_prep.shards import Shard, parse_shard, run_locks, shard_index
+from data_prep.shards import Shard, declare_settings, parse_shard, run_locks, shard_index
 from tests.helpers import REPO
 from tests.test_data_prep import read_rows, tiny_video
 from videoglore.cli import main
@@ -199,7 +199,10 @@ def test_merge_names_unfinished_shards_and_the_plain_run_finishes_them(
     merged = prepare(options(kinetics, out, merge=True))
     assert (merged.pending, merged.unfinished, merged.processed) == (len(left), ["1/3"], 0)
     assert f"{len(left)} videos are not prepared yet and in no list" in merged.format()
-    assert "(shard 1/3 unfinished: rerun it); then --merge again" in merged.format()
+    assert (
+        "(shard 1/3 unfinished, or some of its videos could not be read: rerun it); then --merge "
+        "again" in merged.format()
+    )
     listed = {r["path"] for name in ("train.csv", "val.csv") for r in read_rows(out / name)}
     assert listed and listed.isdisjoint(left)  # what is recorded is listed, nothing else
     code = main(["prepare", *command(kinetics, out, "--merge")[3:]])
@@ -208,7 +211,7 @@ def test_merge_names_unfinished_shards_and_the_plain_run_finishes_them(
     monkeypatch.undo()
     done = prepare(options(kinetics, out))  # plain: reuse every ledger, do what is left
     assert (done.processed, done.unfinished, done.pending) == (len(left), ["1/3"], 0)
-    assert "shard 1/3 had not finished: this run did the rest" in done.format()
+    assert "shard 1/3 left videos undone (unfinished, or some of its" in done.format()
     same_outputs(out, unsharded)
 
 
@@ -257,3 +260,25 @@ def test_runs_that_would_collide_are_refused(kinetics, tmp_path):
             prepare(options(kinetics, out, shard=Shard(1, 2)))
     summary = prepare(options(kinetics, out))  # every lock released
     assert summary.pending == 0 and summary.unfinished == ["1/2"]
+
+
+def test_shards_started_at_once_with_other_flags_are_refused(kinetics, tmp_path):
+    """Shards started together have recorded nothing the ledgers could compare: each declares
+    its encode settings while it runs, and a shard with others stops before any video."""
+    out = tmp_path / "out"
+    with run_locks(out, Shard(1, 2)):  # shard 1/2 runs with --keyframe-interval 8
+        declare_settings(
+            out,
+            Shard(1, 2),
+            options(kinetics, out).encode_settings().signature() | {"keyframe_interval": 8},
+        )
+        with pytest.raises(ConfigError) as error:
+            prepare(options(kinetics, out, shard=Shard(0, 2)))
+        assert str(error.value) == (
+            f"{out}: shard 1/2 is running with other encode settings: keyframe_interval=8 "
+            "(here 4); give every shard the same flags"
+        )
+        assert not (out / "videos").exists()  # stopped before any video
+    # stopped: its declaration no longer counts (a shard that recorded videos is checked by
+    # its ledger, as a rerun is)
+    assert prepare(options(kinetics, out, shard=Shard(0, 2))).processed > 0
