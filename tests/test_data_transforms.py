@@ -285,3 +285,61 @@ def test_yuv420_views_box_each_crop_once_per_video(smooth_path, monkeypatch):
     )
     views = ds[0][0]
     assert views.planes.shape[:2] == (6, 4) and len(boxes) == 3
+
+
+def _uniform_yuv420(height: int, width: int, yuv=(100, 140, 90)):
+    import av
+
+    y, u, v = yuv
+    buffer = np.empty(height * width * 3 // 2, np.uint8)
+    buffer[: height * width], buffer[height * width : height * width * 5 // 4] = y, u
+    buffer[height * width * 5 // 4 :] = v
+    return av.VideoFrame.from_numpy_buffer(buffer.reshape(-1, width), format="yuv420p")
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_unscaled_yuv420_conversion_is_right_at_every_width(flip):
+    """swscale's unscaled YUV420 → planar GBR path (libswscale 9.5, PyAV 18.1) wrote garbage
+    into the last ``width % 16`` columns for widths with ``width % 16`` in 2..8 (342, 454, 456:
+    the right-hand test crop of prepared Kinetics videos at test_scale = short side). A uniform
+    frame must stay uniform, equal to the BT.601 limited-range conversion of its colour (within
+    swscale's fixed-point rounding: 2 levels)."""
+    from videoglore.data import pixels
+
+    y, u, v = 100.0 - 16, 140.0 - 128, 90.0 - 128  # limited range, centred chroma
+    expected = np.clip(
+        np.round(
+            [
+                1.164 * y + 1.596 * v,
+                1.164 * y - 0.392 * u - 0.813 * v,
+                1.164 * y + 2.017 * u,
+            ]
+        ),
+        0,
+        255,
+    )
+    for width in range(16, 68, 2):
+        frame = _uniform_yuv420(24, width)
+        for box in (None, pixels.Box(0, 0, 24, width), pixels.Box(4, 2, 16, width - 4)):
+            h, w = (24, width) if box is None else box[2:]
+            dst = np.zeros((3, h, w), np.uint8)
+            pixels.scale_into(frame, box, dst, flip=flip)
+            diff = np.abs(dst.astype(int) - expected[:, None, None])
+            assert diff.max() <= 2, (width, box, np.argwhere(diff > 2)[:3].tolist())
+
+
+@pytest.mark.parametrize("reader", ["pyav", "decord"])
+def test_every_test_crop_of_an_unscaled_video_is_right(tmp_path, reader):
+    """The 3-crop test views of a video whose short side is the test scale (no resize): the
+    right crop's last columns are the video's, not garbage (40 % 16 = 8)."""
+    from data_prep.codec import write_video
+    from data_prep.lists import VideoRecord
+    from videoglore.data.dataset import VideoClipDataset
+
+    path = tmp_path / "grey.mp4"
+    write_video(path, np.full((8, 32, 40, 3), 128, np.uint8))
+    records = [VideoRecord(str(path), 0, "a", 8, 25.0, 40, 32)]
+    args = dict(test_scale=32, num_clips=1, num_crops=3, reader=reader)
+    views = VideoClipDataset(records, "test", 2, 1, 24, **args)[0][0]  # (3, 3, 2, 24, 24)
+    assert views.shape == (3, 3, 2, 24, 24)
+    assert (views.int() - 128).abs().amax(dim=(1, 2, 3, 4)).tolist() == [0, 0, 0]

@@ -6,6 +6,7 @@ array (decord). The transforms keep a box of it, so only that box is converted::
     YUV420 frame ─ box planes copied into one I420 buffer ─┐
     RGB array    ─ box is a strided view (no copy) ────────┼─▶ swscale: resize + YUV→RGB
     other formats ─ whole frame → RGB first ───────────────┘     ─▶ planar GBR ─▶ (3, h, w) slot
+                                                  (YUV not resized: packed RGB, see scale_into)
 
     YUV420 frame ─ box planes (views) ─────────────────────▶ yuv420 output (device converts)
 
@@ -122,7 +123,17 @@ def scale_into(
         upright = rotate_plane(stored, rotation)
         dst[:] = upright[:, :, ::-1] if flip else upright
         return
-    scaled = reformat(_box_frame(frame, box), width=width, height=height, format="gbrp")
+    source = _box_frame(frame, box)
+    if (source.height, source.width) == (height, width) and source.format.name in YUV420:
+        # Unscaled YUV420 → planar GBR in swscale (libswscale 9.5, PyAV 18.1) writes garbage
+        # into the last width % 16 columns when that is 2..8 (342, 454, 456 px: the right test
+        # crop at test_scale = the prepared short side). Its packed RGB path is right and equal
+        # elsewhere, bit for bit; it costs a strided copy (~0.15 ms for 456×256).
+        packed = plane_array(reformat(source, width=width, height=height, format="rgb24"), 0)
+        rgb = packed[:height, : width * 3].reshape(height, width, 3).transpose(2, 0, 1)
+        dst[:] = rgb[:, :, ::-1] if flip else rgb
+        return
+    scaled = reformat(source, width=width, height=height, format="gbrp")
     for channel, plane in ((0, 2), (1, 0), (2, 1)):  # gbrp planes are G, B, R
         values = plane_array(scaled, plane)[:height, :width]
         dst[channel] = values[:, ::-1] if flip else values
