@@ -96,6 +96,25 @@ def write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
+def check_writable(path: str | Path) -> None:
+    """Make ``path``'s folder and write (then remove) the temp file :func:`atomic_open` would
+    write there: a command that writes ``path`` after hours of work checks it before the work.
+
+    Raises:
+        OutputError: as :func:`atomic_open` would raise it at the end (folder and cause named).
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb"):
+            pass
+    except OSError as exc:
+        raise output_error(exc, path) from None
+    finally:
+        _remove(tmp)
+
+
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete the temp files that killed writers left in ``folder``; returns what was removed.
 

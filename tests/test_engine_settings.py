@@ -2,9 +2,12 @@
 the command line wins), say in one line what came from where, and record it in metrics.json;
 weights-only files use the config's model; bad requests are one line before any work."""
 
+import builtins
 import csv
+import errno
 import json
 import logging
+import os
 
 import pytest
 import torch
@@ -14,7 +17,7 @@ from tests.helpers import tiny_config, tiny_config_dict
 from videoglore.cli import main
 from videoglore.config import config_to_dict
 from videoglore.engine import checkpoint as ckpt
-from videoglore.engine import inference
+from videoglore.engine import inference, tester
 from videoglore.engine.inference import predict
 from videoglore.engine.tester import test as run_test
 from videoglore.models import build_model
@@ -227,6 +230,45 @@ def test_predict_checks_the_output_path_before_any_work(
     out = tmp_path / "new" / "deeper" / "labels.json"
     assert main([*argv, "--out", str(out)]) == 0
     assert json.loads(out.read_text())[0]["video"] == video and len(scored) == 1
+
+
+def test_output_folders_that_cannot_be_written_stop_before_any_scoring(
+    checkpoint, other_config, tiny_videos, tmp_path, capsys, monkeypatch
+):
+    """`test` into an output.dir that is a file or read-only, `predict --out` into a read-only
+    folder: one line before the first video is scored, not after hours of scoring (root ignores
+    permission bits, so the read-only file system is simulated at ``open``)."""
+    path, _ = checkpoint
+    scored = []
+    real_video, real_test = inference._video_scores, tester.score_videos
+    monkeypatch.setattr(inference, "_video_scores", lambda *a: scored.append(a) or real_video(*a))
+    monkeypatch.setattr(
+        tester, "score_videos", lambda *a, **k: scored.append(a) or real_test(*a, **k)
+    )
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    argv = ["test", "-c", str(other_config), "--checkpoint", str(path)]
+    assert main([*argv, f"output.dir={blocked}"]) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"error: cannot write to {blocked}: File exists") and scored == []
+
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    real_open = builtins.open
+
+    def refusing(file, *args, **kwargs):
+        if str(file).startswith(str(read_only)) and "w" in (args[0] if args else kwargs["mode"]):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    assert main([*argv, f"output.dir={read_only}"]) == 2
+    assert _error_line(capsys).startswith(f"error: cannot write to {read_only}: Read-only")
+    video = str(tiny_videos["root"] / "videos" / "val" / "class_0" / "000.mp4")
+    out = read_only / "labels.csv"
+    assert main(["predict", video, "--checkpoint", str(path), "--out", str(out)]) == 2
+    assert _error_line(capsys).startswith(f"error: cannot write to {read_only}: Read-only")
+    assert scored == [] and list(read_only.iterdir()) == []
 
 
 def test_a_checkpoint_of_other_classes_than_the_test_list_is_one_line(

@@ -286,7 +286,18 @@ def test_model_files_predict_cannot_use_are_one_line_errors(
         assert len(err) == 1 and err[0].startswith(message), err
 
 
-def test_export_command_prints_what_it_wrote_and_the_parity(plain_checkpoint, tmp_path, capsys):
+def test_export_command_prints_what_it_wrote_and_the_parity(
+    plain_checkpoint, tmp_path, capsys, monkeypatch
+):
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    with monkeypatch.context() as m:
+        m.setattr(export, "load_model_from_checkpoint", None)  # never reached
+        argv = ["export", plain_checkpoint, "--format", "torchscript"]
+        assert main([*argv, "--out", str(blocked / "model.ts")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot write to {blocked}: ")
+    blocked.unlink()
     out = tmp_path / "model.ts"
     assert main(["export", plain_checkpoint, "--format", "torchscript", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_prep.files import atomic_open, write_json
+from data_prep.files import atomic_open, check_writable, write_json
 from videoglore.config import Config
 from videoglore.data.transforms import NORMALIZATIONS, normalize
 from videoglore.engine.inference import load_model_from_checkpoint
@@ -125,6 +125,7 @@ def export_model(
     if fmt == "onnx":
         _require("onnx", "onnxscript", "onnxruntime")  # before reading a large checkpoint
     out = Path(out)
+    check_writable(out)  # before the export, which takes a minute at full size
     loaded = load_model_from_checkpoint(checkpoint, config, overrides)
     model = loaded.model.float().eval()
     info = export_info(loaded.cfg, loaded.classes)

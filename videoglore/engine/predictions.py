@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.files import as_output_error, atomic_open, write_json
+from data_prep.files import atomic_open, check_writable, write_json
 from data_prep.sources import VIDEO_EXTENSIONS
 from videoglore.errors import ConfigError, DataError
 
@@ -61,11 +61,13 @@ def _videos_under(folder: Path) -> Iterator[str]:
 
 def check_output_path(path: str | Path | None) -> None:
     """Check ``--out`` before any work: a .csv or .json file name, not a folder; its folder is
-    made now (so that one that cannot be made fails before the predictions, not after).
+    made and written to now (so that one that cannot be made or written fails before the
+    predictions, not after).
 
     Raises:
         ConfigError: not a .csv/.json name, or a folder of that name is in the way.
-        OutputError: the folder cannot be made (a file in the way, no permission, ...).
+        OutputError: the folder cannot be made or written (a file in the way, no permission,
+            a read-only file system, ...).
     """
     if path is None:
         return
@@ -77,8 +79,7 @@ def check_output_path(path: str | Path | None) -> None:
     for parent in reversed(path.parents):
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"--out {path}: {parent} is a file, not a folder")
-    with as_output_error(path.parent):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path)
 
 
 def write_predictions(path: str | Path, predictions: list[Prediction]) -> Path:

@@ -16,11 +16,18 @@ import logging
 from pathlib import Path
 
 from data_prep.errors import bounded_repr
+from data_prep.files import check_writable
 from data_prep.lists import VideoList, read_classes
 from videoglore.config import Config
 from videoglore.data import build_loader
 from videoglore.engine import checkpoint as ckpt
-from videoglore.engine.distributed import Runtime, cleanup, gather_objects, setup_runtime
+from videoglore.engine.distributed import (
+    Runtime,
+    cleanup,
+    gather_objects,
+    on_main,
+    setup_runtime,
+)
 from videoglore.engine.forward import fast_path, place_model
 from videoglore.engine.inference import class_file, model_from_file
 from videoglore.engine.results import mark_stale, write_results
@@ -65,9 +72,10 @@ def _test(cfg: Config, checkpoint: str | None, rt: Runtime, explicit, config_nam
     place_model(model, rt.device, fast).eval()
     loader = build_loader(cfg, "test", distributed=rt.distributed, batch_size=cfg.test.batch_size)
     _check_classes(path, classes, cfg, loader.dataset.records)
+    run_dir = Path(cfg.output.dir)
+    on_main(lambda: check_writable(run_dir / "metrics.json"), rt)  # before hours of scoring
     part = score_videos(model, loader, cfg, rt.device, fast, progress=rt.is_main)
     merged = merge_parts(gather_objects(part, rt))
-    run_dir = Path(cfg.output.dir)
     if merged.non_finite:  # every rank holds every part: all stop together
         stale = mark_stale(run_dir) if rt.is_main else []
         note = f"; the earlier {', '.join(stale)} renamed to *.stale" if stale else ""
