@@ -87,6 +87,11 @@ class PrepareOptions:
             if getattr(self, name) < low:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"{flag} must be at least {low}, got {getattr(self, name)}")
+        highs = {"short_side": 4096, "crf": 51}  # crf: libx264's range for 8-bit video
+        for name, high in highs.items():
+            if getattr(self, name) > high:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} must be at most {high}, got {getattr(self, name)}")
 
     def _check_inputs(self) -> None:
         given = [f"--{name}" for name in DATASETS if getattr(self, name)]

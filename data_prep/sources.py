@@ -99,12 +99,18 @@ def parse_split_path(text: str) -> tuple[str, str]:
 
 
 def index_video_root(
-    root: str | Path, extensions=VIDEO_EXTENSIONS, exclude: Path | None = None
+    root: str | Path,
+    extensions=VIDEO_EXTENSIONS,
+    exclude: Path | None = None,
+    strict: bool = False,
 ) -> dict[str, list[Path]]:
     """Walk ``root`` once and return {file stem: [paths]} for files with a video extension.
 
     Hidden entries and ``exclude`` (the output folder, so our own outputs are never picked up)
-    are skipped. Symlinked files are indexed, symlinked folders are not followed (no cycles).
+    are skipped. Symlinked files are indexed, symlinked folders are not followed (no cycles). A
+    folder that cannot be listed is a warning (a video root may hold a ``lost+found``; the
+    videos listed under it are reported missing), or with ``strict`` a DataError: a class tree
+    must not lose videos, or a whole class, without stopping.
     """
     root = Path(root)
     if not root.is_dir():
@@ -118,6 +124,11 @@ def index_video_root(
         try:
             it = os.scandir(folder)
         except OSError as exc:
+            if strict:
+                raise DataError(
+                    f"{folder}: cannot list it ({exc.strerror or exc}); make it readable and "
+                    "rerun (its videos would be left out)"
+                ) from None
             log.warning("cannot list %s: %s", folder, exc)
             continue
         with it:
@@ -260,7 +271,7 @@ def read_class_folders(
         raise DataError(f"{folder}: class folder tree not found")
     entries = []
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name[0] != "."):
-        index = index_video_root(class_dir, extensions)
+        index = index_video_root(class_dir, extensions, strict=True)
         for stem in sorted(index):
             for source in sorted(index[stem]):
                 rel = source.relative_to(folder).as_posix()

@@ -62,6 +62,9 @@ def test_a_bad_config_value_stops_before_any_work(tmp_path, capsys):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"output:\n  dir: {tmp_path / 'run'}\n")
     assert main(["train", "-c", str(cfg), "data.num_frames=0"]) == 2
+    assert "error: command line: data.num_frames must be >= 1, got 0" in _one_error_line(capsys)
+    cfg.write_text(f"output:\n  dir: {tmp_path / 'run'}\ndata:\n  num_frames: 0\n")
+    assert main(["train", "-c", str(cfg)]) == 2
     assert f"error: {cfg}: data.num_frames must be >= 1, got 0" in _one_error_line(capsys)
     assert not (tmp_path / "run").exists()
 
@@ -237,7 +240,7 @@ def test_a_config_error_answers_before_torch_loads(tmp_path):
             timeout=60,
         )
         assert done.stdout.split() == ["2", "False"], done.stderr
-        assert done.stderr == ("error: <defaults>: train.lr must be a finite number, got inf\n")
+        assert done.stderr == ("error: command line: train.lr must be a finite number, got inf\n")
 
 
 def test_an_alias_bomb_on_the_command_line_is_one_line():

@@ -178,12 +178,32 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("override,message", BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
 def test_bad_values_fail_at_load_with_file_and_key(tmp_path, override, message):
+    """Given on the command line, over a valid file: the command line is named, not the file."""
     path = write_yaml(tmp_path, {"train": {"epochs": 3}})
     with pytest.raises(ConfigError) as err:
         load_config(path, [override])
     text = str(err.value)
-    assert text.startswith(f"{path}: ") and message in text
+    assert text.startswith("command line: ") and message in text
     assert "\n" not in text
+    key, value = override.split("=", 1)
+    section, name = key.split(".", 1)
+    in_file = tmp_path / "in_file.yaml"
+    in_file.write_text(yaml.safe_dump({section: {name: yaml.safe_load(value)}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(in_file)
+    assert str(err.value).startswith(f"{in_file}: ") and message in str(err.value)
+
+
+def test_an_override_can_mend_the_file_and_a_key_given_twice_is_refused(tmp_path):
+    path = write_yaml(tmp_path, {"train": {"lr": 0, "epochs": 3}})
+    with pytest.raises(ConfigError, match=rf"^{path}: train\.lr must be > 0, got 0\.0$"):
+        load_config(path)
+    assert load_config(path, ["train.lr=1e-3"]).train.lr == 0.001  # the file's value replaced
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["train.lr=0.1", "train.epochs=2", "train.lr=0.2"])
+    assert str(err.value) == (
+        "command line: train.lr is given twice ('train.lr=0.1', 'train.lr=0.2'); keep one"
+    )
 
 
 def test_a_bad_value_in_the_file_names_the_file(tmp_path):
@@ -197,7 +217,7 @@ def test_too_many_test_views_fail_at_load_with_the_size():
     with pytest.raises(ConfigError) as err:
         load_config(None, ["test.num_clips=1000"])
     text = str(err.value)
-    assert text.startswith("<defaults>: test.num_clips 1000 x test.num_crops 3 views")
+    assert text.startswith("command line: test.num_clips 1000 x test.num_crops 3 views")
     assert "3.4 GiB" in text and "limit 2 GiB" in text
     # the released 10 x 3 views of 8 x 224² (36 MB) and a large 30 x 5 x 32 x 256² setting load
     assert load_config(None).test.num_clips == 10
@@ -347,8 +367,11 @@ def test_a_key_given_twice_fails_naming_both_lines(tmp_path):
         load_config(path)
     assert str(err.value) == f"{path}: train.lr is given twice (lines 2 and 4); keep one"
     path.write_text("train:\n  lr_mult: {'*conv*': 0.5, '*conv*': 1}\n")
-    with pytest.raises(ConfigError, match=r"lr_mult\.\*conv\* is given twice \(lines 2 and 2"):
+    with pytest.raises(ConfigError) as err:
         load_config(path)
+    assert str(err.value) == (
+        f"{path}: train.lr_mult.*conv* is given twice (line 2, columns 13 and 28); keep one"
+    )
 
 
 NUMBERS = [("1e-3", 1e-3), ("1E-3", 1e-3), (".5", 0.5), ("1_000", 1000.0), ("2e1", 20.0),
@@ -476,7 +499,7 @@ def test_sizes_have_upper_bounds(override, message):
     """model.width=100000 went on to an allocator traceback (or the OOM killer)."""
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
-    assert str(err.value).startswith(f"<defaults>: {message}")
+    assert str(err.value).startswith(f"command line: {message}")
 
 
 def test_the_largest_sizes_load():

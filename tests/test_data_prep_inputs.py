@@ -71,6 +71,29 @@ def test_folder_without_videos_fails(tmp_path):
         run(tmp_path / "out", folders={"train": str(tmp_path / "train")})
 
 
+def test_a_class_folder_that_cannot_be_listed_stops_before_any_video(tmp_path, monkeypatch):
+    """Skipping it would drop its class from classes.json and shift every label after it
+    (root ignores permission bits: the listing fails as for a user without read access)."""
+    tree = tmp_path / "train"
+    for name in ("a_class", "b_class", "c_class"):
+        tiny_video(tree / name / "v.mp4")
+    real = os.scandir
+
+    def denied(path="."):
+        if Path(path) == tree / "b_class":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(sources.os, "scandir", denied)
+    with pytest.raises(DataError) as info:
+        run(tmp_path / "out", folders={"train": str(tree)})
+    assert str(info.value) == (
+        f"{tree / 'b_class'}: cannot list it (Permission denied); make it readable and rerun "
+        "(its videos would be left out)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- outside the root
 
 

@@ -66,6 +66,9 @@ def test_clip_options_on_the_command_line(tmp_path):
     assert (options_from_args(args).clip_frames, options_from_args(args).clip_interval) == (16, 4)
     with pytest.raises(data_prep.errors.ConfigError, match="--clip-interval must be at least 1"):
         prepare(PrepareOptions(str(tmp_path / "o"), clip_interval=0))
+    with pytest.raises(data_prep.errors.ConfigError, match="^--crf must be at most 51, got 99$"):
+        prepare(PrepareOptions(str(tmp_path / "o"), crf=99))
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_prints_the_summary_and_the_library_does_not(lengths_tree, tmp_path, capsys):

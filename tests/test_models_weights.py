@@ -191,3 +191,16 @@ def test_inflating_a_deeper_2d_net_says_what_was_left_out(caplog):
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert f"{len(report.unexpected)} tensors of the 2D file have no place in the model" in warning
     assert "same architecture and depth" in warning
+
+
+def test_a_3d_file_given_as_2d_weights_is_refused(tmp_path):
+    """model.pretrained inflates 2D ImageNet kernels; a 3D checkpoint there used to load its
+    fitting tensors and warn about the rest, training from a mix without a clear word."""
+    path = tmp_path / "r101_3d.pt"
+    torch.save(build_model("r101", width=TINY).state_dict(), path)
+    with pytest.raises(CheckpointError) as info:
+        inflate_2d_weights(build_model("r50", width=TINY), path)
+    assert str(info.value) == (
+        f"{path}: holds 3D weights (conv1.conv.weight is 5-D), not a 2D ImageNet net to "
+        "inflate; start from it with model.weights instead of model.pretrained"
+    )

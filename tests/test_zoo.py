@@ -319,7 +319,7 @@ ZOO_CONFIG_ERRORS = [
 def test_zoo_names_are_checked_when_the_config_loads(overrides, message):
     with pytest.raises(ConfigError) as err:
         load_config(None, overrides)
-    assert str(err.value).startswith(f"<defaults>: {message}")
+    assert str(err.value).startswith(f"command line: {message}")
 
 
 def test_names_that_fit_load_and_unknown_ones_fail_where_they_are_read():

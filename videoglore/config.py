@@ -25,6 +25,7 @@ files in ``configs/`` spell out every value they rely on so that each can be rea
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.resources
 import logging
@@ -38,7 +39,7 @@ import yaml
 from data_prep.errors import bounded_repr
 from data_prep.files import atomic_write_text, read_utf8
 from videoglore import zoo
-from videoglore.config_check import build_section
+from videoglore.config_check import build_section, key_text
 from videoglore.config_yaml import parse_yaml
 from videoglore.errors import ConfigError, DataError
 
@@ -297,13 +298,46 @@ def load_config(
         raw = parse_yaml(_read_text(Path(path)), source) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of sections at the top level")
-    return config_from_dict(apply_overrides(raw, overrides), source)
+    return config_with_overrides(raw, overrides, source)
+
+
+def config_with_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], source: str
+) -> Config:
+    """``config_from_dict`` of ``raw`` (from ``source``) with the dotted ``overrides`` set. An
+    error that only the overrides cause names the command line, not ``source``."""
+    merged = apply_overrides(copy.deepcopy(raw), overrides)
+    try:
+        return config_from_dict(merged, source)
+    except ConfigError:
+        if not overrides or not _valid(raw, source):
+            raise
+        return config_from_dict(merged, "command line")  # raises again, naming the command line
+
+
+def _valid(raw: dict[str, Any], source: str) -> bool:
+    try:
+        config_from_dict(raw, source)
+    except ConfigError:
+        return False
+    return True
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``raw`` (nested plain data, changed in place) with the dotted overrides set."""
+    """``raw`` (nested plain data, changed in place) with the dotted overrides set.
+
+    Raises:
+        ConfigError: a key given twice (the command line's counterpart of a repeated YAML key).
+    """
+    given: dict[str, str] = {}
     for item in overrides:
         key, value = _parse_override(item)
+        if key in given:
+            raise ConfigError(
+                f"command line: {key_text(key)} is given twice ({bounded_repr(given[key], 60)}, "
+                f"{bounded_repr(item, 60)}); keep one"
+            )
+        given[key] = item
         _set_dotted(raw, key, value)
     return raw
 

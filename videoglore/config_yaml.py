@@ -92,21 +92,22 @@ def _refuse_repeated_keys(loader: _ConfigLoader, node, source: str, path: str) -
         return
     if not isinstance(node, MappingNode):
         return
-    lines: dict[Any, int] = {}
+    marks: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
         name = f"{path}{_key_text(key)}"
         try:
-            seen = key in lines
+            seen = key in marks
         except TypeError:  # an unhashable key: PyYAML's construct_mapping names it
             continue
         if seen:
+            first, again = marks[key], key_node.start_mark
+            where = f"lines {first.line + 1} and {again.line + 1}"
+            if first.line == again.line:  # a flow mapping: {lr: 1, lr: 2}
+                where = f"line {first.line + 1}, columns {first.column + 1} and {again.column + 1}"
             advice = "merge them into one" if isinstance(value_node, MappingNode) else "keep one"
-            raise ConfigError(
-                f"{source}: {name} is given twice (lines {lines[key]} and {line}); {advice}"
-            )
-        lines[key] = line
+            raise ConfigError(f"{source}: {name} is given twice ({where}); {advice}")
+        marks[key] = key_node.start_mark
         _refuse_repeated_keys(loader, value_node, source, f"{name}.")
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from data_prep.prepare import PrepareOptions, prepare
 from data_prep.synthetic import MOTIONS, write_motion_dataset
-from videoglore.config import load_config
+from videoglore.config import load_config, override_keys
 from videoglore.engine.tester import test
 from videoglore.engine.trainer import train
 from videoglore.errors import ConfigError, DataError
@@ -71,16 +71,15 @@ def run_demo(
     if summary.splits["train"].kept == 0 or summary.splits["val"].kept == 0:
         raise DataError(f"{prepared}: preparation kept no videos; see {prepared}/skipped.csv")
 
-    cfg = load_config(
-        config_path,
-        [
-            f"data.train_list={prepared / 'train.csv'}",
-            f"data.val_list={prepared / 'val.csv'}",
-            f"model.num_classes={len(MOTIONS)}",
-            f"output.dir={out / 'run'}",
-            *overrides,
-        ],
-    )
+    own = {
+        "data.train_list": prepared / "train.csv",
+        "data.val_list": prepared / "val.csv",
+        "model.num_classes": len(MOTIONS),
+        "output.dir": out / "run",
+    }
+    given = set(override_keys(overrides))  # the user's win
+    settings = [f"{k}={v}" for k, v in own.items() if k not in given]
+    cfg = load_config(config_path, [*settings, *overrides])
     with torch_threads(DEMO_THREADS):
         log.info("demo 3/4: training %s into %s", cfg.model.arch, cfg.output.dir)
         train(cfg)

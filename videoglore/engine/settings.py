@@ -28,9 +28,9 @@ from typing import Any
 from videoglore.config import (
     Config,
     ModelConfig,
-    apply_overrides,
     config_from_dict,
     config_to_dict,
+    config_with_overrides,
 )
 from videoglore.models import ModelFile, model_name
 
@@ -136,7 +136,7 @@ def checkpoint_config(file: ModelFile, overrides: list[str] | tuple[str, ...] = 
     uses when no config file is given."""
     raw = _saved_config(file)
     raw["runtime"] = {}
-    return config_from_dict(apply_overrides(raw, overrides), source=f"{file.path}:config")
+    return config_with_overrides(raw, overrides, source=f"{file.path}:config")
 
 
 def _saved_config(file: ModelFile) -> dict:

@@ -235,10 +235,16 @@ def inflate_2d_weights(model: nn.Module, source: str | Path | Mapping) -> LoadRe
     classifier), ``missing`` (model keys left at their initialisation, e.g. GloRe units).
 
     Raises:
-        CheckpointError: a tensor whose shape cannot be inflated into the model's (other than the
-            classifier), naming the key.
+        CheckpointError: a 3D file (5-D kernels), or a tensor whose shape cannot be inflated
+            into the model's (other than the classifier), naming the key.
     """
     state = read_model_file(source).weights
+    solid = next((k for k, v in state.items() if v.dim() == 5), None)
+    if solid is not None:
+        raise CheckpointError(
+            f"{_name(source)}: holds 3D weights ({solid} is 5-D), not a 2D ImageNet net to "
+            "inflate; start from it with model.weights instead of model.pretrained"
+        )
     own = model.state_dict()
     report = LoadReport(format="2d")
     new = {}
