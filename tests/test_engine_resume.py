@@ -127,8 +127,13 @@ def test_resume_with_another_global_batch_rescales_lr_and_restarts_the_epoch(
     extra = {"epochs": 2, "ckpt_every_iters": 3, "keep_last": 10, "val_every": 0}
     train(tiny_config(tiny_videos, run, train=extra))
     (run / "checkpoints" / "epoch_0002.pt").unlink()  # newest left: mid-epoch, iteration 6
-    result = train(tiny_config(tiny_videos, run, train={**extra, "batch_size": 4}))
+    changed = tiny_config(tiny_videos, run, train={**extra, "batch_size": 4}, data={"flip": False})
+    result = train(changed)
     assert "epoch 2 restarts from its first batch" in caplog.text
+    [line] = [
+        r.getMessage() for r in caplog.records if "differ from the checkpoint" in r.getMessage()
+    ]
+    assert line.endswith(": data.flip True → False, train.batch_size 2 → 4")
     assert result["iteration"] == 4  # 8 videos / 4 = 2 iterations per epoch now
     last = [r for r in read_log(run / "log.jsonl") if r["kind"] == "train_step"][-1]
     assert last["step"] == 4 and last["lr"] == pytest.approx(0.02 * 4 / 2)  # lr × batch / lr_batch

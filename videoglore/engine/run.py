@@ -22,10 +22,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from data_prep.errors import bounded_repr
 from data_prep.files import first_line
 from data_prep.lists import read_classes
 from videoglore import zoo
-from videoglore.config import Config, TrainConfig
+from videoglore.config import Config, TrainConfig, config_to_dict
 from videoglore.data import YuvClips, build_loader
 from videoglore.engine import checkpoint as ckpt
 from videoglore.engine.distributed import Runtime, on_main
@@ -263,6 +264,26 @@ def _resume(cfg: Config, rt: Runtime, state: ckpt.TrainState, modules: dict) -> 
     saved = found[0] if rt.is_main else ckpt.load_checkpoint(path)
     ckpt.restore(saved, path, state, rank=rt.rank, seed=cfg.train.seed, **modules)
     log.info("resumed from %s (epoch %d, iteration %d)", path, state.epoch, state.iteration)
+    changed = _changed_settings(saved.get("config") or {}, config_to_dict(cfg))
+    if changed and rt.is_main:
+        log.warning(
+            "%s: the run goes on with settings that differ from the checkpoint's: %s",
+            path,
+            ", ".join(changed),
+        )
+
+
+def _changed_settings(saved: dict, now: dict) -> list[str]:
+    """``section.key before → now`` for each training setting a resumed run changes (the
+    resume accepts them: more epochs, another batch size; a changed clip is worth a word)."""
+    changed = []
+    for section in ("data", "model", "train", "test"):
+        before, after = saved.get(section) or {}, now.get(section) or {}
+        for key in sorted(before.keys() & after.keys()):
+            if before[key] != after[key]:
+                was, is_now = bounded_repr(before[key], 80), bounded_repr(after[key], 80)
+                changed.append(f"{section}.{key} {was} → {is_now}")
+    return changed
 
 
 def _align_schedule(optimizer, scheduler, state, iters_per_epoch: int, base_lr: float) -> None:
