@@ -81,17 +81,20 @@ class PrepareOptions:
             raise ConfigError(
                 "--merge processes no video: --reencode-changed needs a run that does"
             )
-        lows = {"short_side": 2, "keyframe_interval": 1, "min_frames": 1, "crf": 0}
-        lows |= {"clip_frames": 1, "clip_interval": 1}
-        for name, low in lows.items():
-            if getattr(self, name) < low:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"{flag} must be at least {low}, got {getattr(self, name)}")
-        highs = {"short_side": 4096, "crf": 51}  # crf: libx264's range for 8-bit video
-        for name, high in highs.items():
-            if getattr(self, name) > high:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"{flag} must be at most {high}, got {getattr(self, name)}")
+        ranges = {  # (lowest, highest or None); crf: libx264's range for 8-bit video
+            "short_side": (2, 4096),
+            "keyframe_interval": (1, None),
+            "min_frames": (1, None),
+            "crf": (0, 51),
+            "clip_frames": (1, None),
+            "clip_interval": (1, None),
+        }
+        for name, (low, high) in ranges.items():
+            value, flag = getattr(self, name), "--" + name.replace("_", "-")
+            if value < low:
+                raise ConfigError(f"{flag} must be at least {low}, got {value}")
+            if high is not None and value > high:
+                raise ConfigError(f"{flag} must be at most {high}, got {value}")
 
     def _check_inputs(self) -> None:
         given = [f"--{name}" for name in DATASETS if getattr(self, name)]

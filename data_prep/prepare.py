@@ -153,9 +153,7 @@ class PrepareSummary:
         several = len(self.unfinished) > 1
         shards = f"shard{'s' if several else ''} {', '.join(self.unfinished)}"
         lines = []
-        undone = "unfinished, or some of its videos could not be read"
-        if several:
-            undone = "unfinished, or some of their videos could not be read"
+        undone = f"unfinished, or some of {'their' if several else 'its'} videos could not be read"
         if self.pending:
             why = f" ({shards} {undone}: rerun {'them' if several else 'it'})"
             what = "1 video is" if self.pending == 1 else f"{self.pending} videos are"

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from data_prep.encode import VideoResult
 from data_prep.errors import ConfigError, DataError, OutputError
-from data_prep.files import atomic_write_text, output_error
+from data_prep.files import output_error, write_json
 from data_prep.runner import ResultLedger
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def declare_settings(out: Path, shard: Shard, signature: dict) -> None:
                     f"{out}: shard {other} is running with other encode settings: {changed}; "
                     "give every shard the same flags"
                 )
-        atomic_write_text(state_folder(out, shard) / SETTINGS, json.dumps(declared) + "\n")
+        write_json(state_folder(out, shard) / SETTINGS, declared)
     finally:
         os.close(fd)
 

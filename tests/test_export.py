@@ -326,15 +326,9 @@ def test_a_weights_only_file_exports_with_the_config_that_describes_its_net(
     info = export.read_torchscript_info(out)
     assert (info.model, info.num_clips, info.num_crops) == ("r50", 3, cfg.test.num_crops)
     assert info.classes == ["class_0", "class_1"]  # classes.json beside the config's lists
-    clips = example_clips_for(cfg, 2)
+    clips = export.example_clips(info, 2, seed=3)
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.load(str(out))(clips), model(clips))
-
-
-def example_clips_for(cfg, n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(3)
-    pixels = torch.randint(0, 256, (n, *clip_shape(cfg)), generator=g, dtype=torch.uint8)
-    return normalize(pixels, cfg.data.normalization)
 
 
 def test_missing_onnx_packages_are_named_before_any_work(
